@@ -1,0 +1,165 @@
+"""Settings as frozen dataclasses, loaded from one TOML file.
+
+Every section of ``anomaly.example.toml`` maps to one dataclass below; a key that is
+not a field is an error (a typo must not be silently ignored). CLI flags override the
+file by calling :func:`dataclasses.replace` on the loaded object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """The built-in synthetic metric: 10-minute samples with a daily and a weekly cycle."""
+
+    interval_s: int = 600
+    period: int = 144  # points per day at the default interval
+    level: float = 50.0
+    trend_per_day: float = 0.05
+    daily_amplitude: float = 10.0
+    weekly_amplitude: float = 3.0
+    noise_sd: float = 1.0
+    noise_ar: float = 0.3  # AR(1) coefficient: real metrics have correlated noise
+    anomaly_gap: tuple[int, int] = (250, 600)  # points between injected anomalies
+    drift_gap: tuple[int, int] = (3000, 6000)  # points between drift events, when enabled
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """How many points each detector sees (the window ends at the point being scored)."""
+
+    size: int = 32
+    shesd_size: int = 0  # 0: one seasonal period, clipped to [64, 512]
+
+
+@dataclass(frozen=True)
+class DenseAEConfig:
+    hidden: int = 32
+    bottleneck: int = 6
+    epochs: int = 12
+    batch_size: int = 128
+    learning_rate: float = 2e-3
+
+
+@dataclass(frozen=True)
+class LSTMAEConfig:
+    units: int = 24
+    epochs: int = 8
+    batch_size: int = 128
+    learning_rate: float = 3e-3
+
+
+@dataclass(frozen=True)
+class IForestConfig:
+    n_estimators: int = 200
+    max_samples: int = 512
+    recent: int = 8  # points used for the short-range features (local spread, steps)
+
+
+@dataclass(frozen=True)
+class SHESDConfig:
+    alpha: float = 0.05
+    max_anoms: float = 0.1  # fraction of the window the generalised ESD may remove
+    direction: str = "both"  # "both", "pos" or "neg"
+    stl_periods: int = 14  # STL is fitted on at most this many periods of training data
+
+
+@dataclass(frozen=True)
+class DetectorsConfig:
+    enabled: tuple[str, ...] = ("dense_ae", "lstm_ae", "iforest", "shesd")
+    dense_ae: DenseAEConfig = field(default_factory=DenseAEConfig)
+    lstm_ae: LSTMAEConfig = field(default_factory=LSTMAEConfig)
+    iforest: IForestConfig = field(default_factory=IForestConfig)
+    shesd: SHESDConfig = field(default_factory=SHESDConfig)
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """Target false-alarm rate and how the held-out normal data is split."""
+
+    target_far: float = 1e-3  # flagged fraction of normal points we promise
+    combine: str = "cauchy"  # "cauchy" or "bonferroni"
+    train_fraction: float = 0.45
+    detector_cal_fraction: float = 0.15  # per-detector calibrators
+    ensemble_cal_fraction: float = 0.25  # calibrator of the combined statistic
+    # the rest is validation: the measured false-alarm rate in the manifest
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    n_points: int = 30_000  # simulated normal points when no --data is given
+    seed: int = 0
+    period: int = 0  # 0: detect from the data
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    rate_hz: float = 20.0  # simulator pace; 0 = as fast as possible
+    batch: int = 256  # most points scored together when they queue up
+    log_file: str = "anomaly.log"
+    plot_points: int = 500  # points kept in the live plot
+
+
+@dataclass(frozen=True)
+class Config:
+    simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
+    windows: WindowConfig = field(default_factory=WindowConfig)
+    detectors: DetectorsConfig = field(default_factory=DetectorsConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
+
+
+def quick(config: Config) -> Config:
+    """Return ``config`` shrunk to tiny models that train in seconds (demos and tests)."""
+    det = config.detectors
+    return dataclasses.replace(
+        config,
+        windows=dataclasses.replace(config.windows, size=16),
+        detectors=dataclasses.replace(
+            det,
+            dense_ae=dataclasses.replace(det.dense_ae, hidden=16, bottleneck=4, epochs=4),
+            lstm_ae=dataclasses.replace(det.lstm_ae, units=8, epochs=2),
+            iforest=dataclasses.replace(det.iforest, n_estimators=50, max_samples=256),
+        ),
+        training=dataclasses.replace(config.training, n_points=12_000),
+    )
+
+
+def _build(cls, values: dict, where: str):
+    """Instantiate dataclass ``cls`` from a TOML table, recursing into nested sections."""
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in [{where}]; allowed: {sorted(known)}")
+    kwargs = {}
+    defaults = cls()
+    for name, value in values.items():
+        current = getattr(defaults, name)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ValueError(f"[{where}.{name}] must be a table")
+            kwargs[name] = _build(type(current), value, f"{where}.{name}")
+        elif isinstance(current, tuple):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read a TOML file into a :class:`Config`; ``None`` gives the defaults.
+
+    Raises ``ValueError`` naming the section and key when the file has an unknown key,
+    and ``FileNotFoundError`` when the path does not exist.
+    """
+    if path is None:
+        return Config()
+    with open(path, "rb") as handle:
+        data = tomllib.load(handle)
+    return _build(Config, data, "config")

@@ -1,0 +1,141 @@
+"""Seasonal Hybrid ESD, online (Twitter's S-H-ESD semantics, DESIGN.md section 5).
+
+Training fits the seasonal profile once with robust STL. Online, each window's values
+become residuals ``x - seasonal[phase] - median(window)`` (the median stands in for the
+trend), and the last point is tested with the generalised ESD on median/MAD statistics.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Self
+
+import numpy as np
+from scipy import stats
+
+from ..seasonality import seasonal_profile
+from .base import check_phase, check_windows, read_params, require_fitted, write_params
+
+DIRECTIONS = ("both", "pos", "neg")
+MAD_TO_SD = 1.4826  # MAD of a normal sample times this estimates its standard deviation
+
+
+def esd_critical_values(n: int, max_anoms: int, alpha: float, two_sided: bool = True) -> np.ndarray:
+    """Return the generalised ESD critical values ``lambda_1..lambda_k`` for a sample of ``n``.
+
+    Rosner (1983): ``lambda_i = (n-i) t / sqrt((n-i-1+t^2)(n-i+1))`` with ``t`` the
+    Student-t quantile at ``1 - alpha / (c (n-i+1))`` on ``n-i-1`` degrees of freedom,
+    ``c = 2`` for a two-sided test.
+    """
+    i = np.arange(1, max_anoms + 1)
+    p = 1 - alpha / ((2 if two_sided else 1) * (n - i + 1))
+    t = stats.t.ppf(p, n - i - 1)
+    return (n - i) * t / np.sqrt((n - i - 1 + t**2) * (n - i + 1))
+
+
+class SHESD:
+    """S-H-ESD anomaly score of each window's last point.
+
+    Score: the last point's robust z-score (residual over MAD-scaled spread) divided by the
+    ESD critical value for its rank in the window, so a score above 1 is what the
+    generalised ESD would call an anomaly at ``alpha``. Higher means more anomalous.
+    """
+
+    name = "shesd"
+
+    def __init__(self, window: int = 144, period: int = 0, alpha: float = 0.05,
+                 max_anoms: float = 0.1, direction: str = "both", stl_periods: int = 14,
+                 seed: int = 0):
+        self.window = window
+        self.period = period
+        self.alpha = alpha
+        self.max_anoms = max_anoms
+        self.direction = direction
+        self.stl_periods = stl_periods
+        self.seed = seed  # unused: the fit is deterministic; kept for a uniform constructor
+        self.profile_: np.ndarray | None = None
+
+    def _check_params(self) -> None:
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"shesd: direction must be one of {DIRECTIONS}, got {self.direction!r}")
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"shesd: alpha must be in (0, 1), got {self.alpha}")
+        if not 0 < self.max_anoms <= 0.49:
+            raise ValueError(f"shesd: max_anoms must be in (0, 0.49], got {self.max_anoms}")
+        if self.window < 8:
+            raise ValueError(f"shesd: window must be at least 8, got {self.window}")
+
+    def fit(self, windows: np.ndarray, phase: np.ndarray | None = None) -> Self:
+        """Learn the seasonal profile from consecutive training windows; return ``self``."""
+        self._check_params()
+        windows = check_windows(windows, self.window, self.name)
+        phase = check_phase(phase, len(windows), self.period, self.name)
+        series = windows[:, -1]  # consecutive windows: their last points are the series
+        if phase is not None and len(series) >= 2 * self.period:
+            self.profile_ = seasonal_profile(series, phase, self.period, self.stl_periods)
+        else:
+            self.profile_ = np.zeros(max(self.period, 1))
+        return self
+
+    @property
+    def _critical(self) -> np.ndarray:
+        k = max(1, int(self.max_anoms * self.window))
+        return esd_critical_values(self.window, k, self.alpha, self.direction == "both")
+
+    def _deseasoned(self, windows: np.ndarray, phase: np.ndarray | None) -> np.ndarray:
+        if phase is None:
+            return windows
+        lags = np.arange(self.window) - (self.window - 1)  # position of each column vs the last
+        return windows - self.profile_[np.mod(phase[:, None] + lags, self.period)]
+
+    def expected(self, windows: np.ndarray, phase: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(center, spread)`` of each window's last point, both ``(n,)`` in scaled units.
+
+        ``center`` is seasonal profile plus the window's deseasoned median; ``spread`` is the
+        MAD-based standard deviation of the residuals.
+        """
+        require_fitted(self, "profile_")
+        windows = check_windows(windows, self.window, self.name)
+        phase = check_phase(phase, len(windows), self.period, self.name)
+        deseasoned = self._deseasoned(windows, phase)
+        level = np.median(deseasoned, axis=1)
+        residual = deseasoned - level[:, None]
+        spread = np.maximum(MAD_TO_SD * np.median(np.abs(residual), axis=1), 1e-3)
+        seasonal = self.profile_[phase] if phase is not None else 0.0
+        return level + seasonal, spread
+
+    def score(self, windows: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
+        """Return ``(n,)`` scores: ESD statistic of the last point over its critical value."""
+        require_fitted(self, "profile_")
+        windows = check_windows(windows, self.window, self.name)
+        phase = check_phase(phase, len(windows), self.period, self.name)
+        deseasoned = self._deseasoned(windows, phase)
+        residual = deseasoned - np.median(deseasoned, axis=1, keepdims=True)
+        # a floor on the spread: quantised or flat data has MAD 0
+        spread = np.maximum(MAD_TO_SD * np.median(np.abs(residual), axis=1, keepdims=True), 1e-3)
+        z = residual / spread
+        if self.direction == "both":
+            z = np.abs(z)
+        elif self.direction == "neg":
+            z = -z
+        last = z[:, -1]
+        rank = (z[:, :-1] > last[:, None]).sum(axis=1)  # 0 when the last point is the most extreme
+        critical = self._critical
+        return last / critical[np.minimum(rank, len(critical) - 1)]
+
+    def save(self, directory: Path) -> None:
+        require_fitted(self, "profile_")
+        directory = Path(directory)
+        write_params(directory, self.name, {
+            "window": self.window, "period": self.period, "alpha": self.alpha,
+            "max_anoms": self.max_anoms, "direction": self.direction,
+            "stl_periods": self.stl_periods, "seed": self.seed})
+        np.savez(directory / "state.npz", profile=self.profile_)
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        directory = Path(directory)
+        detector = cls(**read_params(directory, cls.name))
+        with np.load(directory / "state.npz") as state:
+            detector.profile_ = state["profile"]
+        return detector

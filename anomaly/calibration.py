@@ -27,6 +27,7 @@ class Calibrator:
     Inside the sample: ``p(s) = (1 + #{cal >= s}) / (n + 1)``. Beyond the ``tail_size``
     largest calibration scores, a generalised Pareto tail fitted to them takes over
     (peaks over threshold), so p-values keep falling smoothly past the sample's maximum.
+    Its shape is kept >= 0 (no lighter than exponential), erring toward fewer alarms.
     """
 
     tail_size: int = 0  # 0: 5% of the sample, between 30 and 500 points
@@ -51,6 +52,11 @@ class Calibrator:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the optimiser warns on hard samples
                 shape, _, scale = stats.genpareto.fit(excess, floc=0.0)
+            if not shape >= 0:
+                # a bounded tail (shape < 0) is what maximum likelihood often finds for light
+                # tails at finite thresholds, and it makes rare scores look impossible: too
+                # many alarms. The exponential tail (shape 0) is the conservative floor.
+                shape, scale = 0.0, float(excess.mean())
             self.gpd_ = (float(shape), float(scale))
         else:  # a degenerate tail: anything above it is as rare as the sample allows
             self.gpd_ = (0.0, 1e-12)

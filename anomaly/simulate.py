@@ -9,6 +9,7 @@ injected anomalies of six kinds, and optional concept drift (which is *not* an a
 from __future__ import annotations
 
 from collections.abc import Iterator
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,7 +53,7 @@ class Series:
     values: np.ndarray  # (n,) float64
     labels: np.ndarray  # (n,) bool, True inside an injected anomaly
     kinds: np.ndarray  # (n,) str, anomaly kind or ""
-    events: list[Event]
+    events: list[Event]  # ``start`` counts from this series' first point
 
 
 class Simulator:
@@ -135,7 +136,9 @@ class Simulator:
                 self._apply(event, values, labels, kinds, part, index)
         if n:
             self._last_value = float(values[-1])
-        new_events = [e for e in self._pending if start <= e.start < end]
+        # events in a Series are indexed within it, like its arrays
+        new_events = [dataclasses.replace(e, start=e.start - start)
+                      for e in self._pending if start <= e.start < end]
         # drift events stay (their offset is permanent); finished anomalies are dropped
         self._pending = [e for e in self._pending if e.kind in DRIFT_KINDS or e.end > end]
         self._index = end

@@ -6,6 +6,7 @@ TensorFlow is imported on first use only, so ``import anomaly`` stays fast.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Self
 
@@ -18,8 +19,22 @@ LAST_POINTS = 2  # the score looks at the window's end, where the scored point i
 
 
 def keras():
-    """Return the ``keras`` module, importing TensorFlow quietly on first use."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Return the ``keras`` module, importing TensorFlow quietly on first use.
+
+    TensorFlow's C++ start-up prints CUDA probing lines straight to file descriptor 2
+    (before its own log level applies); they are noise on a CPU machine, so stderr is
+    muted for the duration of the import. Python errors still surface as exceptions.
+    """
+    if "keras" not in sys.modules:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        saved = os.dup(2)
+        try:
+            with open(os.devnull, "w") as null:
+                os.dup2(null.fileno(), 2)
+                import tensorflow  # noqa: F401  (the noisy part)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
     import keras as _keras
 
     return _keras
@@ -90,9 +105,12 @@ class KerasAutoencoder:
         require_fitted(self, "model_")
         windows = check_windows(windows, self.window, self.name)
         if self._predict is None:
+            keras()
             import tensorflow as tf
 
-            self._predict = tf.function(lambda x: self.model_(x, training=False), reduce_retracing=True)
+            shape = (None,) + tuple(self.model_.input_shape[1:])  # one trace for every batch size
+            self._predict = tf.function(lambda x: self.model_(x, training=False),
+                                        input_signature=[tf.TensorSpec(shape, tf.float32)])
         x = self._inputs(windows)
         out = [np.asarray(self._predict(x[i:i + SCORE_BATCH])) for i in range(0, len(x), SCORE_BATCH)]
         out = np.concatenate(out) if out else np.empty_like(x)

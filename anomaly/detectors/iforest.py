@@ -13,19 +13,21 @@ from .base import (check_phase, check_windows, phase_features, read_params, requ
                    write_params)
 
 
-TINY = 1e-6  # scaled units: far below any real noise, far above float rounding
+TINY = 1e-6  # scaled units: far below real noise, far above float rounding
 
 
 class IForestDetector:
     """Isolation Forest over lag features of the window's end.
 
-    Features: the last value's deviation from the window median, its step from the
-    previous value, the log of the median absolute step over the last ``recent`` points
-    (very negative for a stuck sensor, high in a variance burst; a median so that one
-    spike does not linger), the log of the window's spread, and the phase as sine and
-    cosine (a value normal at noon may be odd at midnight). No absolute level: a slow
-    trend must not look anomalous. Features centred on the last point keep one spike from
-    flagging the points after it.
+    Features: the last value's deviation from the window median; its step from the
+    previous value; the log of the median absolute step over the last ``recent`` points
+    (very low for a stuck sensor, high in a variance burst; a median, so that one spike
+    does not linger); the log of the window's median absolute deviation; and the phase
+    as sine and cosine (a value normal at noon may be odd at midnight). No absolute level,
+    so a slow trend does not look anomalous. The logs matter: a forest's splits are drawn
+    within the training range, so a stuck sensor (steps of exactly 0) is only isolated if
+    the quietest normal windows are, and in log space they are. (A "fraction of repeated
+    values" feature was tried: constant in normal data, the forest never splits on it.)
     """
 
     name = "iforest"
@@ -46,8 +48,6 @@ class IForestDetector:
         phase = check_phase(phase, len(windows), self.period, self.name)
         median = np.median(windows, axis=1)
         steps = np.abs(np.diff(windows[:, -self.recent:], axis=1))
-        # logs: Isolation Forest splits uniformly over a feature's range, so "exactly 0"
-        # must lie far from "small" to be isolated quickly
         return np.column_stack([
             windows[:, -1] - median,
             windows[:, -1] - windows[:, -2],

@@ -1,0 +1,301 @@
+"""Command lines of ``train.py`` and ``stream.py``: parse arguments, call the package.
+
+Errors a user can fix end the program with exit status 2 and one line saying what to do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import logging
+import sys
+from pathlib import Path
+
+from .config import Config, load_config, quick
+
+DEFAULT_MODELS = "models"
+logger = logging.getLogger("anomaly")
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one line, exit status 2."""
+
+
+def _setup_logging(quiet: bool = False) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger("anomaly")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def _config(args) -> Config:
+    try:
+        config = load_config(args.config)
+    except FileNotFoundError:
+        raise UserError(f"config file {args.config} not found") from None
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"config file {args.config}: {exc}") from None
+    if getattr(args, "quick", False):
+        config = quick(config)
+    if getattr(args, "target_far", None) is not None:
+        config = dataclasses.replace(config, calibration=dataclasses.replace(
+            config.calibration, target_far=args.target_far))
+    return config
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}")
+    return value
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (as fast as possible) or a positive rate, got {text}")
+    return value
+
+
+def _far(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 0.5:
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 0.5), e.g. 0.001, got {text}")
+    return value
+
+
+# ---------------------------------------------------------------- train.py
+def train_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="train.py",
+        description="Train the anomaly-detection ensemble (dense and LSTM autoencoders, Isolation "
+                    "Forest, S-H-ESD) on normal data and calibrate it to a target false-alarm rate. "
+                    "Without --data it trains on simulated normal data. The run is saved under "
+                    "--models and becomes the one stream.py uses.",
+        epilog="examples:\n  python train.py --quick\n"
+               "  python train.py --data cpu.csv --head 5000 --target-far 0.0005",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", metavar="CSV", help="your history: a CSV with a header and columns "
+                        "timestamp,value (names via --time-column/--value-column); should be mostly normal")
+    parser.add_argument("--head", type=_positive_int, metavar="N", help="train on the first N rows only")
+    parser.add_argument("--time-column", default="timestamp", help="timestamp column of --data (default: timestamp)")
+    parser.add_argument("--value-column", default="value", help="value column of --data (default: value)")
+    parser.add_argument("--models", default=DEFAULT_MODELS, metavar="DIR",
+                        help=f"where runs are saved (default: {DEFAULT_MODELS})")
+    parser.add_argument("--config", metavar="TOML", help="settings file (see anomaly.example.toml)")
+    parser.add_argument("--seed", type=int, metavar="N", help="random seed (default: from config, 0)")
+    parser.add_argument("--target-far", type=_far, metavar="RATE",
+                        help="false-alarm rate to calibrate for, as a fraction of normal points (default 0.001)")
+    parser.add_argument("--quick", action="store_true", help="tiny models in seconds, for demos and tests")
+    parser.add_argument("--quiet", action="store_true", help="print only the result")
+    return parser
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    args = train_parser().parse_args(argv)
+    _setup_logging(args.quiet)
+    try:
+        config = _config(args)
+        run = train_and_save(config, args.models, args.seed, args.data, args.head,
+                             args.time_column, args.value_column)
+    except UserError as exc:
+        print(f"train.py: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"saved {run}")
+    return 0
+
+
+def train_and_save(config: Config, models: str | Path, seed: int | None = None, data: str | None = None,
+                   head: int | None = None, time_column: str = "timestamp",
+                   value_column: str = "value") -> Path:
+    """Train on ``data`` (or simulated normal data) and save a run; return the run folder."""
+    from .data import read_csv
+    from .runs import write_run
+    from .simulate import simulate
+    from .training import train
+
+    seed = config.training.seed if seed is None else seed
+    if data:
+        try:
+            history = read_csv(data, time_column, value_column, head)
+        except FileNotFoundError:
+            raise UserError(f"cannot read {data}: no such file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"cannot read {data}: {exc}") from None
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        if history.skipped:
+            logger.warning("skipped %d unreadable rows of %s", history.skipped, data)
+        timestamps, values, source = history.timestamps, history.values, str(data)
+        logger.info("training on %d rows of %s", len(values), data)
+    else:
+        n = config.training.n_points
+        series = simulate(n, seed=seed, config=config.simulator)
+        timestamps, values, source = series.timestamps, series.values, "simulator"
+        logger.info("training on %d simulated normal points (seed %d)", n, seed)
+    try:
+        ensemble, report = train(timestamps, values, config, seed)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    report["data"] = {"source": source, "head": head, "seed": seed}
+    run = write_run(models, ensemble, report)
+    logger.info("trained in %.1f s; false-alarm rate %.2g measured on held-out data (target %.2g)",
+                report["train_seconds"], report["measured_far"], report["target_far"])
+    return run
+
+
+# ---------------------------------------------------------------- stream.py
+def stream_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stream.py",
+        description="Score a metric stream point by point and report anomalies as they happen: one "
+                    "line per anomaly on the console and in anomaly.log, and a live plot. Uses the "
+                    "latest run in --models, training default models first if there is none.",
+        epilog="sources:\n  sim    the built-in simulator with injected anomalies (default)\n"
+               "  FILE   a CSV file with columns timestamp,value, replayed in order\n"
+               "  -      standard input: one 'timestamp,value', bare 'value' or JSON object per line\n\n"
+               "examples:\n  python stream.py\n"
+               "  python stream.py --source cpu.csv --rate 0 --no-plot --output scores.jsonl\n"
+               "  tail -f metrics.log | python stream.py --source - --plot live.png",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", default="sim", help="sim, a CSV file, or - for stdin (default: sim)")
+    parser.add_argument("--models", default=DEFAULT_MODELS, metavar="DIR",
+                        help=f"trained runs (default: {DEFAULT_MODELS}); a run folder also works")
+    parser.add_argument("--limit", type=_positive_int, metavar="N", help="stop after N input points")
+    parser.add_argument("--rate", type=_rate, metavar="HZ",
+                        help="points per second; 0 = as fast as possible (default: 20 for sim, 0 otherwise)")
+    parser.add_argument("--output", metavar="PATH",
+                        help="write one record per input point: .jsonl (JSON Lines) or .csv")
+    plot = parser.add_mutually_exclusive_group()
+    plot.add_argument("--no-plot", action="store_true", help="no plot")
+    plot.add_argument("--plot", metavar="PNG", help="draw the plot into this PNG file instead of a window")
+    parser.add_argument("--log", metavar="FILE", help="anomaly log (default: anomaly.log)")
+    parser.add_argument("--quarantine", default="quarantine.jsonl", metavar="FILE",
+                        help="where unreadable input lines are kept (default: quarantine.jsonl)")
+    parser.add_argument("--time-column", default="timestamp", help="timestamp column of a CSV source")
+    parser.add_argument("--value-column", default="value", help="value column of a CSV source")
+    parser.add_argument("--config", metavar="TOML", help="settings file (see anomaly.example.toml)")
+    parser.add_argument("--seed", type=int, default=1, help="simulator seed (default: 1)")
+    parser.add_argument("--quick", action="store_true", help="if no run exists, train tiny models (seconds)")
+    parser.add_argument("--quiet", action="store_true", help="no anomaly lines on the console")
+    return parser
+
+
+def stream_main(argv: list[str] | None = None) -> int:
+    args = stream_parser().parse_args(argv)
+    _setup_logging()
+    try:
+        config = _config(args)
+        return run_stream(args, config)
+    except UserError as exc:
+        print(f"stream.py: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _load_or_train(args, config: Config):
+    from .runs import latest_run, load_run
+
+    models = Path(args.models)
+    if not (models / "manifest.json").is_file() and latest_run(models) is None:
+        print(f"No trained models in {models}/: training the default models first "
+              f"({'seconds' if args.quick else 'about a minute'})...", file=sys.stderr)
+        train_and_save(config, models)
+    try:
+        return load_run(models)
+    except (FileNotFoundError, KeyError, ValueError, OSError) as exc:
+        raise UserError(f"cannot load the run in {models}: {exc}") from None
+
+
+def _open_source(args, config: Config, ensemble, manifest):
+    from . import sources
+
+    if args.source == "sim":
+        start = manifest.get("points", 0) if manifest.get("data", {}).get("source") == "simulator" else 0
+        return sources.simulator_source(config.simulator, args.seed, start), config.stream.rate_hz
+    start = float(ensemble.grid.timestamp(0)) if ensemble.grid else 0.0
+    if args.source == "-":
+        return sources.stdin_source(ensemble.grid.interval, start), 0.0
+    path = Path(args.source)
+    if not path.is_file():
+        raise UserError(f"--source {args.source}: no such file (use sim, a CSV file, or -)")
+    try:
+        return sources.csv_source(path, args.time_column, args.value_column), 0.0
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise UserError(str(exc)) from None
+
+
+def run_stream(args, config: Config) -> int:
+    """Stream ``args.source`` through the latest run; print a summary; return the exit status."""
+    from .plot import LivePlot, has_display
+    from .runner import Rejected, Runner
+    from .sinks import ConsoleSink, LogFileSink, OutputSink, QuarantineSink
+    from .sources import paced
+
+    ensemble, manifest = _load_or_train(args, config)
+    items, default_rate = _open_source(args, config, ensemble, manifest)
+    rate = default_rate if args.rate is None else args.rate
+    runner = Runner(ensemble)
+    sinks = [] if args.quiet else [ConsoleSink()]
+    try:
+        sinks.append(LogFileSink(args.log or config.stream.log_file))
+        if args.output:
+            sinks.append(OutputSink(args.output))
+    except (OSError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    if not args.no_plot:
+        png = args.plot
+        if png is None and not has_display():
+            png = "anomaly.png"
+            print("no display found: the plot goes to anomaly.png (use --no-plot to skip it)", file=sys.stderr)
+        sinks.append(LivePlot(config.stream.plot_points, png, title=str(args.source)))
+    quarantine = QuarantineSink(args.quarantine)
+    # queued input (a file, or the simulator at full speed) is scored in blocks
+    batch = config.stream.batch if rate == 0 and args.source != "-" else 1
+    stream = paced(itertools.islice(items, args.limit), rate)
+    print(f"streaming {args.source} with run {manifest['run']} "
+          f"(target false-alarm rate {ensemble.target_far:g}); Ctrl-C to stop", file=sys.stderr)
+    interrupted = False
+    try:
+        pending = []
+        for position, item in enumerate(stream, start=1):
+            if not isinstance(item, Rejected):
+                item = runner.check(item, position) or item
+            if isinstance(item, Rejected):
+                _flush(runner, pending, sinks)
+                quarantine.write(runner.reject(item))
+                continue
+            pending.append(item)
+            if len(pending) >= batch:
+                _flush(runner, pending, sinks)
+        _flush(runner, pending, sinks)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        for sink in sinks + [quarantine]:
+            sink.close()
+    _summary(runner, ensemble, args, interrupted)
+    return 0
+
+
+def _flush(runner, pending: list, sinks: list) -> None:
+    for decision in runner.step_many(pending):
+        for sink in sinks:
+            sink.write(decision)
+    pending.clear()
+
+
+def _summary(runner, ensemble, args, interrupted: bool) -> None:
+    c = runner.counts
+    scored = c.points - c.warmup
+    rate = c.anomalies / scored if scored else 0.0
+    lines = [("stopped" if interrupted else "done") + f": {c.points} points seen ({c.warmup} warm-up), "
+             f"{c.anomalies} anomalies ({rate:.2%} of scored points; false-alarm target "
+             f"{ensemble.target_far:g} of normal points)"]
+    if c.rejected:
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(c.by_reason.items()))
+        lines.append(f"{c.rejected} input lines rejected ({reasons}); kept in {args.quarantine}")
+    if args.output:
+        lines.append(f"records written to {args.output}")
+    print("\n".join(lines), file=sys.stderr)

@@ -1,0 +1,47 @@
+"""Shared fixtures: one quickly trained run for the whole session (tiny models, fixed seeds)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from anomaly.config import Config, quick  # noqa: E402
+from anomaly.runs import load_run, write_run  # noqa: E402
+from anomaly.simulate import simulate  # noqa: E402
+from anomaly.training import train  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def quick_config() -> Config:
+    return quick(Config())
+
+
+@pytest.fixture(scope="session")
+def quick_run(quick_config, tmp_path_factory):
+    """A quick ensemble trained on simulated normal data (seed 0) and saved; returns the run folder."""
+    series = simulate(quick_config.training.n_points, seed=0, config=quick_config.simulator)
+    ensemble, report = train(series.timestamps, series.values, quick_config, seed=0)
+    report["data"] = {"source": "simulator", "seed": 0}
+    return write_run(tmp_path_factory.mktemp("models"), ensemble, report)
+
+
+@pytest.fixture(scope="session")
+def quick_ensemble(quick_run):
+    return load_run(quick_run)[0]
+
+
+def score_series(ensemble, series):
+    """Return per-point decisions arrays for a whole series, NaN/False for warm-up points."""
+    d = ensemble.decide(ensemble.scaler.transform(series.values), ensemble.grid.positions(series.timestamps))
+    first = ensemble.window - 1
+    n = len(series.values)
+    p = np.ones(n)
+    p[first:] = d.p_value
+    p_det = np.ones((n, len(ensemble.names)))
+    p_det[first:] = d.p_detectors
+    return p, p_det, first

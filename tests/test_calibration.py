@@ -1,0 +1,83 @@
+"""Calibration: p-values mean what they say, and the ensemble keeps its false-alarm promise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import score_series
+
+from anomaly.calibration import Calibrator, anomaly_score, combine
+from anomaly.simulate import simulate
+
+
+def test_p_values_of_fresh_draws_are_uniform():
+    rng = np.random.default_rng(0)
+    cal = Calibrator().fit(rng.normal(size=5000))
+    p = cal.p_value(rng.normal(size=50_000))
+    for level in (0.5, 0.1, 0.01, 0.001):
+        assert 0.7 * level < np.mean(p < level) < 1.4 * level
+
+
+def test_tail_beyond_the_sample_keeps_falling():
+    rng = np.random.default_rng(1)
+    scores = rng.exponential(size=2000)
+    cal = Calibrator().fit(scores)
+    p = cal.p_value(np.array([scores.max(), scores.max() + 2, scores.max() + 6]))
+    assert p[0] > p[1] > p[2] > 0
+    assert p[1] < 1 / 2001  # beyond the sample, below what counting could say
+    assert np.isclose(p[2], np.exp(-(scores.max() + 6)), rtol=5)  # the true exponential tail, roughly
+
+
+def test_p_values_fall_as_scores_rise():
+    cal = Calibrator().fit(np.random.default_rng(2).gamma(2.0, size=1000))
+    p = cal.p_value(np.linspace(-1, 30, 500))
+    assert np.all(np.diff(p) <= 0)
+    assert p[0] == 1.0
+
+
+def test_calibrator_rejects_bad_samples():
+    with pytest.raises(ValueError, match="at least 20"):
+        Calibrator().fit(np.ones(5))
+    with pytest.raises(ValueError, match="finite"):
+        Calibrator().fit(np.r_[np.ones(30), np.nan])
+
+
+def test_cauchy_combination_is_driven_by_the_smallest_p_value():
+    p = np.array([[0.5, 0.5, 0.5], [1e-6, 0.5, 0.5], [1e-3, 1e-3, 1e-3]])
+    stat = combine(p, "cauchy")
+    assert stat[1] > stat[2] > stat[0]
+    assert np.isclose(combine(p, "bonferroni")[1], -np.log10(3e-6))
+    with pytest.raises(ValueError, match="cauchy"):
+        combine(p, "fisher")
+
+
+def test_anomaly_score_is_half_at_the_threshold_and_monotone():
+    p = np.array([1.0, 0.1, 1e-3, 1e-6, 1e-12])
+    s = anomaly_score(p, 1e-3)
+    assert s[0] == 0 and np.isclose(s[2], 0.5)
+    assert np.all(np.diff(s) > 0) and np.all(s < 1)
+
+
+@pytest.fixture(scope="module")
+def fresh_normal_p(quick_ensemble, quick_run):
+    """Final p-values on 100,000 fresh normal points (a different seed), after training ends."""
+    import json
+    start = json.loads((quick_run / "manifest.json").read_text())["points"]
+    series = simulate(100_000, seed=123, start_index=start)
+    p, _, first = score_series(quick_ensemble, series)
+    return p[first:]
+
+
+@pytest.mark.parametrize("target", [1e-2, 1e-3])
+def test_false_alarm_rate_on_fresh_normal_data_matches_the_target(fresh_normal_p, target):
+    observed = np.mean(fresh_normal_p < target)
+    assert 0.5 * target <= observed <= 2 * target, f"observed {observed:.2g} for target {target:g}"
+
+
+def test_manifest_records_target_and_measured_rate(quick_run):
+    import json
+    manifest = json.loads((quick_run / "manifest.json").read_text())
+    assert manifest["target_far"] == 1e-3
+    assert 0 <= manifest["measured_far"] <= 5e-3
+    assert manifest["parts"]["validation"] > 1000
+    assert {"tensorflow", "keras", "scikit-learn", "statsmodels", "numpy"} <= set(manifest["versions"])

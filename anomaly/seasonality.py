@@ -20,8 +20,11 @@ def detect_period(values: np.ndarray, max_period: int | None = None) -> int:
 
     The autocorrelation of the linearly detrended series is searched for peaks; the
     shortest lag whose peak is within 90% of the highest one wins, so that a multiple of
-    the true period (which correlates almost as well) is not chosen. At least two full
-    cycles are needed, so ``max_period`` defaults to a third of the series.
+    the true period (which correlates almost as well) is not chosen. Noise flattens a
+    long period's peak, so the winner is refined among its neighbours by the mean
+    autocorrelation at its first multiples (an off-by-one period would drift a whole
+    point of phase per cycle). At least two full cycles are needed, so ``max_period``
+    defaults to a third of the series.
     """
     values = np.asarray(values, dtype=np.float64)
     n = len(values)
@@ -32,13 +35,21 @@ def detect_period(values: np.ndarray, max_period: int | None = None) -> int:
     detrended = values - np.polyval(np.polyfit(t, values, 1), t)
     if np.std(detrended) < 1e-12:
         return 0
-    corr = acf(detrended, nlags=max_period, fft=True)
-    peaks, _ = find_peaks(corr)
+    corr = acf(detrended, nlags=n // 2, fft=True)
+    peaks, _ = find_peaks(corr[:max_period + 1])
     peaks = peaks[(peaks >= MIN_PERIOD) & (corr[peaks] >= MIN_ACF_PEAK)]
     if len(peaks) == 0:
         return 0
     best = corr[peaks].max()
-    return int(peaks[corr[peaks] >= 0.9 * best][0])
+    peak = int(peaks[corr[peaks] >= 0.9 * best][0])
+    reach = max(1, peak // 50)
+    candidates = range(max(MIN_PERIOD, peak - reach), peak + reach + 1)
+
+    def at_multiples(lag: int) -> float:
+        multiples = np.arange(lag, min(4 * lag, n // 2) + 1, lag)
+        return float(corr[multiples].mean())
+
+    return max(candidates, key=at_multiples)
 
 
 def seasonal_profile(values: np.ndarray, phase: np.ndarray, period: int,

@@ -37,6 +37,8 @@ def parse_line(line: str, position: int, clock: float, interval: float) -> Point
     A bare value is stamped ``clock + interval`` (the next grid point after ``clock``).
     """
     text = line.strip()
+    if not text:
+        return Rejected(line, "empty line", position)
     try:
         if text.startswith("{"):
             record = json.loads(text)
@@ -54,8 +56,7 @@ def parse_line(line: str, position: int, clock: float, interval: float) -> Point
                          _label(fields[2]) if len(fields) == 3 else None)
         return Rejected(line, f"expected 1 to 3 fields, got {len(fields)}", position)
     except (ValueError, TypeError, StopIteration, json.JSONDecodeError) as exc:
-        reason = "empty line" if not text else f"unparsable: {exc}"
-        return Rejected(line, reason, position)
+        return Rejected(line, f"unparsable: {exc}", position)
 
 
 def text_source(lines: Iterable[str], interval: float, start: float) -> Iterator[Point | Rejected]:
@@ -66,7 +67,7 @@ def text_source(lines: Iterable[str], interval: float, start: float) -> Iterator
             continue
         item = parse_line(line.rstrip("\n"), number, clock, interval)
         if isinstance(item, Point):
-            clock = item.timestamp
+            clock = max(clock, item.timestamp)  # an out-of-order line must not turn back the clock
         yield item
 
 

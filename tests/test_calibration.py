@@ -14,8 +14,11 @@ def test_p_values_of_fresh_draws_are_uniform():
     rng = np.random.default_rng(0)
     cal = Calibrator().fit(rng.normal(size=5000))
     p = cal.p_value(rng.normal(size=50_000))
-    for level in (0.5, 0.1, 0.01, 0.001):
-        assert 0.7 * level < np.mean(p < level) < 1.4 * level
+    for level in (0.5, 0.1, 0.01):  # inside the sample: counting, nearly exact
+        assert 0.8 * level < np.mean(p < level) < 1.25 * level
+    # in the fitted tail the Gaussian's light tail is modelled as exponential (shape >= 0):
+    # deliberately conservative, so fewer alarms than promised rather than more
+    assert 0.5 * 0.001 < np.mean(p < 0.001) < 1.5 * 0.001
 
 
 def test_tail_beyond_the_sample_keeps_falling():

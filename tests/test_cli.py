@@ -1,0 +1,109 @@
+"""End to end as a user runs it: train.py --quick, then stream.py, checked record by record."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg", "DISPLAY": ""}
+
+
+def run(*args, cwd, stdin=None, timeout=300):
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=ENV, input=stdin, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    work = tmp_path_factory.mktemp("cli")
+    result = run(str(ROOT / "train.py"), "--quick", "--models", "models", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert "saved" in result.stdout and "false-alarm rate" in result.stderr
+    return work
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_stream_writes_one_record_per_input_point(trained, suffix):
+    out = trained / f"out{suffix}"
+    result = run(str(ROOT / "stream.py"), "--models", "models", "--limit", "400", "--rate", "0",
+                 "--no-plot", "--output", str(out), cwd=trained)
+    assert result.returncode == 0, result.stderr
+    if suffix == ".jsonl":
+        records = [json.loads(line) for line in out.read_text().splitlines()]
+    else:
+        with open(out, newline="") as handle:
+            records = list(csv.DictReader(handle))
+    assert len(records) == 400
+    fields = {"timestamp", "value", "score", "p_value", "is_anomaly", "status", "label", "kind",
+              "p_dense_ae", "p_lstm_ae", "p_iforest", "p_shesd"}
+    assert all(fields <= set(r) for r in records)
+    statuses = [r["status"] for r in records]
+    warm = statuses.count("warm-up")
+    assert warm > 0 and statuses == ["warm-up"] * warm + ["ok"] * (400 - warm)
+    if suffix == ".jsonl":
+        assert all(r["is_anomaly"] is False for r in records[:warm])
+        assert all(0 <= r["score"] < 1 and 0 < r["p_value"] <= 1 for r in records)
+        assert any(r["label"] for r in records)  # the simulator's truth is carried
+        assert all((r["score"] >= 0.5) == r["is_anomaly"] for r in records[warm:])
+    assert "points seen" in result.stderr and "false-alarm target" in result.stderr
+    if any(str(r["is_anomaly"]) == "True" for r in records):
+        assert "ANOMALY" in result.stdout and (trained / "anomaly.log").read_text().count("ANOMALY") > 0
+
+
+@pytest.mark.slow
+def test_stdin_garbage_is_quarantined_and_counted(trained):
+    lines = ["timestamp,value"] + [f"2026-03-01 00:{m:02d}:00,{50 + m % 3}" for m in range(0, 60, 10)]
+    lines += ["not a number", "2026-03-01 02:00:00,abc", "2026-03-01 00:30:00,51", "51.5", ""]
+    out, quarantine = trained / "stdin.jsonl", trained / "q.jsonl"
+    result = run(str(ROOT / "stream.py"), "--models", "models", "--source", "-", "--no-plot",
+                 "--output", str(out), "--quarantine", str(quarantine), cwd=trained,
+                 stdin="\n".join(lines) + "\n")
+    assert result.returncode == 0, result.stderr
+    kept = out.read_text().splitlines()
+    bad = [json.loads(line) for line in quarantine.read_text().splitlines()]
+    assert len(kept) + len(bad) == len(lines) - 1  # every line but the header ends somewhere
+    reasons = " ".join(b["reason"] for b in bad)
+    assert "unparsable" in reasons and "out of order" in reasons and "empty line" in reasons
+    assert "rejected" in result.stderr
+
+
+@pytest.mark.slow
+def test_plot_is_rendered_to_png(trained):
+    result = run(str(ROOT / "stream.py"), "--models", "models", "--limit", "300", "--rate", "0",
+                 "--plot", "live.png", cwd=trained)
+    assert result.returncode == 0, result.stderr
+    assert (trained / "live.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["stream.py", "--source", "missing.csv", "--no-plot"], "no such file"),
+    (["stream.py", "--limit", "-3"], "positive whole number"),
+    (["train.py", "--data", "missing.csv"], "no such file"),
+    (["train.py", "--target-far", "2"], "fraction"),
+])
+def test_bad_arguments_exit_non_zero_with_one_line(trained, args, message):
+    result = run(str(ROOT / args[0]), *args[1:], "--models", "models", cwd=trained, timeout=120)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len([line for line in result.stderr.splitlines() if "error" in line]) == 1
+
+
+def test_train_explains_a_too_short_history(tmp_path):
+    data = tmp_path / "short.csv"
+    data.write_text("timestamp,value\n" + "".join(f"{1700000000 + 60 * i},{i % 7}\n" for i in range(50)))
+    result = run(str(ROOT / "train.py"), "--data", str(data), "--models", "m", "--quick", cwd=tmp_path)
+    assert result.returncode == 2 and "at least 200 points" in result.stderr
+
+
+def test_help_explains_sources_and_examples():
+    result = run(str(ROOT / "stream.py"), "--help", cwd=ROOT, timeout=60)
+    assert result.returncode == 0
+    assert "standard input" in result.stdout and "examples:" in result.stdout

@@ -1,0 +1,78 @@
+"""Small pure pieces: config, seasonality, ESD critical values, windows, data parsing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from anomaly.config import Config, load_config
+from anomaly.data import parse_timestamp
+from anomaly.detectors.shesd import esd_critical_values
+from anomaly.seasonality import detect_period
+from anomaly.windows import Scaler, TimeGrid, sliding
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_example_config_documents_the_defaults():
+    assert load_config(ROOT / "anomaly.example.toml") == Config()
+
+
+def test_unknown_config_key_is_named(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[calibration]\ntarget_fa = 0.01\n")
+    with pytest.raises(ValueError, match="target_fa"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("period", [12, 24, 144])
+def test_period_is_found_from_the_data(period):
+    rng = np.random.default_rng(period)
+    t = np.arange(30 * period)
+    values = 0.01 * t + np.sin(2 * np.pi * t / period) + 0.3 * rng.normal(size=len(t))
+    assert detect_period(values) == period
+
+
+def test_white_noise_has_no_period():
+    assert detect_period(np.random.default_rng(0).normal(size=3000)) == 0
+
+
+def test_esd_critical_value_matches_grubbs_table():
+    # the first generalised-ESD critical value is Grubbs' two-sided value: 2.709 at n=20, alpha 0.05
+    assert esd_critical_values(20, 3, 0.05)[0] == pytest.approx(2.709, abs=0.002)
+    assert np.all(np.diff(esd_critical_values(100, 10, 0.05)) < 0)
+
+
+def test_windows_belong_to_their_last_point():
+    w = sliding(np.arange(10.0), 4)
+    assert w.shape == (7, 4) and w[0, -1] == 3 and w[-1, -1] == 9
+    with pytest.raises(ValueError, match="at least size=4"):
+        sliding(np.arange(3.0), 4)
+
+
+def test_scaler_is_robust_and_invertible():
+    values = np.r_[np.random.default_rng(0).normal(10, 2, 1000), 1e6]
+    scaler = Scaler.fit(values)
+    assert scaler.center == pytest.approx(10, abs=0.3) and scaler.scale == pytest.approx(2, rel=0.15)
+    np.testing.assert_allclose(scaler.inverse(scaler.transform(values)), values)
+
+
+def test_time_grid_positions_survive_jitter_and_gaps():
+    grid = TimeGrid.infer(np.array([0.0, 300, 600, 900, 1800]))
+    assert grid.interval == 300
+    np.testing.assert_array_equal(grid.positions(np.array([0.0, 301, 1799, 3000])), [0, 1, 6, 10])
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("2026-01-01 00:05:00", 1767225900.0), ("2026-01-01T00:05:00Z", 1767225900.0),
+    ("2026-01-01T01:05:00+01:00", 1767225900.0), ("1767225900", 1767225900.0),
+    ("1767225900000", 1767225900.0)])
+def test_timestamps_in_every_accepted_format(text, expected):
+    assert parse_timestamp(text) == expected
+
+
+def test_unreadable_timestamp_is_named():
+    with pytest.raises(ValueError, match="yesterday"):
+        parse_timestamp("yesterday")

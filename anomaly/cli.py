@@ -103,6 +103,9 @@ def train_main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"train.py: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("train.py: interrupted; models/ is unchanged", file=sys.stderr)
+        return 130
     print(f"saved {run}")
     return 0
 
@@ -192,6 +195,9 @@ def stream_main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"stream.py: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # during training or loading; the stream loop has its own summary
+        print("stream.py: interrupted; models/ is unchanged", file=sys.stderr)
+        return 130
 
 
 def _load_or_train(args, config: Config):

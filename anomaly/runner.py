@@ -32,14 +32,13 @@ class Decision:
     spread: float = math.nan
     label: bool | None = None
     kind: str = ""
+    alpha: float = 1e-3  # the alarm threshold the decision was made with
 
     @property
     def fired(self) -> list[str]:
         """Detectors whose own p-value is below the alarm threshold, strongest first."""
         return [name for name, p in sorted(self.p_detectors.items(), key=lambda kv: kv[1])
                 if p < self.alpha]
-
-    alpha: float = 1e-3
 
 
 @dataclass(frozen=True)

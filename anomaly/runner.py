@@ -75,16 +75,16 @@ class Runner:
 
         A valid point has a finite value and a timestamp after the previous valid one.
         """
-        raw = f"{point.timestamp},{point.value}"
         if not math.isfinite(point.value):
-            return Rejected(raw, "non-finite value", position)
-        if not math.isfinite(point.timestamp):
-            return Rejected(raw, "non-finite timestamp", position)
-        if point.timestamp <= self._last_timestamp:
+            reason = "non-finite value"
+        elif not math.isfinite(point.timestamp):
+            reason = "non-finite timestamp"
+        elif point.timestamp <= self._last_timestamp:
             reason = "duplicate timestamp" if point.timestamp == self._last_timestamp else "timestamp out of order"
-            return Rejected(raw, reason, position)
-        self._last_timestamp = point.timestamp
-        return None
+        else:
+            self._last_timestamp = point.timestamp
+            return None
+        return Rejected(f"{point.timestamp},{point.value}", reason, position)
 
     def reject(self, rejected: Rejected) -> Rejected:
         """Count a rejected input; return it for the quarantine sink."""

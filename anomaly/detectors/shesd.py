@@ -7,6 +7,7 @@ trend), and the last point is tested with the generalised ESD on median/MAD stat
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Self
 
@@ -77,8 +78,8 @@ class SHESD:
             self.profile_ = np.zeros(max(self.period, 1))
         return self
 
-    @property
-    def _critical(self) -> np.ndarray:
+    @functools.cached_property
+    def _critical(self) -> np.ndarray:  # scipy quantiles: computed once, not per scored point
         k = max(1, int(self.max_anoms * self.window))
         return esd_critical_values(self.window, k, self.alpha, self.direction == "both")
 
@@ -88,32 +89,33 @@ class SHESD:
         lags = np.arange(self.window) - (self.window - 1)  # position of each column vs the last
         return windows - self.profile_[np.mod(phase[:, None] + lags, self.period)]
 
-    def expected(self, windows: np.ndarray, phase: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``(center, spread)`` of each window's last point, both ``(n,)`` in scaled units.
-
-        ``center`` is seasonal profile plus the window's deseasoned median; ``spread`` is the
-        MAD-based standard deviation of the residuals.
-        """
+    def _residuals(self, windows, phase) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return deseasoned level ``(n,)``, residuals ``(n, window)`` and spread ``(n,)``."""
         require_fitted(self, "profile_")
         windows = check_windows(windows, self.window, self.name)
         phase = check_phase(phase, len(windows), self.period, self.name)
         deseasoned = self._deseasoned(windows, phase)
         level = np.median(deseasoned, axis=1)
         residual = deseasoned - level[:, None]
+        # a floor on the spread: quantised or flat data has MAD 0
         spread = np.maximum(MAD_TO_SD * np.median(np.abs(residual), axis=1), 1e-3)
+        return level, residual, spread
+
+    def expected(self, windows: np.ndarray, phase: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(center, spread)`` of each window's last point, both ``(n,)`` in scaled units.
+
+        ``center`` is seasonal profile plus the window's deseasoned median; ``spread`` is the
+        MAD-based standard deviation of the residuals.
+        """
+        level, _, spread = self._residuals(windows, phase)
+        phase = check_phase(phase, len(level), self.period, self.name)
         seasonal = self.profile_[phase] if phase is not None else 0.0
         return level + seasonal, spread
 
     def score(self, windows: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
         """Return ``(n,)`` scores: ESD statistic of the last point over its critical value."""
-        require_fitted(self, "profile_")
-        windows = check_windows(windows, self.window, self.name)
-        phase = check_phase(phase, len(windows), self.period, self.name)
-        deseasoned = self._deseasoned(windows, phase)
-        residual = deseasoned - np.median(deseasoned, axis=1, keepdims=True)
-        # a floor on the spread: quantised or flat data has MAD 0
-        spread = np.maximum(MAD_TO_SD * np.median(np.abs(residual), axis=1, keepdims=True), 1e-3)
-        z = residual / spread
+        _, residual, spread = self._residuals(windows, phase)
+        z = residual / spread[:, None]
         if self.direction == "both":
             z = np.abs(z)
         elif self.direction == "neg":

@@ -14,7 +14,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 P_FLOOR = 1e-12  # the smallest p-value reported: beyond this, evidence is not measurable
 COMBINERS = ("cauchy", "bonferroni")
@@ -74,7 +74,9 @@ class Calibrator:
         if above.any():
             k = n - np.searchsorted(self.sorted_, self.threshold_, side="right")
             shape, scale = self.gpd_
-            tail = stats.genpareto.sf(scores[above] - self.threshold_, shape, scale=scale)
+            # genpareto.sf(x, shape, scale=scale) without scipy.stats' per-call overhead
+            # (~0.2 ms, most of a live point's budget): the same function, inv_boxcox(-x, -c)
+            tail = special.inv_boxcox(-((scores[above] - self.threshold_) / scale), -shape)
             p[above] = (k / (n + 1.0)) * tail
         return np.clip(np.nan_to_num(p, nan=1.0), P_FLOOR, 1.0)
 

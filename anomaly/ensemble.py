@@ -1,7 +1,8 @@
 """The calibrated ensemble: detectors + per-detector calibrators + combiner + threshold.
 
-Scoring a block of points runs every detector once on all their windows (vectorised),
-so streaming and offline evaluation share one code path.
+Scoring a block of points runs every detector once on all their windows (vectorised,
+through each detector's consecutive-series path), so streaming, training and offline
+evaluation share one code path.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import numpy as np
 
 from .calibration import Calibrator, anomaly_score, combine
 from .detectors import REGISTRY, Detector
-from .windows import Scaler, TimeGrid, phases, sliding
+from .detectors.base import score_consecutive
+from .rolling import rolling_median_mad
+from .windows import Scaler, TimeGrid, phases
 
 
 @dataclass
@@ -68,13 +71,14 @@ class Ensemble:
         ``scaled`` and ``positions`` are ``(n,)`` consecutive points; row ``j`` belongs to
         point ``j + window - 1``.
         """
-        first = self.window - 1
-        phase = phases(positions[first:], self.period)
-        columns = []
-        for detector in self.detectors.values():
-            windows = sliding(scaled, detector.window)[first - detector.window + 1:]
-            columns.append(detector.score(windows, phase))
-        return np.column_stack(columns)
+        return np.column_stack([score_consecutive(detector, *self._tail(scaled, positions, detector.window))
+                                for detector in self.detectors.values()])
+
+    def _tail(self, scaled: np.ndarray, positions: np.ndarray, window: int):
+        """Return the points and phases a detector of ``window`` needs for the decidable points."""
+        start = self.window - window
+        phase = phases(positions[start:], self.period)
+        return scaled[start:], phase
 
     def detector_p_values(self, raw: np.ndarray) -> np.ndarray:
         """Return ``(n, k)`` per-detector p-values of raw scores ``(n, k)``."""
@@ -85,24 +89,25 @@ class Ensemble:
         """Score every point of ``scaled`` that has a full window (see :meth:`raw_scores`)."""
         if self.combined_ is None:
             raise RuntimeError("Ensemble: not calibrated; train it with anomaly.training.train()")
-        p_detectors = self.detector_p_values(self.raw_scores(scaled, positions))
+        columns, expected = [], None
+        for name, detector in self.detectors.items():
+            values, phase = self._tail(scaled, positions, detector.window)
+            if name == "shesd":  # one rolling pass gives its score and the expected band
+                stats = detector.series_stats(values, phase)
+                columns.append(stats.score)
+                expected = stats.center, stats.spread
+            else:
+                columns.append(score_consecutive(detector, values, phase))
+        p_detectors = self.detector_p_values(np.column_stack(columns))
         p_value = self.combined_.p_value(combine(p_detectors, self.combine))
-        expected, spread = self._expected(scaled, positions)
-        return Decisions(p_detectors, p_value, anomaly_score(p_value, self.alpha),
-                         p_value < self.alpha, expected, spread)
+        center, spread = expected if expected is not None else self._rolling_band(scaled)
+        return Decisions(p_detectors, p_value, anomaly_score(p_value, self.alpha), p_value < self.alpha,
+                         self.scaler.inverse(center), spread * self.scaler.scale)
 
-    def _expected(self, scaled: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Expected value and spread from S-H-ESD's seasonal model, else a rolling median/MAD."""
-        first = self.window - 1
-        shesd = self.detectors.get("shesd")
-        if shesd is not None:
-            windows = sliding(scaled, shesd.window)[first - shesd.window + 1:]
-            center, spread = shesd.expected(windows, phases(positions[first:], self.period))
-        else:
-            windows = sliding(scaled, self.window)
-            center = np.median(windows, axis=1)
-            spread = 1.4826 * np.median(np.abs(windows - center[:, None]), axis=1)
-        return self.scaler.inverse(center), spread * self.scaler.scale
+    def _rolling_band(self, scaled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Expected value and spread without S-H-ESD: the rolling median and MAD (scaled units)."""
+        center, mad = rolling_median_mad(scaled, self.window)
+        return center, 1.4826 * mad
 
     # persistence: config and calibration as JSON/npz, detectors in their native formats
     def save(self, directory: Path) -> None:

@@ -3,6 +3,10 @@
 A detector turns windows of scaled values into raw anomaly scores (higher = more
 anomalous). Scores are not comparable between detectors: :mod:`anomaly.calibration`
 turns them into p-values. A window's score belongs to its last point.
+
+A detector may also offer ``score_series(values, phase)``: the scores of every full window
+of a consecutive series, computed without building the windows (rolling statistics). It
+must equal ``score`` on the sliding windows; :func:`score_consecutive` uses it when present.
 """
 
 from __future__ import annotations
@@ -49,6 +53,32 @@ def check_windows(windows: np.ndarray, window: int, name: str, min_rows: int = 1
     if not np.isfinite(array).all():
         raise ValueError(f"{name}: windows contain NaN or infinite values")
     return array
+
+
+def check_series(values: np.ndarray, window: int, name: str) -> np.ndarray:
+    """Return ``values`` as a finite float64 1-D array of at least ``window`` points or raise ``ValueError``."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1 or len(array) < window:
+        raise ValueError(f"{name}: need a 1-D series of at least {window} values, got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name}: values contain NaN or infinite values")
+    return array
+
+
+def score_consecutive(detector: Detector, values: np.ndarray, phase: np.ndarray | None) -> np.ndarray:
+    """Return ``(n - window + 1,)`` scores of every full window of the consecutive series ``values``.
+
+    ``phase`` holds each point's phase, ``(n,)``, or is ``None``. Row ``j`` belongs to point
+    ``j + window - 1``. Uses the detector's ``score_series`` when it has one (same numbers,
+    faster), else ``score`` on the sliding windows.
+    """
+    fast = getattr(detector, "score_series", None)
+    if fast is not None:
+        return fast(values, phase)
+    from ..windows import sliding
+
+    window = detector.window
+    return detector.score(sliding(values, window), None if phase is None else phase[window - 1:])
 
 
 def check_phase(phase: np.ndarray | None, n: int, period: int, name: str) -> np.ndarray | None:

@@ -9,8 +9,10 @@ import joblib
 import numpy as np
 from sklearn.ensemble import IsolationForest
 
-from .base import (check_phase, check_windows, phase_features, read_params, require_fitted,
-                   write_params)
+from ..rolling import rolling_median, rolling_median_mad
+from .base import (check_phase, check_series, check_windows, phase_features, read_params,
+                   require_fitted, write_params)
+from .forest import CompiledForest
 
 
 TINY = 1e-6  # scaled units: far below real noise, far above float rounding
@@ -41,6 +43,7 @@ class IForestDetector:
         self.recent = recent
         self.seed = seed
         self.forest_: IsolationForest | None = None
+        self.compiled_: CompiledForest | None = None
 
     def features(self, windows: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
         """Return the ``(n, 6)`` feature matrix the forest sees."""
@@ -56,6 +59,27 @@ class IForestDetector:
             phase_features(phase, len(windows), self.period),
         ])
 
+    def features_series(self, values: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
+        """Return the ``(n - window + 1, 6)`` features of every full window of consecutive ``values``.
+
+        ``phase`` is each point's phase, ``(n,)``. Equals :meth:`features` of the sliding
+        windows, from rolling medians instead of a median per window.
+        """
+        values = check_series(values, self.window, self.name)
+        phase = check_phase(phase, len(values), self.period, self.name)
+        w, last = self.window, values[self.window - 1:]
+        median, mad = rolling_median_mad(values, w)
+        steps = np.abs(np.diff(values))  # steps[k] = |x[k+1] - x[k]|
+        # the last `recent` points of the window ending at point t hold steps t-recent+1 .. t-1
+        step_median = rolling_median(steps[w - self.recent:], self.recent - 1)
+        return np.column_stack([
+            last - median,
+            last - values[w - 2:-1],
+            np.log(step_median + TINY),
+            np.log(mad + TINY),
+            phase_features(None if phase is None else phase[w - 1:], len(last), self.period),
+        ])
+
     def fit(self, windows: np.ndarray, phase: np.ndarray | None = None) -> Self:
         """Fit the forest on normal windows; return ``self``."""
         if not 2 <= self.recent <= self.window:
@@ -64,13 +88,18 @@ class IForestDetector:
         self.forest_ = IsolationForest(
             n_estimators=self.n_estimators, max_samples=min(self.max_samples, len(features)),
             random_state=self.seed).fit(features)
+        self.compiled_ = CompiledForest(self.forest_)
         return self
 
     def score(self, windows: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
-        """Return ``(n,)`` scores, higher = more anomalous."""
-        require_fitted(self, "forest_")
-        # scikit-learn's score_samples is higher for normal points: flip it
-        return -self.forest_.score_samples(self.features(windows, phase))
+        """Return ``(n,)`` scores in (0, 1], higher = more anomalous (``-score_samples``)."""
+        require_fitted(self, "compiled_")
+        return self.compiled_.score(self.features(windows, phase))
+
+    def score_series(self, values: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
+        """Return the scores of every full window of consecutive ``values`` (see :meth:`features_series`)."""
+        require_fitted(self, "compiled_")
+        return self.compiled_.score(self.features_series(values, phase))
 
     def save(self, directory: Path) -> None:
         require_fitted(self, "forest_")
@@ -85,4 +114,5 @@ class IForestDetector:
         directory = Path(directory)
         detector = cls(**read_params(directory, cls.name))
         detector.forest_ = joblib.load(directory / "forest.joblib")
+        detector.compiled_ = CompiledForest(detector.forest_)
         return detector

@@ -3,19 +3,22 @@
 Training fits the seasonal profile once with robust STL. Online, each window's values
 become residuals ``x - seasonal[phase] - median(window)`` (the median stands in for the
 trend), and the last point is tested with the generalised ESD on median/MAD statistics.
+On a consecutive series (streaming), the median, the MAD and the last point's rank come
+from compiled rolling statistics (:mod:`anomaly.rolling`): O(window) per point, no STL.
 """
 
 from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Self
+from typing import NamedTuple, Self
 
 import numpy as np
 from scipy import stats
 
+from ..rolling import rolling_exceedances, rolling_median_mad
 from ..seasonality import seasonal_profile
-from .base import check_phase, check_windows, read_params, require_fitted, write_params
+from .base import check_phase, check_series, check_windows, read_params, require_fitted, write_params
 
 DIRECTIONS = ("both", "pos", "neg")
 MAD_TO_SD = 1.4826  # MAD of a normal sample times this estimates its standard deviation
@@ -32,6 +35,14 @@ def esd_critical_values(n: int, max_anoms: int, alpha: float, two_sided: bool = 
     p = 1 - alpha / ((2 if two_sided else 1) * (n - i + 1))
     t = stats.t.ppf(p, n - i - 1)
     return (n - i) * t / np.sqrt((n - i - 1 + t**2) * (n - i + 1))
+
+
+class SeriesStats(NamedTuple):
+    """Per-window results on a consecutive series, each ``(n - window + 1,)``, scaled units."""
+
+    score: np.ndarray  # ESD statistic of the last point over its critical value
+    center: np.ndarray  # expected value of the last point: seasonal profile + deseasoned median
+    spread: np.ndarray  # MAD-based standard deviation of the window's residuals
 
 
 class SHESD:
@@ -124,6 +135,33 @@ class SHESD:
         rank = (z[:, :-1] > last[:, None]).sum(axis=1)  # 0 when the last point is the most extreme
         critical = self._critical
         return last / critical[np.minimum(rank, len(critical) - 1)]
+
+    def series_stats(self, values: np.ndarray, phase: np.ndarray | None = None) -> SeriesStats:
+        """Return score, expected value and spread of every full window of consecutive ``values``.
+
+        ``phase`` is each point's phase, ``(n,)``. The numbers equal :meth:`score` and
+        :meth:`expected` on the sliding windows.
+        """
+        require_fitted(self, "profile_")
+        values = check_series(values, self.window, self.name)
+        phase = check_phase(phase, len(values), self.period, self.name)
+        deseasoned = values - self.profile_[phase] if phase is not None else values
+        level, mad = rolling_median_mad(deseasoned, self.window)
+        spread = np.maximum(MAD_TO_SD * mad, 1e-3)
+        rank = rolling_exceedances(deseasoned, self.window, level, spread, self.direction)
+        last = (deseasoned[self.window - 1:] - level) / spread
+        if self.direction == "both":
+            last = np.abs(last)
+        elif self.direction == "neg":
+            last = -last
+        critical = self._critical
+        score = last / critical[np.minimum(rank, len(critical) - 1)]
+        seasonal = self.profile_[phase[self.window - 1:]] if phase is not None else 0.0
+        return SeriesStats(score, level + seasonal, spread)
+
+    def score_series(self, values: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
+        """Return the scores of every full window of consecutive ``values`` (see :meth:`series_stats`)."""
+        return self.series_stats(values, phase).score
 
     def save(self, directory: Path) -> None:
         require_fitted(self, "profile_")

@@ -14,7 +14,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 P_FLOOR = 1e-12  # the smallest p-value reported: beyond this, evidence is not measurable
 COMBINERS = ("cauchy", "bonferroni")
@@ -49,6 +49,8 @@ class Calibrator:
         self.threshold_ = float(self.sorted_[n - k - 1])
         excess = self.sorted_[n - k:] - self.threshold_
         if np.ptp(excess) > 0:
+            from scipy import stats  # imported here: half a second that streaming does not need
+
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the optimiser warns on hard samples
                 shape, _, scale = stats.genpareto.fit(excess, floc=0.0)

@@ -7,7 +7,10 @@ evaluation share one code path.
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +21,16 @@ from .detectors import REGISTRY, Detector
 from .detectors.base import score_consecutive
 from .rolling import rolling_median_mad
 from .windows import Scaler, TimeGrid, phases
+
+
+PART = 2048  # points per scoring task when a block is large
+PARALLEL_FROM = 256  # blocks this large are scored on all cores; a live point stays on one thread
+
+
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    """One scoring thread per core: ONNX Runtime and the compiled kernels release the GIL."""
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="anomaly-score")
 
 
 @dataclass
@@ -71,8 +84,7 @@ class Ensemble:
         ``scaled`` and ``positions`` are ``(n,)`` consecutive points; row ``j`` belongs to
         point ``j + window - 1``.
         """
-        return np.column_stack([score_consecutive(detector, *self._tail(scaled, positions, detector.window))
-                                for detector in self.detectors.values()])
+        return np.column_stack(self._score_all(scaled, positions)[0])
 
     def _tail(self, scaled: np.ndarray, positions: np.ndarray, window: int):
         """Return the points and phases a detector of ``window`` needs for the decidable points."""
@@ -89,20 +101,43 @@ class Ensemble:
         """Score every point of ``scaled`` that has a full window (see :meth:`raw_scores`)."""
         if self.combined_ is None:
             raise RuntimeError("Ensemble: not calibrated; train it with anomaly.training.train()")
-        columns, expected = [], None
-        for name, detector in self.detectors.items():
-            values, phase = self._tail(scaled, positions, detector.window)
-            if name == "shesd":  # one rolling pass gives its score and the expected band
-                stats = detector.series_stats(values, phase)
-                columns.append(stats.score)
-                expected = stats.center, stats.spread
-            else:
-                columns.append(score_consecutive(detector, values, phase))
+        columns, expected = self._score_all(scaled, positions)
+        center, spread = expected if expected is not None else self._rolling_band(scaled)
         p_detectors = self.detector_p_values(np.column_stack(columns))
         p_value = self.combined_.p_value(combine(p_detectors, self.combine))
-        center, spread = expected if expected is not None else self._rolling_band(scaled)
         return Decisions(p_detectors, p_value, anomaly_score(p_value, self.alpha), p_value < self.alpha,
                          self.scaler.inverse(center), spread * self.scaler.scale)
+
+    def _score_all(self, scaled: np.ndarray, positions: np.ndarray):
+        """Return each detector's raw scores of the decidable points, and S-H-ESD's (center, spread).
+
+        Large blocks are cut into parts of ``PART`` points, and the (detector, part) tasks run
+        on one thread per core: every kernel is single-threaded and releases the GIL.
+        """
+        n = len(scaled) - self.window + 1
+        bounds = [(lo, min(lo + PART, n)) for lo in range(0, n, PART)]
+
+        def task(job):
+            name, (lo, hi) = job
+            detector = self.detectors[name]
+            values, phase = self._tail(scaled[lo:hi + self.window - 1], positions[lo:hi + self.window - 1],
+                                       detector.window)
+            if name == "shesd":  # one rolling pass gives its score and the expected band
+                return detector.series_stats(values, phase)
+            return score_consecutive(detector, values, phase)
+
+        jobs = [(name, part) for name in self.names for part in bounds]
+        results = list(_pool().map(task, jobs) if n >= PARALLEL_FROM else map(task, jobs))
+        by_name = {name: results[i * len(bounds):(i + 1) * len(bounds)] for i, name in enumerate(self.names)}
+        columns, expected = [], None
+        for name in self.names:
+            parts = by_name[name]
+            if name == "shesd":
+                columns.append(np.concatenate([p.score for p in parts]))
+                expected = np.concatenate([p.center for p in parts]), np.concatenate([p.spread for p in parts])
+            else:
+                columns.append(np.concatenate(parts))
+        return columns, expected
 
     def _rolling_band(self, scaled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Expected value and spread without S-H-ESD: the rolling median and MAD (scaled units)."""

@@ -13,7 +13,7 @@ from collections import deque
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .runner import Decision
+from .records import Decision, DecisionBlock
 
 REDRAW_S = 0.25
 
@@ -44,8 +44,9 @@ class LivePlot:
             plt.ion()
             plt.show(block=False)
 
-    def write(self, decision: Decision) -> None:
-        self.buffer.append(decision)
+    def write_block(self, block: DecisionBlock) -> None:
+        """Keep the block's last points (only those can still be on screen); redraw now and then."""
+        self.buffer.extend(block.decisions(start=max(0, len(block) - self.buffer.maxlen)))
         if self.png is None and time.monotonic() - self._last_draw > REDRAW_S:
             self.draw()
             self.plt.pause(0.001)

@@ -1,8 +1,10 @@
 """The online loop: one decision per arriving point, exactly causal.
 
-A :class:`Runner` keeps the last ``window - 1`` scaled points. ``step`` scores one point;
-``step_many`` scores a block of queued points in one vectorised pass (each point still
-sees only itself and earlier points). Invalid points are rejected with a reason, never
+A :class:`Runner` keeps the last ``window - 1`` scaled points. :meth:`Runner.process`
+validates and scores a :class:`~anomaly.records.Chunk` of queued points in one vectorised
+pass (each point still sees only itself and earlier points): replay moves blocks of
+thousands, a live stream chunks of one. ``step`` and ``step_many`` are the same for
+:class:`~anomaly.simulate.Point` objects. Invalid points are rejected with a reason, never
 silently dropped: the caller sends them to the quarantine sink.
 """
 
@@ -14,40 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .ensemble import Ensemble
+from .records import Chunk, Decision, DecisionBlock, Rejected
 from .simulate import Point
 
-
-@dataclass(frozen=True)
-class Decision:
-    """The verdict on one point. ``status`` is ``ok`` or ``warm-up`` (buffers not yet full)."""
-
-    timestamp: float  # epoch seconds
-    value: float
-    score: float  # in [0, 1); 0.5 is the alarm threshold
-    p_value: float
-    is_anomaly: bool
-    p_detectors: dict[str, float]
-    status: str = "ok"
-    expected: float = math.nan
-    spread: float = math.nan
-    label: bool | None = None
-    kind: str = ""
-    alpha: float = 1e-3  # the alarm threshold the decision was made with
-
-    @property
-    def fired(self) -> list[str]:
-        """Detectors whose own p-value is below the alarm threshold, strongest first."""
-        return [name for name, p in sorted(self.p_detectors.items(), key=lambda kv: kv[1])
-                if p < self.alpha]
-
-
-@dataclass(frozen=True)
-class Rejected:
-    """A point that could not be scored, and why; it goes to quarantine, not to the void."""
-
-    raw: str
-    reason: str
-    position: int  # 1-based position in the input (line number for text sources)
+__all__ = ["Counts", "Decision", "DecisionBlock", "Rejected", "Runner"]
 
 
 @dataclass
@@ -86,11 +58,49 @@ class Runner:
             return None
         return Rejected(f"{point.timestamp},{point.value}", reason, position)
 
+    def _validate(self, timestamps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, list[str | None]]:
+        """Vectorised :meth:`check` of a chunk: the mask of valid points and each one's reason or ``None``.
+
+        A point whose value and timestamp are finite is valid when its timestamp exceeds
+        every earlier such point's: one rejected for order is at most that maximum, so it
+        cannot move it, and the running maximum is the last valid timestamp.
+        """
+        if len(values) == 0:
+            return np.zeros(0, dtype=bool), []
+        finite_value = np.isfinite(values)
+        candidate = finite_value & np.isfinite(timestamps)
+        latest = np.maximum.accumulate(np.where(candidate, timestamps, -math.inf))
+        before = np.concatenate([[self._last_timestamp], np.maximum(latest[:-1], self._last_timestamp)])
+        valid = candidate & (timestamps > before)
+        if valid.any():
+            self._last_timestamp = max(self._last_timestamp, float(latest[-1]))
+        reasons: list[str | None] = [None] * len(values)
+        for i in np.flatnonzero(~valid):
+            if not finite_value[i]:
+                reasons[i] = "non-finite value"
+            elif not candidate[i]:
+                reasons[i] = "non-finite timestamp"
+            else:
+                reasons[i] = "duplicate timestamp" if timestamps[i] == before[i] else "timestamp out of order"
+        return valid, reasons
+
     def reject(self, rejected: Rejected) -> Rejected:
         """Count a rejected input; return it for the quarantine sink."""
         self.counts.rejected += 1
         self.counts.by_reason[rejected.reason] = self.counts.by_reason.get(rejected.reason, 0) + 1
         return rejected
+
+    def process(self, chunk: Chunk) -> tuple[DecisionBlock, list[Rejected]]:
+        """Validate and score a chunk; return the decisions of its valid points and its rejected lines.
+
+        Every point of the chunk ends in exactly one of the two, and so does every line in
+        ``chunk.rejected`` (the lines its source could not parse); all rejects are counted.
+        """
+        rejected = [self.reject(r) for r in chunk.rejected]
+        valid, reasons = self._validate(chunk.timestamps, chunk.values)
+        for i in np.flatnonzero(~valid):
+            rejected.append(self.reject(Rejected(chunk.raw_text(i), reasons[i], int(chunk.positions[i]))))
+        return self._score(chunk if valid.all() else chunk.take(valid)), rejected
 
     def step(self, point: Point) -> Decision:
         """Return the decision for one valid point."""
@@ -100,29 +110,29 @@ class Runner:
         """Return one decision per valid point, in order, scoring the block in one pass."""
         if not points:
             return []
-        ens = self.ensemble
-        stamps = np.fromiter((p.timestamp for p in points), np.float64, len(points))
-        values = np.fromiter((p.value for p in points), np.float64, len(points))
-        scaled = np.concatenate([self._scaled, ens.scaler.transform(values)])
-        positions = np.concatenate([self._positions, ens.grid.positions(stamps)])
-        self._scaled, self._positions = scaled[-self._keep:], positions[-self._keep:]
-        n_warm = max(0, min(len(points), ens.window - (len(scaled) - len(points)) - 1))
-        decisions = [self._warmup(p) for p in points[:n_warm]]
-        if n_warm < len(points):
-            d = ens.decide(scaled, positions)
-            offset = len(d.p_value) - (len(points) - n_warm)
-            names = ens.names
-            for j, point in enumerate(points[n_warm:], start=offset):
-                decisions.append(Decision(
-                    point.timestamp, point.value, float(d.score[j]), float(d.p_value[j]),
-                    bool(d.is_anomaly[j]), dict(zip(names, d.p_detectors[j].tolist())), "ok",
-                    float(d.expected[j]), float(d.spread[j]), point.label, point.kind, ens.alpha))
-        self.counts.points += len(points)
-        self.counts.warmup += n_warm
-        self.counts.anomalies += sum(d.is_anomaly for d in decisions)
-        return decisions
+        return self._score(Chunk.from_points(points)).decisions()
 
-    def _warmup(self, point: Point) -> Decision:
-        names = self.ensemble.names
-        return Decision(point.timestamp, point.value, 0.0, 1.0, False, dict.fromkeys(names, 1.0),
-                        "warm-up", label=point.label, kind=point.kind, alpha=self.ensemble.alpha)
+    def _score(self, chunk: Chunk) -> DecisionBlock:
+        """Score the valid points of ``chunk`` with the buffered history before them."""
+        ens = self.ensemble
+        n = len(chunk)
+        scaled = np.concatenate([self._scaled, ens.scaler.transform(chunk.values)])
+        positions = np.concatenate([self._positions, ens.grid.positions(chunk.timestamps)])
+        start = max(0, len(scaled) - self._keep)
+        self._scaled, self._positions = scaled[start:], positions[start:]
+        n_warm = max(0, min(n, ens.window - (len(scaled) - n) - 1))
+        k = len(ens.names)
+        block = DecisionBlock(
+            ens.names, ens.alpha, chunk.timestamps, chunk.values, np.zeros(n), np.ones(n),
+            np.zeros(n, dtype=bool), np.ones((n, k)), np.arange(n) < n_warm, np.full(n, math.nan),
+            np.full(n, math.nan), chunk.positions, chunk.labels, chunk.kinds)
+        if n_warm < n:
+            d = ens.decide(scaled, positions)
+            mine = slice(len(d.p_value) - (n - n_warm), None)  # the rows of this chunk's scored points
+            block.score[n_warm:], block.p_value[n_warm:] = d.score[mine], d.p_value[mine]
+            block.is_anomaly[n_warm:], block.p_detectors[n_warm:] = d.is_anomaly[mine], d.p_detectors[mine]
+            block.expected[n_warm:], block.spread[n_warm:] = d.expected[mine], d.spread[mine]
+        self.counts.points += n
+        self.counts.warmup += n_warm
+        self.counts.anomalies += int(block.is_anomaly.sum())
+        return block

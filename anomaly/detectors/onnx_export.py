@@ -132,12 +132,14 @@ def to_onnx(model, window: int) -> bytes:
 def session(graph: bytes):
     """Return an ONNX Runtime session for ``graph`` on the CPU.
 
-    Idle worker threads sleep instead of spinning: the stream does other work (parsing,
-    the forest, output) between calls, and spinning threads would take its cores.
+    One thread per session: the ensemble scores parts of a block on one thread per core
+    (measured here: 12.5 core-seconds per million LSTM windows either way, but its own
+    threads would wait for each other while the forest and the output hold a core).
     """
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1  # parallelism comes from the ensemble scoring parts side by side
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3

@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import logging
 import sys
+import time
 from pathlib import Path
 
 from .config import Config, load_config, quick
@@ -169,7 +170,8 @@ def stream_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rate", type=_rate, metavar="HZ",
                         help="points per second; 0 = as fast as possible (default: 20 for sim, 0 otherwise)")
     parser.add_argument("--output", metavar="PATH",
-                        help="write one record per input point: .jsonl (JSON Lines) or .csv")
+                        help="write one record per input point: .jsonl (JSON Lines) or .csv; "
+                             "- for JSON Lines on stdout (anomaly lines then go to stderr)")
     plot = parser.add_mutually_exclusive_group()
     plot.add_argument("--no-plot", action="store_true", help="no plot")
     plot.add_argument("--plot", metavar="PNG", help="draw the plot into this PNG file instead of a window")
@@ -244,7 +246,7 @@ def run_stream(args, config: Config) -> int:
     rate = args.rate if args.rate is not None else config.stream.rate_hz if args.source == "sim" else 0.0
     chunks = _open_source(args, config, ensemble, manifest, rate)
     runner = Runner(ensemble)
-    sinks = [] if args.quiet else [ConsoleSink()]
+    sinks = [] if args.quiet else [ConsoleSink(sys.stderr if args.output == "-" else sys.stdout)]
     try:
         sinks.append(LogFileSink(args.log or config.stream.log_file))
         if args.output:
@@ -265,6 +267,7 @@ def run_stream(args, config: Config) -> int:
     print(f"streaming {args.source} with run {manifest['run']} "
           f"(target false-alarm rate {ensemble.target_far:g}); Ctrl-C to stop", file=sys.stderr)
     interrupted = False
+    started = time.perf_counter()
     try:
         for chunk in stream:
             block, rejected = runner.process(chunk)
@@ -277,20 +280,22 @@ def run_stream(args, config: Config) -> int:
     finally:
         for sink in sinks + [quarantine]:
             sink.close()
-    _summary(runner, ensemble, args, interrupted)
+    _summary(runner, ensemble, args, interrupted, time.perf_counter() - started)
     return 0
 
 
-def _summary(runner, ensemble, args, interrupted: bool) -> None:
+def _summary(runner, ensemble, args, interrupted: bool, seconds: float) -> None:
     c = runner.counts
     scored = c.points - c.warmup
     rate = c.anomalies / scored if scored else 0.0
     lines = [("stopped" if interrupted else "done") + f": {c.points} points seen ({c.warmup} warm-up), "
              f"{c.anomalies} anomalies ({rate:.2%} of scored points; false-alarm target "
-             f"{ensemble.target_far:g} of normal points)"]
+             f"{ensemble.target_far:g} of normal points)",
+             f"{c.points + c.rejected} input lines in {seconds:.1f} s "
+             f"({(c.points + c.rejected) / max(seconds, 1e-9):,.0f} per second)"]
     if c.rejected:
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(c.by_reason.items()))
         lines.append(f"{c.rejected} input lines rejected ({reasons}); kept in {args.quarantine}")
-    if args.output:
+    if args.output and args.output != "-":
         lines.append(f"records written to {args.output}")
     print("\n".join(lines), file=sys.stderr)

@@ -109,14 +109,17 @@ def _columns(block: DecisionBlock, as_json: bool) -> tuple[list[str], list[list]
 
 
 class OutputSink:
-    """Writes every decision to JSON Lines (``.jsonl``/``.json``) or CSV (``.csv``)."""
+    """Writes every decision to JSON Lines (``.jsonl``/``.json``, or ``-`` for stdout) or CSV (``.csv``)."""
 
     def __init__(self, path: str | Path):
-        path = Path(path)
-        if path.suffix.lower() not in (".jsonl", ".json", ".csv"):
-            raise ValueError(f"--output {path}: use a .jsonl or .csv file name")
-        self.csv = path.suffix.lower() == ".csv"
-        self.handle = open(path, "w", newline="")
+        if str(path) == "-":
+            self.csv, self.handle, self._owned = False, sys.stdout, False
+        else:
+            path = Path(path)
+            if path.suffix.lower() not in (".jsonl", ".json", ".csv"):
+                raise ValueError(f"--output {path}: use a .jsonl or .csv file name (or - for stdout)")
+            self.csv = path.suffix.lower() == ".csv"
+            self.handle, self._owned = open(path, "w", newline=""), True
         self._header_written = False
 
     def write_block(self, block: DecisionBlock) -> None:
@@ -143,7 +146,10 @@ class OutputSink:
         self.handle.flush()
 
     def close(self) -> None:
-        self.handle.close()
+        if self._owned:
+            self.handle.close()
+        else:
+            self.handle.flush()
 
 
 class QuarantineSink:

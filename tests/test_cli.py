@@ -107,3 +107,24 @@ def test_help_explains_sources_and_examples():
     result = run(str(ROOT / "stream.py"), "--help", cwd=ROOT, timeout=60)
     assert result.returncode == 0
     assert "standard input" in result.stdout and "examples:" in result.stdout
+
+
+@pytest.mark.slow
+def test_replay_in_blocks_and_paced_points_write_identical_records(trained):
+    from anomaly.data import format_timestamp
+    from anomaly.simulate import simulate
+
+    series = simulate(500, seed=8, anomalies=True, start_index=30_000)
+    data = trained / "replay.csv"
+    data.write_text("timestamp,value\n" + "".join(
+        f"{format_timestamp(t)},{v:.4f}\n" for t, v in zip(series.timestamps, series.values)))
+    outputs = {}
+    for rate in ("0", "20000"):  # a whole-file block, then one point per chunk
+        result = run(str(ROOT / "stream.py"), "--models", "models", "--source", str(data), "--rate", rate,
+                     "--no-plot", "--output", "-", cwd=trained)
+        assert result.returncode == 0, result.stderr
+        outputs[rate] = [json.loads(line) for line in result.stdout.splitlines()]  # stdout: records only
+    assert len(outputs["0"]) == 500
+    assert outputs["0"] == outputs["20000"]
+    if any(r["is_anomaly"] for r in outputs["0"]):
+        assert "ANOMALY" in result.stderr  # with --output -, the messages go to stderr

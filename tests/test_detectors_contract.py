@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from anomaly.detectors import REGISTRY, NotFittedError
+from anomaly.detectors.base import score_consecutive
 from anomaly.windows import sliding
 
 PERIOD = 24
@@ -115,3 +116,20 @@ def test_bad_shapes_and_values_are_clear_errors(fitted):
         detector.score(bad, np.zeros(3, dtype=int))
     with pytest.raises(ValueError, match="phase"):
         detector.score(np.zeros((3, w)), np.array([0, 1, PERIOD]))
+
+
+def test_consecutive_series_path_equals_scoring_the_sliding_windows(fitted):
+    name, detector = fitted
+    values = normal_series(500, seed=6)
+    values[300] += 2.0
+    phase = np.arange(len(values)) % PERIOD
+    windows, last_phase = windows_and_phase(values, detector.window)
+    fast = score_consecutive(detector, values, phase)
+    np.testing.assert_array_equal(fast, detector.score(windows, last_phase))
+    if name == "shesd":
+        stats = detector.series_stats(values, phase)
+        center, spread = detector.expected(windows, last_phase)
+        np.testing.assert_array_equal(stats.center, center)
+        np.testing.assert_array_equal(stats.spread, spread)
+    if name == "iforest":
+        np.testing.assert_array_equal(detector.features_series(values, phase), detector.features(windows, last_phase))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from sklearn.ensemble import IsolationForest
 
 MAX_DEPTH = 13  # 8192 samples: 200 trees then take about 25 MB
 BLOCK = 1024  # rows scored together
@@ -52,7 +51,12 @@ def _path_lengths(rows, feature, threshold, leaf_value, depth, out):  # pragma: 
 class CompiledForest:
     """Arrays of complete trees: ``feature``/``threshold`` ``(trees, 2^depth - 1)``, ``leaf_value`` ``(trees, 2^depth)``."""
 
-    def __init__(self, forest: IsolationForest):
+    ARRAYS = ("feature", "threshold", "leaf_value", "depth", "n_features", "denominator")
+
+    def __init__(self, forest=None):
+        """Compile a fitted ``sklearn.ensemble.IsolationForest`` (``None``: empty, for :meth:`from_arrays`)."""
+        if forest is None:
+            return
         trees = forest.estimators_
         depth = max(tree.tree_.max_depth for tree in trees)
         if depth > MAX_DEPTH:
@@ -87,6 +91,21 @@ class CompiledForest:
             self.threshold[t, slot] = tree.threshold[node]
             stack.append((left, 2 * slot + 1, d + 1))
             stack.append((right, 2 * slot + 2, d + 1))
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Return the compiled forest as arrays for an ``.npz`` file (streaming loads it without scikit-learn)."""
+        return {name: np.asarray(getattr(self, name)) for name in self.ARRAYS}
+
+    @classmethod
+    def from_arrays(cls, arrays) -> CompiledForest:
+        """Rebuild a compiled forest from :meth:`to_arrays` output."""
+        forest = cls()
+        forest.feature = np.asarray(arrays["feature"], dtype=np.int32)
+        forest.threshold = np.asarray(arrays["threshold"], dtype=np.float64)
+        forest.leaf_value = np.asarray(arrays["leaf_value"], dtype=np.float64)
+        forest.depth, forest.n_features = int(arrays["depth"]), int(arrays["n_features"])
+        forest.denominator = float(arrays["denominator"])
+        return forest
 
     def score(self, features: np.ndarray) -> np.ndarray:
         """Return ``(n,)`` anomaly scores in (0, 1], ``-score_samples`` of the forest (higher = more anomalous)."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Self
 
+import io
+
 import joblib
 import numpy as np
-from sklearn.ensemble import IsolationForest
 
 from ..rolling import rolling_median, rolling_median_mad
 from .base import (check_phase, check_series, check_windows, phase_features, read_params,
@@ -42,8 +43,9 @@ class IForestDetector:
         self.max_samples = max_samples
         self.recent = recent
         self.seed = seed
-        self.forest_: IsolationForest | None = None
+        self.forest_ = None  # the fitted sklearn.ensemble.IsolationForest (after fit, or loaded on demand)
         self.compiled_: CompiledForest | None = None
+        self._forest_file: bytes | None = None
 
     def features(self, windows: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
         """Return the ``(n, 6)`` feature matrix the forest sees."""
@@ -84,11 +86,14 @@ class IForestDetector:
         """Fit the forest on normal windows; return ``self``."""
         if not 2 <= self.recent <= self.window:
             raise ValueError(f"iforest: recent must be in [2, window={self.window}], got {self.recent}")
+        from sklearn.ensemble import IsolationForest  # here: streaming a saved run never needs scikit-learn
+
         features = self.features(windows, phase)
         self.forest_ = IsolationForest(
             n_estimators=self.n_estimators, max_samples=min(self.max_samples, len(features)),
             random_state=self.seed).fit(features)
         self.compiled_ = CompiledForest(self.forest_)
+        self._forest_file = None
         return self
 
     def score(self, windows: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
@@ -102,17 +107,28 @@ class IForestDetector:
         return self.compiled_.score(self.features_series(values, phase))
 
     def save(self, directory: Path) -> None:
-        require_fitted(self, "forest_")
+        require_fitted(self, "compiled_")
         directory = Path(directory)
         write_params(directory, self.name, {
             "window": self.window, "period": self.period, "n_estimators": self.n_estimators,
             "max_samples": self.max_samples, "recent": self.recent, "seed": self.seed})
-        joblib.dump(self.forest_, directory / "forest.joblib")
+        if self.forest_ is not None:
+            joblib.dump(self.forest_, directory / "forest.joblib")
+        elif self._forest_file is not None:
+            (directory / "forest.joblib").write_bytes(self._forest_file)
+        np.savez(directory / "compiled.npz", **self.compiled_.to_arrays())
 
     @classmethod
     def load(cls, directory: Path) -> Self:
+        """Read a saved detector: the compiled forest for scoring; the scikit-learn file kept as bytes."""
         directory = Path(directory)
         detector = cls(**read_params(directory, cls.name))
-        detector.forest_ = joblib.load(directory / "forest.joblib")
-        detector.compiled_ = CompiledForest(detector.forest_)
+        detector._forest_file = (directory / "forest.joblib").read_bytes()
+        compiled = directory / "compiled.npz"
+        if compiled.is_file():
+            with np.load(compiled) as arrays:
+                detector.compiled_ = CompiledForest.from_arrays(arrays)
+        else:  # a run saved before the compiled forest was stored
+            detector.forest_ = joblib.load(io.BytesIO(detector._forest_file))
+            detector.compiled_ = CompiledForest(detector.forest_)
         return detector

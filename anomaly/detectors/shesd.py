@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import NamedTuple, Self
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from ..rolling import rolling_exceedances, rolling_median_mad
-from ..seasonality import seasonal_profile
 from .base import check_phase, check_series, check_windows, read_params, require_fitted, write_params
 
 DIRECTIONS = ("both", "pos", "neg")
@@ -33,7 +32,7 @@ def esd_critical_values(n: int, max_anoms: int, alpha: float, two_sided: bool = 
     """
     i = np.arange(1, max_anoms + 1)
     p = 1 - alpha / ((2 if two_sided else 1) * (n - i + 1))
-    t = stats.t.ppf(p, n - i - 1)
+    t = special.stdtrit(n - i - 1, p)  # the Student-t quantile (what scipy.stats.t.ppf computes)
     return (n - i) * t / np.sqrt((n - i - 1 + t**2) * (n - i + 1))
 
 
@@ -84,6 +83,7 @@ class SHESD:
         phase = check_phase(phase, len(windows), self.period, self.name)
         series = windows[:, -1]  # consecutive windows: their last points are the series
         if phase is not None and len(series) >= 2 * self.period:
+            from ..seasonality import seasonal_profile  # statsmodels: only needed to fit
             self.profile_ = seasonal_profile(series, phase, self.period, self.stl_periods)
         else:
             self.profile_ = np.zeros(max(self.period, 1))

@@ -1,0 +1,211 @@
+"""Streaming speed, measured side by side on one generated stream.
+
+    python -m pip install -e ".[bench]"      # adds river, for its HalfSpaceTrees
+    python benchmarks/stream_bench.py        # about 3 minutes on 2 cores
+
+In one run, on the same simulated stream (a labelled metric with injected anomalies):
+
+- training: wall time of the default ``python train.py``;
+- replay: ``stream.py --source FILE --rate 0 --no-plot --output out.jsonl`` on ``--points``
+  points (1,000,000 by default): points per second end to end, process start included;
+- memory: peak resident memory of that replay after 100,000 points and after all of them;
+- live: points written one at a time to ``stream.py --source - --output -`` at a fixed rate;
+  the time from writing a point to reading its record back (p50, p99);
+- naive: a per-point loop as the seed scripts do it: each autoencoder's ``predict`` and the
+  forest's ``score_samples`` on the window ending at the point, and S-H-ESD refitting
+  robust STL on the trailing two periods, on a short prefix;
+- river: ``HalfSpaceTrees`` with its defaults (behind river's ``MinMaxScaler``, as river's
+  documentation uses it), ``score_one`` then ``learn_one`` per point.
+
+The table gives points per second and how many times faster our replay is. These machines
+are shared and noisy: compare the ratios, which are measured minutes apart in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg"}
+
+
+def write_stream(path: Path, n: int, start_index: int, seed: int = 7) -> np.ndarray:
+    """Write ``n`` simulated points (with anomalies) as ``timestamp,value``; return the values."""
+    from anomaly.simulate import simulate
+    from anomaly.sinks import format_timestamps
+
+    series = simulate(n, seed=seed, anomalies=True, start_index=start_index)
+    with open(path, "w") as handle:
+        handle.write("timestamp,value\n")
+        stamps = format_timestamps(series.timestamps)
+        for i in range(0, n, 100_000):
+            handle.write("".join(f"{t},{v:.4f}\n" for t, v in zip(stamps[i:i + 100_000],
+                                                                   series.values[i:i + 100_000].tolist())))
+    return series.values
+
+
+def timed_process(command: list[str], cwd: Path, stdout=subprocess.DEVNULL) -> tuple[float, float, str]:
+    """Run ``command``; return wall seconds, peak resident memory in MB, and its stderr."""
+    started = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as errors:
+        process = subprocess.Popen(command, cwd=cwd, env=ENV, stdout=stdout, stderr=errors)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - started
+        errors.seek(0)
+        text = errors.read()
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{text}")
+    return wall, usage.ru_maxrss / 1024, text
+
+
+def live_latency(models: Path, values_csv: Path, work: Path, points: int, rate: float) -> np.ndarray:
+    """Return per-point milliseconds from writing a line to stream.py's stdin to reading its record."""
+    lines = values_csv.read_text().splitlines()[1:points + 201]
+    process = subprocess.Popen([sys.executable, str(ROOT / "stream.py"), "--models", str(models), "--source", "-",
+                                "--no-plot", "--output", "-", "--quiet", "--log", str(work / "live.log")],
+                               cwd=work, env=ENV, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, bufsize=0)
+    while b"Ctrl-C" not in process.stderr.readline():  # loaded and listening
+        pass
+    warm = 200  # fill the windows first: warm-up points are not scored
+    process.stdin.write("".join(line + "\n" for line in lines[:warm]).encode())
+    for _ in range(warm):
+        process.stdout.readline()
+    latency, due = [], time.perf_counter()
+    for line in lines[warm:]:
+        while time.perf_counter() < due:
+            pass
+        sent = time.perf_counter()
+        process.stdin.write((line + "\n").encode())
+        record = process.stdout.readline()
+        latency.append(time.perf_counter() - sent)
+        assert json.loads(record)["status"] == "ok"
+        due += 1.0 / rate
+    process.stdin.close()
+    process.wait()
+    return np.array(latency) * 1e3
+
+
+def naive_loop(run: Path, values: np.ndarray, points: int) -> float:
+    """Points per second of a per-point loop calling each library model, as seed scripts do."""
+    import joblib
+    from statsmodels.tsa.seasonal import STL
+
+    from anomaly.detectors.autoencoder import keras
+    from anomaly.runs import load_run
+
+    ensemble, _ = load_run(run)
+    k = keras()
+    dense = k.models.load_model(run / "detectors" / "dense_ae" / "model.keras", compile=False)
+    lstm = k.models.load_model(run / "detectors" / "lstm_ae" / "model.keras", compile=False)
+    forest = joblib.load(run / "detectors" / "iforest" / "forest.joblib")
+    iforest = ensemble.detectors["iforest"]
+    window, period = ensemble.detectors["dense_ae"].window, max(ensemble.period, 2)
+    scaled = ensemble.scaler.transform(values)
+    start = 2 * period
+    started = time.perf_counter()
+    for t in range(start, start + points):
+        w = scaled[t - window + 1:t + 1][None, :]
+        centred = w - np.median(w)
+        dense.predict(centred, verbose=0)
+        lstm.predict(centred[:, :, None], verbose=0)
+        forest.score_samples(iforest.features(w, None if ensemble.period < 2 else np.array([t % period])))
+        residual = STL(scaled[t - 2 * period + 1:t + 1], period=period, robust=True).fit().resid
+        _ = (residual[-1] - np.median(residual)) / (np.median(np.abs(residual - np.median(residual))) + 1e-9)
+    return points / (time.perf_counter() - started)
+
+
+def river_loop(values: np.ndarray, points: int) -> float | None:
+    """Points per second of river's HalfSpaceTrees with its defaults, or ``None`` without river."""
+    try:
+        from river import anomaly, preprocessing
+    except ImportError:
+        return None
+    model = preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees()
+    started = time.perf_counter()
+    for value in values[:points].tolist():
+        x = {"value": value}
+        model.score_one(x)
+        model.learn_one(x)
+    return points / (time.perf_counter() - started)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--points", type=int, default=1_000_000, help="points in the replay (default 1,000,000)")
+    parser.add_argument("--models", type=Path, help="use this trained run/folder instead of training the default one")
+    parser.add_argument("--live-points", type=int, default=2000)
+    parser.add_argument("--live-rate", type=float, default=200.0, help="points per second sent live")
+    parser.add_argument("--naive-points", type=int, default=50)
+    parser.add_argument("--river-points", type=int, default=100_000)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="anomaly-bench-"))
+    print(f"working in {work}", file=sys.stderr)
+    if args.models is None:
+        models = work / "models"
+        train_s, _, _ = timed_process([sys.executable, str(ROOT / "train.py"), "--models", str(models), "--quiet"],
+                                      work, subprocess.DEVNULL)
+    else:
+        models, train_s = args.models.resolve(), None
+    from anomaly.runs import resolve_run
+
+    run = resolve_run(models)
+    manifest = json.loads((run / "manifest.json").read_text())
+    start = manifest["points"] if manifest.get("data", {}).get("source") == "simulator" else 0
+    full, prefix = work / "stream.csv", work / "stream-100k.csv"
+    values = write_stream(full, args.points, start)
+    prefix.write_text("".join(open(full).readlines()[:min(100_000, args.points) + 1]))
+
+    def replay(source: Path) -> tuple[float, float, float]:
+        command = [sys.executable, str(ROOT / "stream.py"), "--models", str(models), "--source", str(source),
+                   "--rate", "0", "--no-plot", "--output", str(work / "out.jsonl"),
+                   "--log", str(work / "anomaly.log"), "--quarantine", str(work / "quarantine.jsonl")]
+        wall, peak_mb, stderr = timed_process(command, work)
+        in_loop = float(re.search(r"\(([\d,]+) per second\)", stderr).group(1).replace(",", ""))
+        return wall, peak_mb, in_loop
+
+    small_wall, small_mb, _ = replay(prefix)
+    wall, peak_mb, in_loop = replay(full)
+    ours = args.points / wall
+    latency = live_latency(models, full, work, args.live_points, args.live_rate)
+    naive = naive_loop(run, values, args.naive_points)
+    river = river_loop(values, args.river_points)
+
+    print(f"\nstream: {args.points:,} simulated points with injected anomalies; run {run.name}\n")
+    rows = [
+        ("ours: replay, end to end (stream.py --rate 0)", f"{ours:,.0f}", "1.0"),
+        ("ours: replay, after start-up", f"{in_loop:,.0f}", f"{ours / in_loop:.2f}"),
+        (f"naive per-point loop ({args.naive_points} points)", f"{naive:,.1f}", f"{ours / naive:,.0f}"),
+        (f"river HalfSpaceTrees, defaults ({args.river_points:,} points)",
+         f"{river:,.0f}" if river else "not installed", f"{ours / river:.2f}" if river else "-"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"{'':{width}}  {'points/s':>12}  {'ours / this':>12}")
+    for name, rate, ratio in rows:
+        print(f"{name:{width}}  {rate:>12}  {ratio:>12}")
+    print()
+    print(f"replay wall time: {wall:.1f} s for {args.points:,} points ({small_wall:.1f} s for 100,000)")
+    print(f"live, one point at a time at {args.live_rate:g}/s over stdin ({len(latency)} points): "
+          f"p50 {np.percentile(latency, 50):.2f} ms, p99 {np.percentile(latency, 99):.2f} ms, "
+          f"max {latency.max():.2f} ms from arrival to decision")
+    print(f"peak memory: {small_mb:.0f} MB after 100,000 points, {peak_mb:.0f} MB after {args.points:,} "
+          f"({100 * (peak_mb / small_mb - 1):+.1f}%)")
+    if train_s is not None:
+        print(f"training: default python train.py in {train_s:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

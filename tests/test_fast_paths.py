@@ -1,0 +1,122 @@
+"""The fast scoring paths give the numbers of the plain library computations they replace."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.lib.stride_tricks import sliding_window_view
+from scipy import stats
+from sklearn.ensemble import IsolationForest
+
+from anomaly.calibration import Calibrator
+from anomaly.detectors import REGISTRY
+from anomaly.detectors.forest import CompiledForest
+from anomaly.detectors.onnx_export import session, to_onnx
+from anomaly.rolling import rolling_exceedances, rolling_median, rolling_median_mad
+
+
+def series(kind: int, n: int, rng) -> np.ndarray:
+    """Continuous, heavily tied (integer) and rounded series: ties are where order statistics break."""
+    if kind == 0:
+        return rng.normal(size=n)
+    if kind == 1:
+        return rng.integers(0, 4, size=n).astype(float)
+    return np.round(rng.normal(size=n), 1)
+
+
+@pytest.mark.parametrize("kind", [0, 1, 2])
+def test_rolling_statistics_equal_numpy_on_every_window(kind):
+    rng = np.random.default_rng(kind)
+    for _ in range(60):
+        n = int(rng.integers(1, 300))
+        size = int(rng.integers(1, n + 1))
+        x = series(kind, n, rng)
+        windows = sliding_window_view(x, size)
+        median, mad = rolling_median_mad(x, size)
+        np.testing.assert_array_equal(median, np.median(windows, axis=1))
+        np.testing.assert_array_equal(mad, np.median(np.abs(windows - median[:, None]), axis=1))
+        np.testing.assert_array_equal(rolling_median(x, size), median)
+        scale = np.maximum(1.4826 * mad, 1e-3)
+        z = (windows - median[:, None]) / scale[:, None]
+        for direction, signed in (("both", np.abs(z)), ("pos", z), ("neg", -z)):
+            expected = (signed[:, :-1] > signed[:, -1:]).sum(axis=1)
+            np.testing.assert_array_equal(rolling_exceedances(x, size, median, scale, direction), expected)
+
+
+def test_rolling_statistics_reject_bad_input():
+    with pytest.raises(ValueError, match="at least size=5"):
+        rolling_median(np.arange(3.0), 5)
+    with pytest.raises(ValueError, match="1-D"):
+        rolling_median_mad(np.zeros((4, 4)), 2)
+    with pytest.raises(ValueError, match="shape"):
+        rolling_exceedances(np.arange(10.0), 4, np.zeros(3), np.ones(3))
+
+
+@pytest.mark.parametrize("max_samples,max_features,n_estimators", [(512, 1.0, 100), (64, 0.6, 30), (2, 1.0, 5)])
+def test_compiled_forest_scores_equal_scikit_learn_bit_for_bit(max_samples, max_features, n_estimators):
+    rng = np.random.default_rng(max_samples)
+    train = rng.normal(size=(3000, 5))
+    train[:, 0] = np.round(train[:, 0], 1)  # ties: thresholds then fall between equal-looking float32 values
+    forest = IsolationForest(n_estimators=n_estimators, max_samples=max_samples,
+                             max_features=max_features, random_state=1).fit(train)
+    rows = np.r_[2 * rng.normal(size=(4000, 5)), train[:500]]
+    np.testing.assert_array_equal(CompiledForest(forest).score(rows), -forest.score_samples(rows))
+
+
+def test_compiled_forest_refuses_too_deep_trees_and_wrong_shapes():
+    rng = np.random.default_rng(0)
+    forest = IsolationForest(n_estimators=3, max_samples=64, random_state=0).fit(rng.normal(size=(200, 3)))
+    compiled = CompiledForest(forest)
+    with pytest.raises(ValueError, match=r"shape \(n, 3\)"):
+        compiled.score(np.zeros((2, 4)))
+    deep = IsolationForest(n_estimators=1, max_samples=20_000, random_state=0).fit(rng.normal(size=(20_000, 2)))
+    with pytest.raises(ValueError, match="max_samples"):
+        CompiledForest(deep)
+
+
+@pytest.fixture(scope="module")
+def fitted_autoencoders():
+    rng = np.random.default_rng(0)
+    t = np.arange(1200)
+    values = np.sin(2 * np.pi * t / 24) + 0.1 * rng.normal(size=len(t))
+    windows = sliding_window_view(values, 16)
+    return {name: REGISTRY[name](window=16, seed=0, epochs=2, **params).fit(windows)
+            for name, params in (("dense_ae", {"hidden": 8, "bottleneck": 3}), ("lstm_ae", {"units": 6}))}
+
+
+@pytest.mark.parametrize("name", ["dense_ae", "lstm_ae"])
+def test_onnx_graph_reproduces_the_keras_model(fitted_autoencoders, name):
+    detector = fitted_autoencoders[name]
+    x = np.random.default_rng(1).normal(size=(300, 16)).astype(np.float32)
+    keras_input = x[:, :, None] if name == "lstm_ae" else x
+    expected = np.asarray(detector.model_(keras_input, training=False)).reshape(300, 16)
+    runtime = session(to_onnx(detector.model_, 16))
+    batch = runtime.run(None, {"windows": x})[0]
+    np.testing.assert_allclose(batch, expected, atol=1e-5)
+    # the same window gives the same numbers alone as in a batch: live and replay agree
+    one_by_one = np.concatenate([runtime.run(None, {"windows": x[i:i + 1]})[0] for i in range(20)])
+    np.testing.assert_array_equal(one_by_one, batch[:20])
+
+
+def test_onnx_export_refuses_layers_it_does_not_know():
+    from anomaly.detectors.autoencoder import keras
+
+    k = keras()
+    model = k.Sequential([k.Input((8,)), k.layers.Dense(4, activation="softplus"), k.layers.Dense(8)])
+    with pytest.raises(NotImplementedError, match="softplus"):
+        to_onnx(model, 8)
+    model = k.Sequential([k.Input((8, 1)), k.layers.GRU(4)])
+    with pytest.raises(NotImplementedError, match="GRU"):
+        to_onnx(model, 8)
+
+
+def test_calibrated_tail_equals_scipy_generalised_pareto():
+    rng = np.random.default_rng(3)
+    calibrator = Calibrator().fit(rng.gamma(2.0, size=4000))
+    scores = np.linspace(calibrator.threshold_, calibrator.threshold_ + 20, 200)[1:]
+    n = len(calibrator.sorted_)
+    k = n - np.searchsorted(calibrator.sorted_, calibrator.threshold_, side="right")
+    shape, scale = calibrator.gpd_
+    expected = np.clip(k / (n + 1.0) * stats.genpareto.sf(scores - calibrator.threshold_, shape, scale=scale),
+                       1e-12, 1.0)
+    np.testing.assert_array_equal(calibrator.p_value(scores), expected)

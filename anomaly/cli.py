@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -15,6 +16,8 @@ from pathlib import Path
 from .config import Config, load_config, quick
 
 DEFAULT_MODELS = "models"
+SINK_PROCESS_FROM = 50_000  # replays this long format their output in a child process (~0.5 s to start)
+BYTES_PER_LINE = 30  # a timestamp,value line, for guessing a file's length
 logger = logging.getLogger("anomaly")
 
 
@@ -239,20 +242,26 @@ def run_stream(args, config: Config) -> int:
     """Stream ``args.source`` through the latest run; print a summary; return the exit status."""
     from .plot import LivePlot, has_display
     from .runner import Runner
-    from .sinks import ConsoleSink, LogFileSink, OutputSink, QuarantineSink
+    from .sink_process import SinkProcess, make_sinks
+    from .sinks import QuarantineSink
     from .sources import limited, paced
 
     ensemble, manifest = _load_or_train(args, config)
     rate = args.rate if args.rate is not None else config.stream.rate_hz if args.source == "sim" else 0.0
     chunks = _open_source(args, config, ensemble, manifest, rate)
     runner = Runner(ensemble)
-    sinks = [] if args.quiet else [ConsoleSink(sys.stderr if args.output == "-" else sys.stdout)]
+    specs = [] if args.quiet else [("console", "stderr" if args.output == "-" else "stdout")]
+    specs.append(("log", args.log or config.stream.log_file))
+    if args.output:
+        specs.append(("output", args.output))
     try:
-        sinks.append(LogFileSink(args.log or config.stream.log_file))
-        if args.output:
-            sinks.append(OutputSink(args.output))
+        sinks = make_sinks(specs)  # opened here, so that a bad path is an error before streaming
     except (OSError, ValueError) as exc:
         raise UserError(str(exc)) from None
+    if rate == 0 and _expected_points(args) >= SINK_PROCESS_FROM:
+        for sink in sinks:  # a long replay writes from a child process, beside the scoring
+            sink.close()
+        sinks = [SinkProcess(specs)]
     if not args.no_plot:
         png = args.plot
         if png is None and not has_display():
@@ -269,19 +278,30 @@ def run_stream(args, config: Config) -> int:
     interrupted = False
     started = time.perf_counter()
     try:
-        for chunk in stream:
-            block, rejected = runner.process(chunk)
-            for line in rejected:
-                quarantine.write(line)
-            for sink in sinks:
-                sink.write_block(block)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        for sink in sinks + [quarantine]:
-            sink.close()
+        try:
+            for chunk in stream:
+                block, rejected = runner.process(chunk)
+                for line in rejected:
+                    quarantine.write(line)
+                for sink in sinks:
+                    sink.write_block(block)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            for sink in sinks + [quarantine]:
+                sink.close()
+    except OSError as exc:  # a full disk, a closed pipe: say so in one line
+        raise UserError(f"writing the output failed: {exc}") from None
     _summary(runner, ensemble, args, interrupted, time.perf_counter() - started)
     return 0
+
+
+def _expected_points(args) -> float:
+    """Return about how many points ``args.source`` will deliver (infinite for the simulator)."""
+    if args.source == "-":
+        return 0
+    known = math.inf if args.source == "sim" else Path(args.source).stat().st_size / BYTES_PER_LINE
+    return min(known, args.limit or math.inf)
 
 
 def _summary(runner, ensemble, args, interrupted: bool, seconds: float) -> None:

@@ -128,3 +128,16 @@ def test_replay_in_blocks_and_paced_points_write_identical_records(trained):
     assert outputs["0"] == outputs["20000"]
     if any(r["is_anomaly"] for r in outputs["0"]):
         assert "ANOMALY" in result.stderr  # with --output -, the messages go to stderr
+
+
+@pytest.mark.slow
+def test_long_replay_writes_every_record_from_the_child_process(trained):
+    out = trained / "long.jsonl"
+    result = run(str(ROOT / "stream.py"), "--models", "models", "--limit", "60000", "--rate", "0",
+                 "--no-plot", "--quiet", "--output", str(out), "--log", "long.log", cwd=trained)
+    assert result.returncode == 0, result.stderr
+    lines = out.read_text().splitlines()
+    assert len(lines) == 60000
+    flagged = sum('"is_anomaly": true' in line for line in lines)
+    assert flagged > 0 and (trained / "long.log").read_text().count("ANOMALY") == flagged
+    assert "60000 points seen" in result.stderr

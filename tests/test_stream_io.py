@@ -164,3 +164,33 @@ def test_chunks_concatenate_in_order_with_unknown_labels_as_none():
     joined = Chunk.concat([a, b])
     assert joined.labels == [True, None] and joined.kinds == ["spike", ""]
     assert joined.raw == ["1,5", "2.0,6.0"] and joined.positions.tolist() == [1, 2]
+
+
+def test_sinks_in_a_child_process_write_what_in_process_sinks_write(tmp_path):
+    from anomaly.sink_process import SinkProcess, make_sinks
+
+    blocks = [make_block(40), make_block(25, truth=False)]
+    here = [("output", str(tmp_path / "here.jsonl")), ("log", str(tmp_path / "here.log"))]
+    there = [("output", str(tmp_path / "there.jsonl")), ("log", str(tmp_path / "there.log"))]
+    sinks = make_sinks(here)
+    child = SinkProcess(there)
+    for block in blocks:
+        child.write_block(block)
+        for sink in sinks:
+            sink.write_block(block)
+    child.close()  # waits until the child has written everything
+    for sink in sinks:
+        sink.close()
+    assert (tmp_path / "there.jsonl").read_text() == (tmp_path / "here.jsonl").read_text()
+    assert (tmp_path / "there.log").read_text() == (tmp_path / "here.log").read_text()
+    assert (tmp_path / "here.log").read_text().count("ANOMALY") == sum(int(b.is_anomaly.sum()) for b in blocks)
+
+
+def test_a_failing_child_process_is_reported(tmp_path):
+    from anomaly.sink_process import SinkProcess
+
+    child = SinkProcess([("output", str(tmp_path / "missing-folder" / "out.jsonl"))])
+    with pytest.raises(OSError, match="output process"):
+        for _ in range(50):  # the child dies opening the file; sending fails or closing reports it
+            child.write_block(make_block(40))
+        child.close()

@@ -94,6 +94,9 @@ class Calibrator:
         cal.sorted_ = np.asarray(arrays["sorted"], dtype=np.float64)
         cal.threshold_ = float(arrays["threshold"])
         cal.gpd_ = tuple(float(v) for v in arrays["gpd"])
+        if not cal.gpd_[0] >= 0 or not cal.gpd_[1] > 0:
+            # fit() keeps shape >= 0; p_value's closed form holds only there
+            raise ValueError(f"calibration: tail shape must be >= 0 and scale > 0, got {cal.gpd_}")
         return cal
 
 

@@ -227,7 +227,8 @@ def _open_source(args, config: Config, ensemble, manifest, rate: float):
         return sources.simulator_chunks(config.simulator, args.seed, start, config.stream.batch if rate == 0 else 1)
     start = float(ensemble.grid.timestamp(0)) if ensemble.grid else 0.0
     if args.source == "-":
-        return sources.stdin_chunks(ensemble.grid.interval, start, config.stream.batch)
+        # paced: one line per chunk, so that --rate paces points; else whatever has queued up
+        return sources.stdin_chunks(ensemble.grid.interval, start, 1 if rate > 0 else config.stream.batch)
     path = Path(args.source)
     if not path.is_file():
         raise UserError(f"--source {args.source}: no such file (use sim, a CSV file, or -)")
@@ -275,25 +276,43 @@ def run_stream(args, config: Config) -> int:
     # forth thousands of times per block and waits each time for a busy thread to let go.
     print(f"streaming {args.source} with run {manifest['run']} "
           f"(target false-alarm rate {ensemble.target_far:g}); Ctrl-C to stop", file=sys.stderr)
-    interrupted = False
+    stopped = ""  # why the stream ended early, if it did
     started = time.perf_counter()
     try:
-        try:
-            for chunk in stream:
-                block, rejected = runner.process(chunk)
-                for line in rejected:
-                    quarantine.write(line)
-                for sink in sinks:
-                    sink.write_block(block)
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            for sink in sinks + [quarantine]:
-                sink.close()
-    except OSError as exc:  # a full disk, a closed pipe: say so in one line
+        for chunk in stream:
+            block, rejected = runner.process(chunk)
+            for line in rejected:
+                quarantine.write(line)
+            for sink in sinks:
+                sink.write_block(block)
+    except KeyboardInterrupt:
+        stopped = "stopped"
+    except BrokenPipeError:  # the reader of our output went away (| head): stop quietly
+        stopped = "stopped: the output was closed"
+    except OSError as exc:  # a full disk, say: in one line, after closing what can be closed
+        _close_all(sinks + [quarantine])
         raise UserError(f"writing the output failed: {exc}") from None
-    _summary(runner, ensemble, args, interrupted, time.perf_counter() - started)
+    problems = _close_all(sinks + [quarantine])
+    _summary(runner, ensemble, args, stopped, time.perf_counter() - started)
+    for problem in problems:
+        print(f"stream.py: warning: {problem}", file=sys.stderr)
     return 0
+
+
+def _close_all(sinks: list) -> list[str]:
+    """Close every sink, even when one fails; return what went wrong, one line each."""
+    problems = []
+    for sink in sinks:
+        try:
+            sink.close()
+        except BrokenPipeError:
+            pass  # the output was closed: nothing more to say there
+        except OSError as exc:
+            problems.append(f"closing the output: {exc}")
+        except KeyboardInterrupt:  # a second Ctrl-C while the output process finishes
+            getattr(sink, "abort", lambda: None)()
+            problems.append("interrupted while writing the output: the last records may be missing")
+    return problems
 
 
 def _expected_points(args) -> float:
@@ -304,11 +323,11 @@ def _expected_points(args) -> float:
     return min(known, args.limit or math.inf)
 
 
-def _summary(runner, ensemble, args, interrupted: bool, seconds: float) -> None:
+def _summary(runner, ensemble, args, stopped: str, seconds: float) -> None:
     c = runner.counts
     scored = c.points - c.warmup
     rate = c.anomalies / scored if scored else 0.0
-    lines = [("stopped" if interrupted else "done") + f": {c.points} points seen ({c.warmup} warm-up), "
+    lines = [(stopped or "done") + f": {c.points} points seen ({c.warmup} warm-up), "
              f"{c.anomalies} anomalies ({rate:.2%} of scored points; false-alarm target "
              f"{ensemble.target_far:g} of normal points)",
              f"{c.points + c.rejected} input lines in {seconds:.1f} s "

@@ -102,7 +102,7 @@ class TrainingConfig:
 @dataclass(frozen=True)
 class StreamConfig:
     rate_hz: float = 20.0  # simulator pace; 0 = as fast as possible
-    batch: int = 8192  # most points scored together when they queue up (simulator at full speed)
+    batch: int = 8192  # most points scored together: simulator at full speed, stdin when lines queue up
     log_file: str = "anomaly.log"
     plot_points: int = 500  # points kept in the live plot
 

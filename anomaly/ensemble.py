@@ -30,7 +30,8 @@ PARALLEL_FROM = 256  # blocks this large are scored on all cores; a live point s
 @functools.cache
 def _pool() -> ThreadPoolExecutor:
     """One scoring thread per core: ONNX Runtime and the compiled kernels release the GIL."""
-    return ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="anomaly-score")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return ThreadPoolExecutor(max_workers=cores or 2, thread_name_prefix="anomaly-score")
 
 
 @dataclass
@@ -109,34 +110,36 @@ class Ensemble:
                          self.scaler.inverse(center), spread * self.scaler.scale)
 
     def _score_all(self, scaled: np.ndarray, positions: np.ndarray):
-        """Return each detector's raw scores of the decidable points, and S-H-ESD's (center, spread).
+        """Return each detector's raw scores of the decidable points, and the expected band, if any.
 
-        Large blocks are cut into parts of ``PART`` points, and the (detector, part) tasks run
-        on one thread per core: every kernel is single-threaded and releases the GIL.
+        The band (center, spread) comes from the first detector that states one with its
+        scores (``series_stats``, S-H-ESD's seasonal model). Large blocks are cut into parts of
+        ``PART`` points and the (detector, part) tasks run on one thread per core: every kernel
+        is single-threaded and releases the GIL.
         """
         n = len(scaled) - self.window + 1
-        bounds = [(lo, min(lo + PART, n)) for lo in range(0, n, PART)]
+        parts = [(lo, min(lo + PART, n)) for lo in range(0, n, PART)]
 
         def task(job):
             name, (lo, hi) = job
             detector = self.detectors[name]
             values, phase = self._tail(scaled[lo:hi + self.window - 1], positions[lo:hi + self.window - 1],
                                        detector.window)
-            if name == "shesd":  # one rolling pass gives its score and the expected band
+            if hasattr(detector, "series_stats"):  # one rolling pass: scores and the expected band
                 return detector.series_stats(values, phase)
             return score_consecutive(detector, values, phase)
 
-        jobs = [(name, part) for name in self.names for part in bounds]
-        results = list(_pool().map(task, jobs) if n >= PARALLEL_FROM else map(task, jobs))
-        by_name = {name: results[i * len(bounds):(i + 1) * len(bounds)] for i, name in enumerate(self.names)}
+        jobs = [(name, part) for name in self.names for part in parts]
+        results = dict(zip(jobs, _pool().map(task, jobs) if n >= PARALLEL_FROM else map(task, jobs)))
         columns, expected = [], None
         for name in self.names:
-            parts = by_name[name]
-            if name == "shesd":
-                columns.append(np.concatenate([p.score for p in parts]))
-                expected = np.concatenate([p.center for p in parts]), np.concatenate([p.spread for p in parts])
+            pieces = [results[name, part] for part in parts]
+            if hasattr(pieces[0], "center"):
+                columns.append(np.concatenate([p.score for p in pieces]))
+                if expected is None:
+                    expected = np.concatenate([p.center for p in pieces]), np.concatenate([p.spread for p in pieces])
             else:
-                columns.append(np.concatenate(parts))
+                columns.append(np.concatenate(pieces))
         return columns, expected
 
     def _rolling_band(self, scaled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import warnings
 
 import numpy as np
 
@@ -20,6 +19,8 @@ from .records import Chunk, Rejected
 from .simulate import Point
 
 TRUE = {"1", "true", "yes", "anomaly"}
+MAX_LINE = 1 << 20  # characters; a longer line is rejected, and only its start is kept
+SHOWN = 200  # characters of a too-long line kept in its quarantine record
 ISO_LENGTH = 19  # YYYY-MM-DD HH:MM:SS
 ISO_DIGITS = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]
 ISO_SEPARATORS = {4: "-", 7: "-", 13: ":", 16: ":"}
@@ -35,6 +36,8 @@ def parse_line(line: str, position: int, clock: float, interval: float) -> Point
 
     A bare value is stamped ``clock + interval`` (the next grid point after ``clock``).
     """
+    if len(line) > MAX_LINE:
+        return _too_long(line, position)
     text = line.strip()
     if not text:
         return Rejected(line, "empty line", position)
@@ -56,6 +59,10 @@ def parse_line(line: str, position: int, clock: float, interval: float) -> Point
         return Rejected(line, f"expected 1 to 3 fields, got {len(fields)}", position)
     except (ValueError, TypeError, StopIteration, json.JSONDecodeError) as exc:
         return Rejected(line, f"unparsable: {exc}", position)
+
+
+def _too_long(line: str, position: int) -> Rejected:
+    return Rejected(line[:SHOWN] + "...", f"line too long (over {MAX_LINE:,} characters)", position)
 
 
 def _iso_seconds(texts: list[str]) -> np.ndarray | None:
@@ -138,8 +145,9 @@ def parse_csv_lines(lines: list[str], first_position: int, n_fields: int, time_i
     """
     text = "\n".join(lines)
     rejected = []
-    commas = list(map(str.count, lines, [","] * len(lines)))
-    if lines and '"' not in text and min(commas) == max(commas) == n_fields - 1:
+    commas = [line.count(",") for line in lines]
+    if (lines and '"' not in text and min(commas) == max(commas) == n_fields - 1
+            and max(map(len, lines)) <= MAX_LINE):
         # the common, clean case: one split of the whole block, columns by slicing (no list per row)
         flat = text.replace("\n", ",").split(",")
         columns = [flat[i::n_fields] for i in range(n_fields)]
@@ -147,8 +155,11 @@ def parse_csv_lines(lines: list[str], first_position: int, n_fields: int, time_i
     else:
         raws, positions, rows = [], [], []
         for offset, line in enumerate(lines):
-            fields = split_fields(line)
             position = first_position + offset
+            if len(line) > MAX_LINE:
+                rejected.append(_too_long(line, position))
+                continue
+            fields = split_fields(line)
             if len(fields) == n_fields:
                 rows.append(fields)
                 raws.append(line)
@@ -159,9 +170,7 @@ def parse_csv_lines(lines: list[str], first_position: int, n_fields: int, time_i
                 rejected.append(Rejected(line, f"unparsable: expected {n_fields} fields, got {len(fields)}",
                                          position))
         columns = [list(column) for column in zip(*rows)] if rows else [[] for _ in range(n_fields)]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # numpy's note on zone offsets; they are converted to UTC
-        stamps, time_errors = parse_timestamps(columns[time_index])
+    stamps, time_errors = parse_timestamps(columns[time_index])
     values, value_errors = parse_values(columns[value_index])
     labels = [label(text) for text in columns[label_index]] if label_index is not None else None
     chunk = Chunk(stamps, values, np.array(positions, dtype=np.int64), raws, labels)

@@ -1,8 +1,8 @@
 """Rolling robust statistics of a series, compiled with numba: the hot path of streaming.
 
 For every full window of a 1-D series these return what ``np.median`` (and the median of
-absolute deviations) of ``sliding_window_view`` rows would, bit for bit, without building
-the ``(n, window)`` matrix. A sorted copy of the window is kept and updated in place as it
+absolute deviations) of ``sliding_window_view`` rows would, the same floats (where numpy
+says 0.0 these may say -0.0), without building the ``(n, window)`` matrix. A sorted copy of the window is kept and updated in place as it
 slides (one value out, one in: O(window) moves, no sort), the median is read off it, and
 the MAD merges the distances on both sides of the median outward (O(window)).
 
@@ -125,7 +125,7 @@ def rolling_median(values: np.ndarray, size: int) -> np.ndarray:
     """Return the ``(n - size + 1,)`` medians of each full window; row ``j`` ends at ``values[j + size - 1]``."""
     values = _check(values, size)
     median = np.empty(len(values) - size + 1)
-    _rolling(values, size, median, median, False)
+    _rolling(values, size, median, median, False)  # no MAD wanted: its output slot is never written
     return median
 
 

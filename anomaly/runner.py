@@ -43,9 +43,10 @@ class Runner:
         self.counts = Counts()
 
     def check(self, point: Point, position: int) -> Rejected | None:
-        """Return why ``point`` cannot be scored, or ``None`` when it is valid.
+        """Return why ``point`` cannot be scored, or ``None`` when it is valid (and remember it).
 
-        A valid point has a finite value and a timestamp after the previous valid one.
+        A valid point has a finite value and a timestamp after the previous valid one: the
+        rules :meth:`process` applies to a whole chunk at once.
         """
         if not math.isfinite(point.value):
             reason = "non-finite value"
@@ -100,6 +101,7 @@ class Runner:
         valid, reasons = self._validate(chunk.timestamps, chunk.values)
         for i in np.flatnonzero(~valid):
             rejected.append(self.reject(Rejected(chunk.raw_text(i), reasons[i], int(chunk.positions[i]))))
+        rejected.sort(key=lambda r: r.position)  # the quarantine keeps input order
         return self._score(chunk if valid.all() else chunk.take(valid)), rejected
 
     def step(self, point: Point) -> Decision:
@@ -122,10 +124,11 @@ class Runner:
         self._scaled, self._positions = scaled[start:], positions[start:]
         n_warm = max(0, min(n, ens.window - (len(scaled) - n) - 1))
         k = len(ens.names)
-        block = DecisionBlock(
-            ens.names, ens.alpha, chunk.timestamps, chunk.values, np.zeros(n), np.ones(n),
-            np.zeros(n, dtype=bool), np.ones((n, k)), np.arange(n) < n_warm, np.full(n, math.nan),
-            np.full(n, math.nan), chunk.positions, chunk.labels, chunk.kinds)
+        block = DecisionBlock(  # warm-up values; the scored rows are filled in below
+            names=ens.names, alpha=ens.alpha, timestamps=chunk.timestamps, values=chunk.values,
+            score=np.zeros(n), p_value=np.ones(n), is_anomaly=np.zeros(n, dtype=bool),
+            p_detectors=np.ones((n, k)), warmup=np.arange(n) < n_warm, expected=np.full(n, math.nan),
+            spread=np.full(n, math.nan), positions=chunk.positions, labels=chunk.labels, kinds=chunk.kinds)
         if n_warm < n:
             d = ens.decide(scaled, positions)
             mine = slice(len(d.p_value) - (n - n_warm), None)  # the rows of this chunk's scored points

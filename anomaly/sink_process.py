@@ -10,13 +10,16 @@ interpreter of its own. The parent sends each :class:`~anomaly.records.DecisionB
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import sys
+import threading
 from typing import Literal
 
 from .sinks import ConsoleSink, LogFileSink, OutputSink
 
 SinkSpec = tuple[Literal["console", "log", "output"], str]  # ("console", "stdout"|"stderr") or a path
+OUTPUT_CLOSED = 3  # the child's exit code when the reader of its stdout went away
 
 
 def make_sinks(specs: list[SinkSpec]) -> list:
@@ -35,9 +38,15 @@ def _serve(connection, specs: list[SinkSpec]) -> None:
         while (block := connection.recv()) is not None:
             for sink in sinks:
                 sink.write_block(block)
+    except BrokenPipeError:  # stdout's reader went away (| head): a quiet stop, not a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(OUTPUT_CLOSED)
     finally:
         for sink in sinks:
-            sink.close()
+            try:
+                sink.close()
+            except BrokenPipeError:
+                pass
 
 
 class SinkProcess:
@@ -53,19 +62,46 @@ class SinkProcess:
 
     def write_block(self, block) -> None:
         try:
-            self._sender.send(block)
+            self._send(block)
         except (BrokenPipeError, EOFError):
             self._process.join()
-            raise OSError(f"the output process stopped (exit code {self._process.exitcode}); "
-                          "see the error above") from None
+            self._raise_failure()
+
+    def _send(self, message) -> None:
+        """Send ``message`` whole: a Ctrl-C arriving meanwhile is raised after it, not halfway through.
+
+        A message cut in two would leave the child unable to read anything after it.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            self._sender.send(message)  # only the main thread receives signals
+            return
+        interrupted = []
+        previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
+        try:
+            self._sender.send(message)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        if interrupted:
+            raise KeyboardInterrupt
+
+    def _raise_failure(self) -> None:
+        code = self._process.exitcode
+        if code == OUTPUT_CLOSED:
+            raise BrokenPipeError("the reader of the output went away")
+        if code != 0:
+            raise OSError(f"the output process failed (exit code {code}); see the error above")
 
     def close(self) -> None:
         """Wait until everything sent is written; raise ``OSError`` if the child failed."""
         try:
-            self._sender.send(None)
+            self._send(None)
         except (BrokenPipeError, EOFError):
             pass
         self._sender.close()
         self._process.join()
-        if self._process.exitcode != 0:
-            raise OSError(f"the output process failed (exit code {self._process.exitcode}); see the error above")
+        self._raise_failure()
+
+    def abort(self) -> None:
+        """Stop the child now (what is still in the pipe is lost)."""
+        self._process.terminate()
+        self._process.join()

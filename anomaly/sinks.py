@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -61,7 +62,10 @@ class LogFileSink:
 
 
 def record(decision: Decision) -> dict:
-    """Return the flat output record of a decision (one per input point).
+    """Return the flat output record of a decision (one per input point): what a JSON line holds.
+
+    :class:`OutputSink` formats whole blocks without building these dicts; the tests hold
+    it to exactly this.
 
     Values and the combined p-value are exact; the score and the expected value are
     rounded to 6 decimals, each detector's own p-value to 6 significant digits (they
@@ -149,7 +153,10 @@ class OutputSink:
         if self._owned:
             self.handle.close()
         else:
-            self.handle.flush()
+            try:
+                self.handle.flush()
+            except BrokenPipeError:  # stdout's reader went away: nothing left to flush into
+                os.dup2(os.open(os.devnull, os.O_WRONLY), self.handle.fileno())
 
 
 class QuarantineSink:

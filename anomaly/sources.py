@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import SimulatorConfig
-from .parse import parse_csv_lines, parse_line, split_fields
+from .parse import MAX_LINE, parse_csv_lines, parse_line, split_fields
 from .records import Chunk
 from .simulate import Point, Simulator
 
@@ -68,27 +68,49 @@ def arriving_lines(fd: int, most: int, read_bytes: int = 1 << 16) -> Iterator[li
 
     ``os.read`` waits for input, then returns everything already queued: a trickle of
     points comes out one line at a time (lowest latency), a burst as one batch (scored in
-    one pass). No reader thread: one would compete with scoring for the GIL.
+    one pass). No reader thread: one would compete with scoring for the GIL. A line longer
+    than ``MAX_LINE`` characters keeps only its start (it is rejected as too long).
     """
     pending: list[bytes] = []
-    rest, ended = b"", False
+    partial: list[bytes] = []  # pieces of the line not yet ended, joined once it ends
+    partial_size, ended = 0, False
     while pending or not ended:
         while not pending and not ended:  # wait for one complete line, or the end of input
             data = os.read(fd, read_bytes)
             if not data:
                 ended = True
-                pending, rest = ([rest] if rest else []), b""
-            else:
-                *pending, rest = (rest + data).split(b"\n")
-        if not pending:
-            return
+                pending = [b"".join(partial)] if partial_size else []
+                continue
+            *complete, tail = data.split(b"\n")
+            if complete:
+                pending = [b"".join(partial) + complete[0], *complete[1:]]
+                partial, partial_size = [], 0
+            if partial_size <= MAX_LINE:  # beyond it the line is rejected anyway: keep no more
+                partial.append(tail)
+                partial_size += len(tail)
         batch, pending = pending[:most], pending[most:]
-        yield [line.decode("utf-8", errors="replace").rstrip("\r") for line in batch]
+        yield [_decode(line) for line in batch]
+
+
+def _decode(line: bytes) -> str:
+    # undecodable bytes stay visible as \xNN in the quarantine, instead of becoming U+FFFD
+    return line.decode("utf-8", errors="backslashreplace").rstrip("\r")
 
 
 def stdin_chunks(interval: float, start: float, most: int = 8192) -> Iterator[Chunk]:
     """Yield chunks from standard input as lines arrive (see :func:`arriving_lines`)."""
-    return text_chunks(arriving_lines(sys.stdin.fileno(), most), interval, start)
+    lines = arriving_lines(sys.stdin.fileno(), most)
+    return text_chunks(_without_bom(lines), interval, start)
+
+
+def _without_bom(batches: Iterator[list[str]]) -> Iterator[list[str]]:
+    first = next(batches, None)
+    if first is None:
+        return
+    if first and first[0].startswith("\ufeff"):
+        first[0] = first[0][1:]
+    yield first
+    yield from batches
 
 
 def csv_chunks(path: str | Path, time_column: str = "timestamp", value_column: str = "value",
@@ -98,7 +120,8 @@ def csv_chunks(path: str | Path, time_column: str = "timestamp", value_column: s
     ``chunk_bytes`` of text are parsed together (0: one line per chunk, for paced replay).
     Raises ``ValueError`` at once when the header lacks the time or value column.
     """
-    handle = open(path, encoding="utf-8-sig", errors="replace")  # a BOM is not part of the header
+    # a BOM is not part of the header; undecodable bytes stay visible (\xNN) in the quarantine
+    handle = open(path, encoding="utf-8-sig", errors="backslashreplace")
     header = split_fields(handle.readline().rstrip("\n"))
     for column in (time_column, value_column):
         if column not in header:
@@ -112,15 +135,16 @@ def csv_chunks(path: str | Path, time_column: str = "timestamp", value_column: s
             for line in handle:
                 yield [line.rstrip("\n")]
             return
-        rest = ""
+        partial: list[str] = []  # the start of a line that has not ended yet
         while text := handle.read(chunk_bytes):
-            text = rest + text
-            cut = text.rfind("\n") + 1
-            if cut:
-                yield text[:cut - 1].split("\n")
-            rest = text[cut:]
-        if rest:
-            yield [rest]
+            cut = text.rfind("\n")
+            if cut < 0:
+                partial.append(text)
+                continue
+            yield ("".join(partial) + text[:cut]).split("\n")
+            partial = [text[cut + 1:]]
+        if tail := "".join(partial):
+            yield [tail]
 
     def chunks() -> Iterator[Chunk]:
         position = 2
@@ -136,6 +160,9 @@ def limited(chunks: Iterator[Chunk], limit: int | None) -> Iterator[Chunk]:
     """Yield ``chunks`` up to ``limit`` input items (points plus rejected lines) in input order."""
     if limit is None:
         yield from chunks
+        return
+    if limit <= 0:
+        getattr(chunks, "close", lambda: None)()
         return
     left = limit
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -141,3 +142,24 @@ def test_long_replay_writes_every_record_from_the_child_process(trained):
     flagged = sum('"is_anomaly": true' in line for line in lines)
     assert flagged > 0 and (trained / "long.log").read_text().count("ANOMALY") == flagged
     assert "60000 points seen" in result.stderr
+
+
+def test_rate_paces_stdin_one_point_at_a_time(trained):
+    lines = ["timestamp,value"] + [f"2026-03-01 00:{m:02d}:00,{50 + m % 3}" for m in range(20)]
+    result = run(str(ROOT / "stream.py"), "--models", "models", "--source", "-", "--rate", "40", "--no-plot",
+                 "--quiet", cwd=trained, stdin="\n".join(lines) + "\n")
+    assert result.returncode == 0, result.stderr
+    seconds = float(re.search(r"20 input lines in ([\d.]+) s", result.stderr).group(1))
+    assert seconds >= 19 / 40 * 0.9  # 20 points at 40 per second: paced, not read in one go
+
+
+@pytest.mark.slow
+def test_a_closed_output_pipe_stops_the_stream_quietly(trained):
+    process = subprocess.Popen([sys.executable, str(ROOT / "stream.py"), "--models", "models", "--rate", "0",
+                                "--limit", "200000", "--no-plot", "--quiet", "--output", "-"],
+                               cwd=trained, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert json.loads(process.stdout.readline())["status"] == "warm-up"
+    process.stdout.close()  # like `| head -1`
+    stderr = process.stderr.read()
+    assert process.wait(timeout=120) == 0
+    assert "output was closed" in stderr and "Traceback" not in stderr

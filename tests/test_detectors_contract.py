@@ -133,3 +133,17 @@ def test_consecutive_series_path_equals_scoring_the_sliding_windows(fitted):
         np.testing.assert_array_equal(stats.spread, spread)
     if name == "iforest":
         np.testing.assert_array_equal(detector.features_series(values, phase), detector.features(windows, last_phase))
+
+
+def test_across_a_gap_s_h_esd_deseasons_each_point_at_its_own_phase():
+    """The stream passes every point's grid phase; after a gap those are not the last phase minus lags."""
+    detector = make("shesd")
+    detector.fit(*windows_and_phase(normal_series(), detector.window))
+    values = normal_series(300, seed=9)
+    phase = np.r_[np.arange(150), np.arange(150) + 150 + 7] % PERIOD  # 7 grid points missing
+    stats = detector.series_stats(values, phase)
+    deseasoned = sliding(values - detector.profile_[phase], detector.window)  # the numpy reference
+    level = np.median(deseasoned, axis=1)
+    spread = np.maximum(1.4826 * np.median(np.abs(deseasoned - level[:, None]), axis=1), 1e-3)
+    np.testing.assert_array_equal(stats.center, level + detector.profile_[phase[detector.window - 1:]])
+    np.testing.assert_array_equal(stats.spread, spread)

@@ -194,3 +194,32 @@ def test_a_failing_child_process_is_reported(tmp_path):
         for _ in range(50):  # the child dies opening the file; sending fails or closing reports it
             child.write_block(make_block(40))
         child.close()
+
+
+def test_rejects_reach_the_quarantine_in_input_order():
+    from anomaly.runner import Runner
+
+    runner = Runner.__new__(Runner)  # validation and accounting need no ensemble
+    runner._last_timestamp, runner.counts = -math.inf, __import__("anomaly.runner").runner.Counts()
+    runner._score = lambda chunk: chunk  # scoring is beside the point here
+    lines = ["2026-03-01 00:10:00,1", "2026-03-01 00:20:00,2", "garbage", "2026-03-01 00:05:00,3",
+             "2026-03-01 00:30:00,x", "2026-03-01 00:30:00,nan"]
+    _, rejected = runner.process(parse_csv_lines(lines, 2, 2, 0, 1))
+    assert [r.position for r in rejected] == [4, 5, 6, 7]
+    assert runner.counts.rejected == 4
+
+
+def test_a_too_long_line_is_rejected_with_its_start_kept():
+    from anomaly.parse import MAX_LINE, parse_line
+
+    line = "2026-03-01 00:10:00," + "9" * (MAX_LINE + 10)
+    chunk = parse_csv_lines([line, "2026-03-01 00:20:00,2"], 2, 2, 0, 1)
+    assert len(chunk) == 1 and chunk.rejected[0].reason.startswith("line too long")
+    assert len(chunk.rejected[0].raw) < 300
+    assert parse_line(line, 1, 0.0, 60.0).reason.startswith("line too long")
+
+
+def test_limit_zero_yields_nothing(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text("timestamp,value\n2026-03-01 00:10:00,1\n")
+    assert list(limited(csv_chunks(path), 0)) == []

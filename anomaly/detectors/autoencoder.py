@@ -169,7 +169,11 @@ class KerasAutoencoder:
         """Read a saved detector: the ONNX graph for scoring, the Keras file kept as bytes."""
         directory = Path(directory)
         detector = cls(**read_params(directory, cls.name))
-        detector.graph_ = (directory / "model.onnx").read_bytes()
         keras_file = directory / "model.keras"
         detector._keras_file = keras_file.read_bytes() if keras_file.is_file() else None
+        graph = directory / "model.onnx"
+        if graph.is_file():
+            detector.graph_ = graph.read_bytes()
+        else:  # a run saved before the ONNX graph was stored: export it now (imports TensorFlow)
+            detector.graph_ = to_onnx(keras().models.load_model(keras_file, compile=False), detector.window)
         return detector

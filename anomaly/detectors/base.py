@@ -7,6 +7,9 @@ turns them into p-values. A window's score belongs to its last point.
 A detector may also offer ``score_series(values, phase)``: the scores of every full window
 of a consecutive series, computed without building the windows (rolling statistics). It
 must equal ``score`` on the sliding windows; :func:`score_consecutive` uses it when present.
+``score`` knows only each window's last phase and takes its points to be consecutive on the
+sampling grid; ``score_series`` gets every point's phase, so across a gap in the grid a
+seasonal detector uses each point's true phase there (see S-H-ESD).
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ as a complete binary tree of the forest's depth limit (``ceil(log2(max_samples))
 9 for 512 samples): a leaf higher up is copied into every slot below it, behind +inf
 thresholds that always lead left. Scoring is then a fixed number of branch-free steps
 per tree, compiled with numba. The result equals ``-IsolationForest.score_samples``
-bit for bit: the same float32 features compared with the same float64 thresholds, and
-path lengths summed tree by tree in scikit-learn's order.
+exactly: the same float32 features compared with the same float64 thresholds, and path
+lengths summed tree by tree in scikit-learn's order.
 """
 
 from __future__ import annotations

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Self
-
-import io
 
 import joblib
 import numpy as np
@@ -43,7 +42,7 @@ class IForestDetector:
         self.max_samples = max_samples
         self.recent = recent
         self.seed = seed
-        self.forest_ = None  # the fitted sklearn.ensemble.IsolationForest (after fit, or loaded on demand)
+        self.forest_ = None  # the fitted sklearn.ensemble.IsolationForest, after fit (load keeps its file)
         self.compiled_: CompiledForest | None = None
         self._forest_file: bytes | None = None
 
@@ -123,7 +122,8 @@ class IForestDetector:
         """Read a saved detector: the compiled forest for scoring; the scikit-learn file kept as bytes."""
         directory = Path(directory)
         detector = cls(**read_params(directory, cls.name))
-        detector._forest_file = (directory / "forest.joblib").read_bytes()
+        forest_file = directory / "forest.joblib"
+        detector._forest_file = forest_file.read_bytes() if forest_file.is_file() else None
         compiled = directory / "compiled.npz"
         if compiled.is_file():
             with np.load(compiled) as arrays:

@@ -139,8 +139,10 @@ class SHESD:
     def series_stats(self, values: np.ndarray, phase: np.ndarray | None = None) -> SeriesStats:
         """Return score, expected value and spread of every full window of consecutive ``values``.
 
-        ``phase`` is each point's phase, ``(n,)``. The numbers equal :meth:`score` and
-        :meth:`expected` on the sliding windows.
+        ``phase`` is each point's phase, ``(n,)``. On consecutive grid points the numbers
+        equal :meth:`score` and :meth:`expected` on the sliding windows. Across a gap each
+        point is deseasoned at its own phase, where the window methods (which know only the
+        last phase) assume the points before it were consecutive.
         """
         require_fitted(self, "profile_")
         values = check_series(values, self.window, self.name)

@@ -120,3 +120,36 @@ def test_calibrated_tail_equals_scipy_generalised_pareto():
     expected = np.clip(k / (n + 1.0) * stats.genpareto.sf(scores - calibrator.threshold_, shape, scale=scale),
                        1e-12, 1.0)
     np.testing.assert_array_equal(calibrator.p_value(scores), expected)
+
+
+def test_decisions_are_those_of_the_keras_models_on_a_test_stream(quick_ensemble, quick_run):
+    """ONNX Runtime rounds floats differently from Keras (~1e-6): not one decision may change."""
+    from anomaly.calibration import anomaly_score, combine
+    from anomaly.detectors.autoencoder import centred, keras
+    from anomaly.simulate import simulate
+    from anomaly.windows import sliding
+
+    ensemble = quick_ensemble
+    series = simulate(6000, seed=31, anomalies=True, start_index=25_000)
+    scaled = ensemble.scaler.transform(series.values)
+    positions = ensemble.grid.positions(series.timestamps)
+    fast = ensemble.decide(scaled, positions)
+    raw = ensemble.raw_scores(scaled, positions)
+    for column, name in enumerate(ensemble.names):
+        detector = ensemble.detectors[name]
+        if not hasattr(detector, "graph_"):
+            continue
+        model = keras().models.load_model(quick_run / "detectors" / name / "model.keras", compile=False)
+        windows = centred(sliding(scaled, detector.window)[ensemble.window - detector.window:])
+        inputs = windows[:, :, None] if name == "lstm_ae" else windows
+        rebuilt = np.asarray(model(inputs.astype(np.float32), training=False)).reshape(windows.shape)
+        squared = (windows - rebuilt) ** 2
+        last = (squared[:, -2:] * [1.0, 2.0]).sum(axis=1) / 3.0
+        keras_scores = np.sqrt(0.5 * last + 0.5 * squared.mean(axis=1))
+        np.testing.assert_allclose(raw[:, column], keras_scores, rtol=1e-4, atol=1e-6)
+        raw[:, column] = keras_scores
+    p_value = ensemble.combined_.p_value(combine(ensemble.detector_p_values(raw), ensemble.combine))
+    reference = p_value < ensemble.alpha
+    assert reference.sum() > 20  # the stream has anomalies to decide on
+    np.testing.assert_array_equal(fast.is_anomaly, reference)
+    np.testing.assert_allclose(fast.score, anomaly_score(p_value, ensemble.alpha), atol=0.01)

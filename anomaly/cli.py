@@ -181,6 +181,10 @@ def stream_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log", metavar="FILE", help="anomaly log (default: anomaly.log)")
     parser.add_argument("--quarantine", default="quarantine.jsonl", metavar="FILE",
                         help="where unreadable input lines are kept (default: quarantine.jsonl)")
+    parser.add_argument("--gaps", choices=("fill", "quarantine"),
+                        help="missing points in the stream: fill them (interpolated, status 'filled') or quarantine "
+                             "the point after a gap (default: fill; a gap longer than the longest window restarts "
+                             "the warm-up)")
     parser.add_argument("--time-column", default="timestamp", help="timestamp column of a CSV source")
     parser.add_argument("--value-column", default="value", help="value column of a CSV source")
     parser.add_argument("--config", metavar="TOML", help="settings file (see anomaly.example.toml)")
@@ -250,7 +254,7 @@ def run_stream(args, config: Config) -> int:
     ensemble, manifest = _load_or_train(args, config)
     rate = args.rate if args.rate is not None else config.stream.rate_hz if args.source == "sim" else 0.0
     chunks = _open_source(args, config, ensemble, manifest, rate)
-    runner = Runner(ensemble)
+    runner = Runner(ensemble, args.gaps or config.stream.gaps, config.stream.max_fill)
     specs = [] if args.quiet else [("console", "stderr" if args.output == "-" else "stdout")]
     specs.append(("log", args.log or config.stream.log_file))
     if args.output:
@@ -335,6 +339,9 @@ def _summary(runner, ensemble, args, stopped: str, seconds: float) -> None:
     if c.rejected:
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(c.by_reason.items()))
         lines.append(f"{c.rejected} input lines rejected ({reasons}); kept in {args.quarantine}")
+    if c.filled or c.restarts:
+        lines.append(f"gaps: {c.filled} missing points filled (status 'filled'), "
+                     f"{c.restarts} gaps too long to fill (warm-up started again)")
     if args.output and args.output != "-":
         lines.append(f"records written to {args.output}")
     print("\n".join(lines), file=sys.stderr)

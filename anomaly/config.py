@@ -105,6 +105,8 @@ class StreamConfig:
     batch: int = 8192  # most points scored together: simulator at full speed, stdin when lines queue up
     log_file: str = "anomaly.log"
     plot_points: int = 500  # points kept in the live plot
+    gaps: str = "fill"  # missing grid points: "fill" (interpolated, status "filled") or "quarantine"
+    max_fill: int = 0  # longest gap filled, in points; 0: the longest detector window (beyond: warm-up again)
 
 
 @dataclass(frozen=True)

@@ -1,51 +1,230 @@
-"""Detection quality from labels: event recall, false alarms on normal points, ROC AUC.
+"""Evaluation on labelled data: metrics (:mod:`anomaly.metrics`) and the NAB protocol (:mod:`anomaly.nab`).
 
-Several views, because each alone misleads (DESIGN.md section 8). An event counts as
-detected when any of its points, or the ``grace`` points after it, is flagged.
+    python -m anomaly.evaluate nab --root ../shared/data/NAB      # --help for the options
+
+For each file of a NAB-style folder, ``nab`` trains on the file's probation head, as
+``train.py --data FILE --head N`` does, and streams the whole file through the runner
+``stream.py`` uses. It then scores the ensemble and each detector on its own (flagging
+where its own calibrated p-value is below the threshold). It prints a table per category
+and overall, and writes one CSV per data file (``timestamp,value,anomaly_score``) and a
+``summary.json``.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
-from .simulate import Event
+from .metrics import (clean_normal, event_metrics, event_recall, false_alarm_rate, false_alarms_per_10k,
+                      point_metrics, roc_auc, runs)
+from .nab import PROFILES, FileScore, corpus_files, normalised, probation, score_file, window_bounds
+
+__all__ = ["Streamed", "clean_normal", "event_metrics", "event_recall", "false_alarm_rate",
+           "false_alarms_per_10k", "point_metrics", "roc_auc", "run_nab", "runs", "stream_file", "summarise"]
+logger = logging.getLogger("anomaly.evaluate")  # also when run as __main__
+ENSEMBLE = "ensemble"
 
 
-def event_recall(flags: np.ndarray, events: list[Event], grace: int = 5,
-                 scored_from: int = 0) -> dict[str, float]:
-    """Return the detected fraction of events per kind and ``"all"``.
+@dataclass
+class Streamed:
+    """A whole stream's decisions as arrays (accepted points only, in order)."""
 
-    ``flags`` is ``(n,)`` bool; events starting before ``scored_from`` (warm-up) are skipped.
+    names: list[str]  # detector names, the columns of p_detectors
+    alpha: float
+    timestamps: np.ndarray  # (n,) epoch seconds
+    values: np.ndarray
+    score: np.ndarray  # (n,) the ensemble's score in [0, 1), 0.5 at the threshold
+    p_detectors: np.ndarray  # (n, k)
+    flags: np.ndarray  # (n,) bool: the ensemble's decisions
+    rejected: int = 0  # input lines that went to quarantine
+
+    def flags_of(self, name: str) -> np.ndarray:
+        """Return ``(n,)`` flags of the ensemble (``"ensemble"``) or of one detector alone."""
+        if name == ENSEMBLE:
+            return self.flags
+        return self.p_detectors[:, self.names.index(name)] < self.alpha
+
+
+def stream_file(ensemble, path: str | Path, time_column: str = "timestamp",
+                value_column: str = "value") -> Streamed:
+    """Stream a CSV through a :class:`~anomaly.runner.Runner` as ``stream.py`` does; return the decisions."""
+    from .runner import Runner
+    from .sources import csv_chunks
+
+    runner = Runner(ensemble)
+    blocks = [runner.process(chunk)[0] for chunk in csv_chunks(path, time_column, value_column)]
+    blocks = [b for b in blocks if len(b)]
+
+    def joined(column: str) -> np.ndarray:
+        return np.concatenate([getattr(b, column) for b in blocks]) if blocks else np.empty(0)
+
+    p = np.concatenate([b.p_detectors for b in blocks]) if blocks else np.empty((0, len(ensemble.names)))
+    return Streamed(ensemble.names, ensemble.alpha, joined("timestamps"), joined("values"), joined("score"), p,
+                    joined("is_anomaly").astype(bool), runner.counts.rejected)
+
+
+def summarise(flags: np.ndarray, labels: np.ndarray, grace: int = 0) -> dict[str, float]:
+    """Return point-wise, event-wise and false-alarm metrics of ``flags`` against ``labels`` as a flat dict."""
+    points = point_metrics(flags, labels)
+    events = event_metrics(flags, labels, grace=grace)
+    return {"point_precision": points.precision, "point_recall": points.recall, "point_f1": points.f1,
+            "events": events.events, "detected": events.detected, "alarms": events.alarms,
+            "true_alarms": events.true_alarms, "median_delay": events.median_delay,
+            "false_alarms_per_10k": false_alarms_per_10k(flags, labels)}
+
+
+@dataclass
+class FileResult:
+    category: str
+    name: str
+    rows: int
+    trained: str  # "" when trained, else why not (then nothing is flagged)
+    scores: dict[str, dict[str, FileScore]]  # detector -> profile -> score
+    metrics: dict[str, dict[str, float]]  # detector -> summarise()
+
+
+def evaluate_file(path: Path, windows: list[list[str]], config, out: Path | None) -> FileResult:
+    """Run the NAB protocol on one file: train on its probation head, stream it all, score it."""
+    from .data import read_csv
+    from .training import train
+
+    history = read_csv(path)
+    head = probation(len(history.values))
+    trained = ""
+    try:
+        ensemble, _ = train(history.timestamps[:head], history.values[:head], config)
+        streamed = stream_file(ensemble, path)
+        names = [ENSEMBLE, *ensemble.names]
+    except ValueError as exc:  # e.g. a constant head: nothing to learn, so nothing is flagged
+        trained = str(exc)
+        streamed = Streamed(list(config.detectors.enabled), config.calibration.target_far, history.timestamps,
+                            history.values, np.zeros(len(history.values)),
+                            np.ones((len(history.values), len(config.detectors.enabled))),
+                            np.zeros(len(history.values), dtype=bool))
+        names = [ENSEMBLE, *streamed.names]
+    bounds = window_bounds(streamed.timestamps, windows)
+    labels = np.zeros(len(streamed.values), dtype=bool)
+    for first, last in bounds:
+        labels[first:last + 1] = True
+    scored = slice(probation(len(labels)), None)
+    scores, metrics = {}, {}
+    for name in names:
+        flags = streamed.flags_of(name)
+        scores[name] = {profile: score_file(flags, bounds, weights) for profile, weights in PROFILES.items()}
+        metrics[name] = summarise(flags[scored], labels[scored])
+    if out is not None:
+        _write_scores(out / path.parent.name / path.name, streamed)
+    return FileResult(path.parent.name, path.name, len(history.values), trained, scores, metrics)
+
+
+def _write_scores(path: Path, streamed: Streamed) -> None:
+    from .sinks import format_timestamps
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = zip(format_timestamps(streamed.timestamps), streamed.values.tolist(), np.round(streamed.score, 6).tolist())
+    path.write_text("timestamp,value,anomaly_score\n" + "".join(f"{t},{v!r},{s!r}\n" for t, v, s in rows))
+
+
+def run_nab(root: str | Path, config, out: str | Path | None = None, pattern: str = "*") -> list[FileResult]:
+    """Run the NAB protocol on every ``data/<category>/<pattern>.csv`` under ``root``; return per-file results."""
+    files, labels = corpus_files(Path(root))
+    files = [f for f in files if f.match(f"{pattern}.csv") or f.match(pattern)]
+    results = []
+    for number, path in enumerate(files, start=1):
+        started = time.perf_counter()
+        key = f"{path.parent.name}/{path.name}"
+        result = evaluate_file(path, labels.get(key, []), config, None if out is None else Path(out))
+        results.append(result)
+        logger.info("[%d/%d] %-55s %6d rows  %4.1f s%s", number, len(files), key, result.rows,
+                    time.perf_counter() - started, f"  (not trained: {result.trained})" if result.trained else "")
+    return results
+
+
+def table(results: list[FileResult]) -> dict[str, dict[str, dict[str, float]]]:
+    """Return group -> detector -> {NAB score per profile, event recall and precision, ...}.
+
+    Groups are the categories and ``"all"``. Event counts are summed before taking ratios.
     """
-    hits: dict[str, list[bool]] = defaultdict(list)
-    for event in events:
-        if event.start >= scored_from and event.kind:
-            hits[event.kind].append(bool(flags[event.start:event.end + grace].any()))
-    result = {kind: float(np.mean(found)) for kind, found in sorted(hits.items())}
-    result["all"] = float(np.mean([f for found in hits.values() for f in found])) if hits else float("nan")
-    return result
+    groups = {"all": results}
+    for result in results:
+        groups.setdefault(result.category, []).append(result)
+    summary = {}
+    for group, members in groups.items():
+        summary[group] = {}
+        for name in members[0].scores:
+            row = {profile: normalised([m.scores[name][profile] for m in members]) for profile in PROFILES}
+            total = {key: sum(m.metrics[name][key] for m in members)
+                     for key in ("events", "detected", "alarms", "true_alarms")}
+            row["event_recall"] = total["detected"] / total["events"] if total["events"] else float("nan")
+            row["event_precision"] = total["true_alarms"] / total["alarms"] if total["alarms"] else float("nan")
+            delays = [m.metrics[name]["median_delay"] for m in members if m.metrics[name]["detected"]]
+            row["median_delay"] = float(np.median(delays)) if delays else float("nan")
+            row["false_alarms_per_10k"] = float(np.nanmean([m.metrics[name]["false_alarms_per_10k"] for m in members]))
+            row["files"] = len(members)
+            summary[group][name] = row
+    return summary
 
 
-def clean_normal(labels: np.ndarray, window: int) -> np.ndarray:
-    """Return ``(n,)`` bool: normal points whose last ``window`` points are all normal.
-
-    A causal windowed detector legitimately reacts while an anomaly is still inside its
-    window (for example the step back to normal after a level shift); those points are
-    neither anomalies nor fair tests of the false-alarm rate.
-    """
-    labels = np.asarray(labels, dtype=bool)
-    touched = np.convolve(labels.astype(float), np.ones(window), mode="full")[:len(labels)] > 0
-    return ~touched
-
-
-def false_alarm_rate(flags: np.ndarray, normal: np.ndarray) -> float:
-    """Return the fraction of ``normal`` points that are flagged."""
-    return float(np.asarray(flags)[normal].mean())
+def format_table(summary: dict) -> str:
+    """Return the per-group tables as text."""
+    header = (f"{'':10s} {'NAB std':>8s} {'low FP':>7s} {'low FN':>7s} {'ev.recall':>9s} {'ev.prec':>8s}"
+              f" {'delay':>6s} {'FA/10k':>7s}")
+    lines = []
+    for group, rows in summary.items():
+        files = next(iter(rows.values()))["files"]
+        lines += ["", f"{group} ({files} files)", header]
+        for name, r in rows.items():
+            lines.append(f"{name:10s} {r['standard']:8.1f} {r['reward_low_FP_rate']:7.1f} {r['reward_low_FN_rate']:7.1f}"
+                         f" {r['event_recall']:9.2f} {r['event_precision']:8.2f} {r['median_delay']:6.0f}"
+                         f" {r['false_alarms_per_10k']:7.1f}")
+    return "\n".join(lines)
 
 
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Return the point-wise ROC AUC of ``scores`` (higher = more anomalous) against labels."""
-    return float(roc_auc_score(np.asarray(labels, dtype=bool), scores))
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m anomaly.evaluate",
+        description="Evaluate the ensemble on labelled data. `nab`: the Numenta Anomaly Benchmark protocol on a "
+                    "NAB-style folder (data/<category>/*.csv, labels/combined_windows.json).",
+        epilog="NAB scores: 0 = flags nothing, 100 = every label window flagged at its first point. "
+               "ev.recall/ev.prec: label windows found / alarms (runs of flags) inside a window. delay: median "
+               "points from a window's start to its first flag. FA/10k: flags per 10,000 points outside windows.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    nab = commands.add_parser("nab", help="run the NAB protocol on a folder")
+    nab.add_argument("--root", required=True, help="the NAB-style folder")
+    nab.add_argument("--out", default="nab-results", help="per-file CSVs and summary.json (default: nab-results)")
+    nab.add_argument("--files", default="*", metavar="GLOB", help="only the data files matching this (default: all)")
+    nab.add_argument("--config", metavar="TOML", help="settings file (see anomaly.example.toml)")
+    nab.add_argument("--quick", action="store_true", help="tiny models (seconds per file)")
+    args = parser.parse_args(argv)
+
+    from .cli import UserError, _config, _setup_logging
+
+    _setup_logging()
+    logging.getLogger("anomaly.training").setLevel(logging.WARNING)  # one line per file is enough
+    try:
+        config = _config(args)
+        results = run_nab(args.root, config, args.out, args.files)
+    except (FileNotFoundError, UserError) as exc:
+        print(f"evaluate: error: {exc}", file=sys.stderr)
+        return 2
+    summary = table(results)
+    print(format_table(summary))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(
+        {"summary": summary, "files": [{**asdict(r), "scores": {d: {p: asdict(s) for p, s in ps.items()}
+                                                               for d, ps in r.scores.items()}} for r in results]},
+        indent=2, default=float))
+    print(f"\nper-file scores and summary.json in {out}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

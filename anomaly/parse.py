@@ -47,18 +47,29 @@ def parse_line(line: str, position: int, clock: float, interval: float) -> Point
             if not isinstance(record, dict) or "value" not in record:
                 return Rejected(line, "JSON line without a 'value'", position)
             stamp = record.get("timestamp")
+            if record["value"] in (None, ""):
+                return Rejected(line, "missing value", position)
             value = float(record["value"])
             stamp = parse_timestamp(str(stamp)) if stamp is not None else clock + interval
             return Point(stamp, value, label(str(record["label"])) if "label" in record else None)
         fields = next(csv.reader([text]))
         if len(fields) == 1:
             return Point(clock + interval, float(fields[0]))
+        if len(fields) in (2, 3) and not fields[1].strip():
+            return Rejected(line, "missing value", position)
         if len(fields) in (2, 3):
             return Point(parse_timestamp(fields[0]), float(fields[1]),
                          label(fields[2]) if len(fields) == 3 else None)
         return Rejected(line, f"expected 1 to 3 fields, got {len(fields)}", position)
     except (ValueError, TypeError, StopIteration, json.JSONDecodeError) as exc:
         return Rejected(line, f"unparsable: {exc}", position)
+
+
+def _reason(stamp: str, value: str, time_error: str | None, value_error: str | None) -> str:
+    """Return the quarantine reason of a row whose timestamp or value could not be read."""
+    if time_error:
+        return "missing timestamp" if not stamp.strip() else f"unparsable: {time_error}"
+    return "missing value" if not value.strip() else f"unparsable: value: {value_error}"
 
 
 def _too_long(line: str, position: int) -> Rejected:
@@ -178,8 +189,8 @@ def parse_csv_lines(lines: list[str], first_position: int, n_fields: int, time_i
         bad = np.zeros(len(raws), dtype=bool)
         for i in sorted(set(time_errors) | set(value_errors)):
             bad[i] = True
-            message = time_errors.get(i) or f"value: {value_errors[i]}"
-            rejected.append(Rejected(raws[i], f"unparsable: {message}", positions[i]))
+            rejected.append(Rejected(raws[i], _reason(columns[time_index][i], columns[value_index][i],
+                                                      time_errors.get(i), value_errors.get(i)), positions[i]))
         chunk = chunk.take(~bad)
     chunk.rejected = sorted(rejected, key=lambda r: r.position)
     return chunk

@@ -61,6 +61,7 @@ class Chunk:
     labels: Sequence[bool | None] | None = None  # the truth, when the source knows it
     kinds: Sequence[str] | None = None
     rejected: list[Rejected] = field(default_factory=list)  # lines of this chunk that did not parse
+    filled: np.ndarray | None = None  # (n,) bool: made up to fill a gap (see anomaly.gaps), not input
 
     def __len__(self) -> int:
         return len(self.values)
@@ -87,9 +88,11 @@ class Chunk:
 
         raw = ([c.raw_text(i) for c in chunks for i in range(len(c))]
                if any(c.raw is not None for c in chunks) else None)
+        filled = (np.concatenate([c.filled if c.filled is not None else np.zeros(len(c), dtype=bool) for c in chunks])
+                  if any(c.filled is not None for c in chunks) else None)
         return cls(np.concatenate([c.timestamps for c in chunks]), np.concatenate([c.values for c in chunks]),
                    np.concatenate([c.positions for c in chunks]), raw, joined("labels", None),
-                   joined("kinds", ""), [r for c in chunks for r in c.rejected])
+                   joined("kinds", ""), [r for c in chunks for r in c.rejected], filled)
 
     def raw_text(self, i: int) -> str:
         """Return point ``i`` as the input had it (or as ``timestamp,value`` when unknown)."""
@@ -103,7 +106,8 @@ class Chunk:
             return None if column is None else [column[i] for i in index]
 
         return Chunk(self.timestamps[index], self.values[index], self.positions[index],
-                     pick(self.raw), pick(self.labels), pick(self.kinds))
+                     pick(self.raw), pick(self.labels), pick(self.kinds),
+                     filled=None if self.filled is None else self.filled[index])
 
 
 @dataclass
@@ -124,9 +128,35 @@ class DecisionBlock:
     positions: np.ndarray  # (n,) int64 input positions
     labels: Sequence[bool | None] | None = None
     kinds: Sequence[str] | None = None
+    filled: np.ndarray | None = None  # (n,) bool: made up to fill a gap; never flagged
 
     def __len__(self) -> int:
         return len(self.values)
+
+    def status(self) -> list[str]:
+        """Return each point's status: ``ok``, ``warm-up`` or ``filled``."""
+        filled = self.filled if self.filled is not None else np.zeros(len(self), dtype=bool)
+        return ["filled" if f else "warm-up" if w else "ok" for f, w in zip(filled.tolist(), self.warmup.tolist())]
+
+    @classmethod
+    def concat(cls, blocks: Sequence[DecisionBlock]) -> DecisionBlock:
+        """Return one block holding ``blocks`` (of the same ensemble) in order."""
+        if len(blocks) == 1:
+            return blocks[0]
+        first = blocks[0]
+
+        def joined(column: str, missing):
+            if all(getattr(b, column) is None for b in blocks):
+                return None
+            return [v for b in blocks for v in (getattr(b, column) if getattr(b, column) is not None
+                                                 else [missing] * len(b))]
+
+        arrays = {name: np.concatenate([getattr(b, name) for b in blocks])
+                  for name in ("timestamps", "values", "score", "p_value", "is_anomaly", "p_detectors",
+                               "warmup", "expected", "spread", "positions")}
+        filled = joined("filled", False)
+        return cls(first.names, first.alpha, labels=joined("labels", None), kinds=joined("kinds", ""),
+                   filled=None if filled is None else np.array(filled, dtype=bool), **arrays)
 
     def decision(self, i: int) -> Decision:
         """Return point ``i`` as a :class:`Decision`."""
@@ -134,6 +164,7 @@ class DecisionBlock:
         return Decision(float(self.timestamps[i]), float(self.values[i]), float(self.score[i]),
                         float(self.p_value[i]), bool(self.is_anomaly[i]),
                         dict(zip(self.names, self.p_detectors[i].tolist())),
+                        "filled" if self.filled is not None and self.filled[i] else
                         "warm-up" if self.warmup[i] else "ok", float(self.expected[i]),
                         float(self.spread[i]), label, self.kinds[i] if self.kinds is not None else "",
                         self.alpha)

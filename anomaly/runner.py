@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .ensemble import Ensemble
+from .gaps import GapHandler
 from .records import Chunk, Decision, DecisionBlock, Rejected
 from .simulate import Point
 
@@ -24,22 +25,26 @@ __all__ = ["Counts", "Decision", "DecisionBlock", "Rejected", "Runner"]
 
 @dataclass
 class Counts:
-    points: int = 0
+    points: int = 0  # input points scored or in warm-up (filled points not included)
     anomalies: int = 0
     warmup: int = 0
     rejected: int = 0
+    filled: int = 0  # points made up to fill gaps
+    restarts: int = 0  # gaps too long to fill: the warm-up started again
     by_reason: dict[str, int] = field(default_factory=dict)
 
 
 class Runner:
     """Scores a stream point by point (or block by block) with a trained :class:`Ensemble`."""
 
-    def __init__(self, ensemble: Ensemble):
+    def __init__(self, ensemble: Ensemble, gaps: str = "fill", max_fill: int = 0):
+        """``gaps``: ``fill`` or ``quarantine`` (see :mod:`anomaly.gaps`); ``max_fill`` 0 means the longest window."""
         self.ensemble = ensemble
         self._keep = ensemble.window - 1
         self._scaled = np.empty(0)
         self._positions = np.empty(0, dtype=np.int64)
         self._last_timestamp = -math.inf
+        self._gaps = GapHandler(ensemble.grid, gaps, max_fill or ensemble.window)
         self.counts = Counts()
 
     def check(self, point: Point, position: int) -> Rejected | None:
@@ -101,11 +106,22 @@ class Runner:
         valid, reasons = self._validate(chunk.timestamps, chunk.values)
         for i in np.flatnonzero(~valid):
             rejected.append(self.reject(Rejected(chunk.raw_text(i), reasons[i], int(chunk.positions[i]))))
+        accepted = chunk if valid.all() else chunk.take(valid)
+        pieces, gap_rejects = self._gaps.split(accepted)
+        rejected += [self.reject(r) for r in gap_rejects]
         rejected.sort(key=lambda r: r.position)  # the quarantine keeps input order
-        return self._score(chunk if valid.all() else chunk.take(valid)), rejected
+        blocks = []
+        for piece in pieces:
+            if piece.restart:
+                self._scaled, self._positions = np.empty(0), np.empty(0, dtype=np.int64)
+                self.counts.restarts += 1
+            blocks.append(self._score(piece.chunk))
+        if not blocks:  # nothing left to score
+            blocks.append(self._score(accepted.take(np.zeros(len(accepted), dtype=bool))))
+        return DecisionBlock.concat(blocks), rejected
 
     def step(self, point: Point) -> Decision:
-        """Return the decision for one valid point."""
+        """Return the decision for one valid point (scored as given: no gap handling)."""
         return self.step_many([point])[0]
 
     def step_many(self, points: list[Point]) -> list[Decision]:
@@ -135,7 +151,13 @@ class Runner:
             block.score[n_warm:], block.p_value[n_warm:] = d.score[mine], d.p_value[mine]
             block.is_anomaly[n_warm:], block.p_detectors[n_warm:] = d.is_anomaly[mine], d.p_detectors[mine]
             block.expected[n_warm:], block.spread[n_warm:] = d.expected[mine], d.spread[mine]
-        self.counts.points += n
-        self.counts.warmup += n_warm
+        filled = chunk.filled if chunk.filled is not None else np.zeros(n, dtype=bool)
+        if filled.any():  # made-up points carry the windows across a gap; they are never flagged
+            block.filled = filled
+            block.score[filled], block.p_value[filled], block.is_anomaly[filled] = 0.0, 1.0, False
+            block.p_detectors[filled] = 1.0
+        self.counts.points += n - int(filled.sum())
+        self.counts.filled += int(filled.sum())
+        self.counts.warmup += int((block.warmup & ~filled).sum())
         self.counts.anomalies += int(block.is_anomaly.sum())
         return block

@@ -104,7 +104,7 @@ def _columns(block: DecisionBlock, as_json: bool) -> tuple[list[str], list[list]
         np.round(block.score, 6).tolist(),
         block.p_value.tolist(),
         [true if flag else false for flag in block.is_anomaly.tolist()],
-        ["warm-up" if warm else "ok" for warm in block.warmup.tolist()],
+        block.status(),
         [null if math.isnan(e) else e for e in expected],
     ]
     names += [f"p_{name}" for name in block.names]

@@ -63,9 +63,11 @@ def regularize(timestamps: np.ndarray, values: np.ndarray) -> Regular:
     filled = len(full) - len(positions)
     if filled > MAX_GAP_FRACTION * len(full):
         raise ValueError(f"{filled} of {len(full)} points are missing from the sampling grid "
-                         f"(every {grid.interval:g} s); train on a stretch with fewer gaps")
+                         f"(one every {grid.interval:g} s); at most {MAX_GAP_FRACTION:.0%} may be missing: "
+                         f"train on a stretch with fewer gaps (--head, or cut the file)")
     if np.ptp(values) == 0:
-        raise ValueError("training values are all equal; a constant series has nothing to learn")
+        raise ValueError("training values are all equal: a constant series has nothing to learn; check "
+                         "--value-column, or train on a stretch where the metric moves")
     return Regular(grid, full, np.interp(full, positions, values), filled, dropped)
 
 

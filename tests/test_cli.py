@@ -163,3 +163,17 @@ def test_a_closed_output_pipe_stops_the_stream_quietly(trained):
     stderr = process.stderr.read()
     assert process.wait(timeout=120) == 0
     assert "output was closed" in stderr and "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("rows,message", [
+    ([f"{1700000000 + 60 * i},5.0" for i in range(400)], "all equal"),
+    ([f"{1700000000 + 60 * i * (1 + (i % 3 == 0))},{i % 7}" for i in range(400)], "missing from the sampling grid"),
+    (["when,value"] + [f"{i},{i}" for i in range(300)], "no column 'timestamp'"),
+])
+def test_train_explains_what_is_wrong_with_the_history(tmp_path, rows, message):
+    data = tmp_path / "history.csv"
+    header = [] if rows[0].startswith("when") else ["timestamp,value"]
+    data.write_text("\n".join(header + rows) + "\n")
+    result = run(str(ROOT / "train.py"), "--data", str(data), "--models", "m", "--quick", cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr
+    assert not (tmp_path / "m").exists() or not any((tmp_path / "m").glob("run-*"))

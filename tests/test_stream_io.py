@@ -9,6 +9,7 @@ import math
 import os
 import threading
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from anomaly.runner import Runner
 from anomaly.simulate import Point
 from anomaly.sinks import OutputSink, record
 from anomaly.sources import arriving_lines, csv_chunks, limited
+from anomaly.windows import TimeGrid
 
 GOOD_STAMPS = st.sampled_from([
     "2026-03-01 00:10:00", "2026-03-01T00:20:00", "2024-02-29 23:59:59", "1767225900", "1767225900000",
@@ -199,9 +201,8 @@ def test_a_failing_child_process_is_reported(tmp_path):
 def test_rejects_reach_the_quarantine_in_input_order():
     from anomaly.runner import Runner
 
-    runner = Runner.__new__(Runner)  # validation and accounting need no ensemble
-    runner._last_timestamp, runner.counts = -math.inf, __import__("anomaly.runner").runner.Counts()
-    runner._score = lambda chunk: chunk  # scoring is beside the point here
+    runner = Runner(SimpleNamespace(window=3, grid=TimeGrid(parse_timestamp("2026-03-01"), 600.0)))
+    runner._score = lambda chunk: chunk  # validation and accounting only: no model needed
     lines = ["2026-03-01 00:10:00,1", "2026-03-01 00:20:00,2", "garbage", "2026-03-01 00:05:00,3",
              "2026-03-01 00:30:00,x", "2026-03-01 00:30:00,nan"]
     _, rejected = runner.process(parse_csv_lines(lines, 2, 2, 0, 1))

@@ -6,6 +6,7 @@ Runtime. TensorFlow is imported only to train, so streaming a saved run never lo
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -40,6 +41,8 @@ def keras():
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+        # retracing notes when many small models are trained in one process (NAB): not for users
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
     import keras as _keras
 
     return _keras

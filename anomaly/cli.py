@@ -161,12 +161,15 @@ def stream_parser() -> argparse.ArgumentParser:
                     "latest run in --models, training default models first if there is none.",
         epilog="sources:\n  sim    the built-in simulator with injected anomalies (default)\n"
                "  FILE   a CSV file with columns timestamp,value, replayed in order\n"
-               "  -      standard input: one 'timestamp,value', bare 'value' or JSON object per line\n\n"
+               "  -      standard input: one 'timestamp,value', bare 'value' or JSON object per line\n"
+               "  tcp://HOST:PORT  a TCP server (loopback unless HOST says otherwise): clients send lines as\n"
+               "         on stdin and get one JSON line back per line; see python -m anomaly.client --help\n\n"
                "examples:\n  python stream.py\n"
                "  python stream.py --source cpu.csv --rate 0 --no-plot --output scores.jsonl\n"
                "  tail -f metrics.log | python stream.py --source - --plot live.png",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", default="sim", help="sim, a CSV file, or - for stdin (default: sim)")
+    parser.add_argument("--source", default="sim",
+                        help="sim, a CSV file, - for stdin, or tcp://HOST:PORT to serve clients (default: sim)")
     parser.add_argument("--models", default=DEFAULT_MODELS, metavar="DIR",
                         help=f"trained runs (default: {DEFAULT_MODELS}); a run folder also works")
     parser.add_argument("--limit", type=_positive_int, metavar="N", help="stop after N input points")
@@ -246,15 +249,13 @@ def _open_source(args, config: Config, ensemble, manifest, rate: float):
 def run_stream(args, config: Config) -> int:
     """Stream ``args.source`` through the latest run; print a summary; return the exit status."""
     from .plot import LivePlot, has_display
-    from .runner import Runner
     from .sink_process import SinkProcess, make_sinks
     from .sinks import QuarantineSink
-    from .sources import limited, paced
 
     ensemble, manifest = _load_or_train(args, config)
     rate = args.rate if args.rate is not None else config.stream.rate_hz if args.source == "sim" else 0.0
-    chunks = _open_source(args, config, ensemble, manifest, rate)
-    runner = Runner(ensemble, args.gaps or config.stream.gaps, config.stream.max_fill)
+    runners: list = []  # one per stream: the TCP source has one per client
+    feed = _feed(args, config, ensemble, manifest, rate, runners)
     specs = [] if args.quiet else [("console", "stderr" if args.output == "-" else "stdout")]
     specs.append(("log", args.log or config.stream.log_file))
     if args.output:
@@ -274,7 +275,6 @@ def run_stream(args, config: Config) -> int:
             print("no display found: the plot goes to anomaly.png (use --no-plot to skip it)", file=sys.stderr)
         sinks.append(LivePlot(config.stream.plot_points, png, title=str(args.source)))
     quarantine = QuarantineSink(args.quarantine)
-    stream = paced(limited(chunks, args.limit), rate)
     # One thread reads, scores and writes in turn. Python threads for parsing or formatting
     # were measured to slow scoring far more than they save: scoring hands the GIL back and
     # forth thousands of times per block and waits each time for a busy thread to let go.
@@ -283,12 +283,14 @@ def run_stream(args, config: Config) -> int:
     stopped = ""  # why the stream ended early, if it did
     started = time.perf_counter()
     try:
-        for chunk in stream:
+        for runner, chunk, reply in feed:
             block, rejected = runner.process(chunk)
             for line in rejected:
                 quarantine.write(line)
             for sink in sinks:
                 sink.write_block(block)
+            if reply is not None:
+                reply(block, rejected)
     except KeyboardInterrupt:
         stopped = "stopped"
     except BrokenPipeError:  # the reader of our output went away (| head): stop quietly
@@ -296,11 +298,73 @@ def run_stream(args, config: Config) -> int:
     except OSError as exc:  # a full disk, say: in one line, after closing what can be closed
         _close_all(sinks + [quarantine])
         raise UserError(f"writing the output failed: {exc}") from None
+    finally:
+        feed.close()
     problems = _close_all(sinks + [quarantine])
-    _summary(runner, ensemble, args, stopped, time.perf_counter() - started)
+    _summary(_total(runners), ensemble, args, stopped, time.perf_counter() - started)
     for problem in problems:
         print(f"stream.py: warning: {problem}", file=sys.stderr)
     return 0
+
+
+def _feed(args, config: Config, ensemble, manifest, rate: float, runners: list):
+    """Open the source now (a bad one is a one-line error) and return an iterator of ``(runner, chunk, reply)``:
+    the chunks, the runner of their stream, and how to answer their sender (``None`` but for TCP).
+    New runners are appended to ``runners``."""
+    from .runner import Runner
+    from .sources import limited, paced
+
+    def new_runner() -> Runner:
+        runners.append(Runner(ensemble, args.gaps or config.stream.gaps, config.stream.max_fill))
+        return runners[-1]
+
+    if args.source.startswith("tcp://"):
+        return _tcp_feed(args, ensemble, new_runner)
+    chunks = paced(limited(_open_source(args, config, ensemble, manifest, rate), args.limit), rate)
+    runner = new_runner()
+    return ((runner, chunk, None) for chunk in chunks)
+
+
+def _tcp_feed(args, ensemble, new_runner):
+    from .server import LineServer, feed, parse_address
+
+    try:
+        host, port = parse_address(args.source)
+        server = LineServer(host, port, ensemble.grid.interval, float(ensemble.grid.timestamp(0)))
+    except (ValueError, OSError) as exc:
+        raise UserError(f"--source {args.source}: {exc}") from None
+    host, port = server.address
+    print(f"listening on tcp://{host}:{port}; send lines with: python -m anomaly.client tcp://{host}:{port}",
+          file=sys.stderr)
+
+    def chunks():
+        left = args.limit
+        try:
+            for runner, chunk, reply in feed(server, new_runner):
+                yield runner, chunk, reply
+                if left is not None:
+                    left -= len(chunk) + len(chunk.rejected)
+                    if left <= 0:
+                        return
+        finally:
+            server.close()
+
+    return chunks()
+
+
+def _total(runners: list):
+    """Return the counts of all runners added up."""
+    from .runner import Counts
+
+    total = Counts()
+    for runner in runners:
+        for key, value in vars(runner.counts).items():
+            if key == "by_reason":
+                for reason, n in value.items():
+                    total.by_reason[reason] = total.by_reason.get(reason, 0) + n
+            else:
+                setattr(total, key, getattr(total, key) + value)
+    return total
 
 
 def _close_all(sinks: list) -> list[str]:
@@ -321,14 +385,13 @@ def _close_all(sinks: list) -> list[str]:
 
 def _expected_points(args) -> float:
     """Return about how many points ``args.source`` will deliver (infinite for the simulator)."""
-    if args.source == "-":
+    if args.source == "-" or args.source.startswith("tcp://"):
         return 0
     known = math.inf if args.source == "sim" else Path(args.source).stat().st_size / BYTES_PER_LINE
     return min(known, args.limit or math.inf)
 
 
-def _summary(runner, ensemble, args, stopped: str, seconds: float) -> None:
-    c = runner.counts
+def _summary(c, ensemble, args, stopped: str, seconds: float) -> None:
     scored = c.points - c.warmup
     rate = c.anomalies / scored if scored else 0.0
     lines = [(stopped or "done") + f": {c.points} points seen ({c.warmup} warm-up), "

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -112,6 +113,28 @@ def _columns(block: DecisionBlock, as_json: bool) -> tuple[list[str], list[list]
     return names, columns
 
 
+def records_text(block: DecisionBlock, as_json: bool = True) -> Iterator[str]:
+    """Yield the block's records as text, a slice of rows at a time: JSON Lines, or CSV rows (no header).
+
+    Each JSON line holds what :func:`record` gives for its decision.
+    """
+    names, columns = _columns(block, as_json=as_json)
+    n = len(block)
+    labels = block.labels if block.labels is not None else [None] * n
+    kinds = block.kinds if block.kinds is not None else [""] * n
+    if not as_json:
+        columns += [["" if v is None else v for v in labels], ["" if v is None else k for v, k in zip(labels, kinds)]]
+        template = "%s,%r,%r,%r,%s,%s,%s" + ",%.6g" * len(block.names) + ",%s,%s\r\n"
+    else:  # the truth fields only where the source knows the truth, as record() does
+        columns.append(["" if v is None else f', "label": {"true" if v else "false"}, "kind": {json.dumps(k)}'
+                        for v, k in zip(labels, kinds)])
+        template = ('{"timestamp": "%s", "value": %r, "score": %r, "p_value": %r, "is_anomaly": %s, '
+                    '"status": "%s", "expected": %s' + "".join(f', "{n}": %.6g' for n in names[7:]) + "%s}\n")
+    rows = list(zip(*columns))
+    for i in range(0, n, SLICE):  # short C calls: scoring threads get the GIL in between
+        yield "".join(map(template.__mod__, rows[i:i + SLICE]))
+
+
 class OutputSink:
     """Writes every decision to JSON Lines (``.jsonl``/``.json``, or ``-`` for stdout) or CSV (``.csv``)."""
 
@@ -129,24 +152,12 @@ class OutputSink:
     def write_block(self, block: DecisionBlock) -> None:
         if len(block) == 0:
             return
-        names, columns = _columns(block, as_json=not self.csv)
-        n = len(block)
-        labels = block.labels if block.labels is not None else [None] * n
-        kinds = block.kinds if block.kinds is not None else [""] * n
-        if self.csv:
-            if not self._header_written:
-                self.handle.write(",".join(names + ["label", "kind"]) + "\r\n")
-                self._header_written = True
-            columns += [["" if v is None else v for v in labels], ["" if v is None else k for v, k in zip(labels, kinds)]]
-            template = "%s,%r,%r,%r,%s,%s,%s" + ",%.6g" * len(block.names) + ",%s,%s\r\n"
-        else:  # the truth fields only where the source knows the truth, as record() does
-            columns.append(["" if v is None else f', "label": {"true" if v else "false"}, "kind": {json.dumps(k)}'
-                            for v, k in zip(labels, kinds)])
-            template = ('{"timestamp": "%s", "value": %r, "score": %r, "p_value": %r, "is_anomaly": %s, '
-                        '"status": "%s", "expected": %s' + "".join(f', "{n}": %.6g' for n in names[7:]) + "%s}\n")
-        rows = list(zip(*columns))
-        for i in range(0, n, SLICE):  # short C calls: scoring threads get the GIL in between
-            self.handle.write("".join(map(template.__mod__, rows[i:i + SLICE])))
+        if self.csv and not self._header_written:
+            names, _ = _columns(block, as_json=False)
+            self.handle.write(",".join(names + ["label", "kind"]) + "\r\n")
+            self._header_written = True
+        for text in records_text(block, as_json=not self.csv):
+            self.handle.write(text)
         self.handle.flush()
 
     def close(self) -> None:

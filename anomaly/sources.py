@@ -42,25 +42,69 @@ def _point_chunk(item, position: int, line: str) -> Chunk:
     return Chunk(np.empty(0), np.empty(0), np.empty(0, dtype=np.int64), [], rejected=[item])
 
 
-def text_chunks(batches: Iterable[list[str]], interval: float, start: float) -> Iterator[Chunk]:
-    """Yield one chunk per batch of text lines (live input); a first line ``timestamp,...`` is a header.
+class LineReader:
+    """Turns the text lines of one live input into chunks, keeping its line count and clock.
 
     Lines hold ``timestamp,value``, a bare value (stamped one ``interval`` after the latest
-    point) or a JSON object; see :func:`anomaly.parse.parse_line`. Line numbers count from 1.
+    point) or a JSON object; see :func:`anomaly.parse.parse_line`. A first line that starts
+    with ``timestamp`` is a header. Line numbers count from 1.
     """
-    clock, number = start, 0
-    for lines in batches:
+
+    def __init__(self, interval: float, start: float):
+        self.interval = interval
+        self.clock = start
+        self.lines = 0
+
+    def chunk(self, lines: list[str]) -> Chunk | None:
+        """Return the chunk of ``lines`` (points and rejects), or ``None`` when there is nothing (a header)."""
         items = []
         for line in lines:
-            number += 1
-            if number == 1 and line.strip().lower().startswith("timestamp"):
+            self.lines += 1
+            if self.lines == 1 and line.strip().lstrip("\ufeff").lower().startswith("timestamp"):
                 continue
-            item = parse_line(line, number, clock, interval)
+            item = parse_line(line.lstrip("\ufeff") if self.lines == 1 else line, self.lines, self.clock,
+                              self.interval)
             if isinstance(item, Point):
-                clock = max(clock, item.timestamp)  # an out-of-order line must not turn back the clock
-            items.append(_point_chunk(item, number, line))
-        if items:
-            yield Chunk.concat(items) if len(items) > 1 else items[0]
+                self.clock = max(self.clock, item.timestamp)  # an out-of-order line must not turn back the clock
+            items.append(_point_chunk(item, self.lines, line))
+        if not items:
+            return None
+        return Chunk.concat(items) if len(items) > 1 else items[0]
+
+
+def text_chunks(batches: Iterable[list[str]], interval: float, start: float) -> Iterator[Chunk]:
+    """Yield one chunk per batch of text lines (see :class:`LineReader`)."""
+    reader = LineReader(interval, start)
+    for lines in batches:
+        if (chunk := reader.chunk(lines)) is not None:
+            yield chunk
+
+
+class LineSplitter:
+    """Cuts arriving bytes into text lines; a line longer than ``MAX_LINE`` keeps only its start.
+
+    Pieces of an unfinished line are joined once it ends, so a long line costs linear time.
+    """
+
+    def __init__(self):
+        self._partial: list[bytes] = []
+        self._size = 0
+
+    def feed(self, data: bytes) -> list[str]:
+        """Return the lines that ``data`` completes (without their line ends)."""
+        *complete, tail = data.split(b"\n")
+        if complete:
+            complete[0] = b"".join(self._partial) + complete[0]
+            self._partial, self._size = [], 0
+        if self._size <= MAX_LINE:  # beyond it the line is rejected anyway: keep no more of it
+            self._partial.append(tail)
+            self._size += len(tail)
+        return [_decode(line) for line in complete]
+
+    def end(self) -> list[str]:
+        """Return the last line if the input ended without a line end."""
+        tail, self._partial, self._size = b"".join(self._partial), [], 0
+        return [_decode(tail)] if tail else []
 
 
 def arriving_lines(fd: int, most: int, read_bytes: int = 1 << 16) -> Iterator[list[str]]:
@@ -68,28 +112,17 @@ def arriving_lines(fd: int, most: int, read_bytes: int = 1 << 16) -> Iterator[li
 
     ``os.read`` waits for input, then returns everything already queued: a trickle of
     points comes out one line at a time (lowest latency), a burst as one batch (scored in
-    one pass). No reader thread: one would compete with scoring for the GIL. A line longer
-    than ``MAX_LINE`` characters keeps only its start (it is rejected as too long).
+    one pass). No reader thread: one would compete with scoring for the GIL.
     """
-    pending: list[bytes] = []
-    partial: list[bytes] = []  # pieces of the line not yet ended, joined once it ends
-    partial_size, ended = 0, False
+    splitter, pending, ended = LineSplitter(), [], False
     while pending or not ended:
         while not pending and not ended:  # wait for one complete line, or the end of input
             data = os.read(fd, read_bytes)
-            if not data:
-                ended = True
-                pending = [b"".join(partial)] if partial_size else []
-                continue
-            *complete, tail = data.split(b"\n")
-            if complete:
-                pending = [b"".join(partial) + complete[0], *complete[1:]]
-                partial, partial_size = [], 0
-            if partial_size <= MAX_LINE:  # beyond it the line is rejected anyway: keep no more
-                partial.append(tail)
-                partial_size += len(tail)
+            pending = splitter.feed(data) if data else splitter.end()
+            ended = not data
         batch, pending = pending[:most], pending[most:]
-        yield [_decode(line) for line in batch]
+        if batch:
+            yield batch
 
 
 def _decode(line: bytes) -> str:
@@ -99,18 +132,7 @@ def _decode(line: bytes) -> str:
 
 def stdin_chunks(interval: float, start: float, most: int = 8192) -> Iterator[Chunk]:
     """Yield chunks from standard input as lines arrive (see :func:`arriving_lines`)."""
-    lines = arriving_lines(sys.stdin.fileno(), most)
-    return text_chunks(_without_bom(lines), interval, start)
-
-
-def _without_bom(batches: Iterator[list[str]]) -> Iterator[list[str]]:
-    first = next(batches, None)
-    if first is None:
-        return
-    if first and first[0].startswith("\ufeff"):
-        first[0] = first[0][1:]
-    yield first
-    yield from batches
+    return text_chunks(arriving_lines(sys.stdin.fileno(), most), interval, start)
 
 
 def csv_chunks(path: str | Path, time_column: str = "timestamp", value_column: str = "value",

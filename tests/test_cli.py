@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -177,3 +178,42 @@ def test_train_explains_what_is_wrong_with_the_history(tmp_path, rows, message):
     result = run(str(ROOT / "train.py"), "--data", str(data), "--models", "m", "--quick", cwd=tmp_path)
     assert result.returncode == 2 and message in result.stderr
     assert not (tmp_path / "m").exists() or not any((tmp_path / "m").glob("run-*"))
+
+
+@pytest.mark.slow
+def test_tcp_server_answers_every_line_of_several_clients(trained):
+    server = subprocess.Popen([sys.executable, str(ROOT / "stream.py"), "--models", "models", "--source", "tcp://:0",
+                               "--no-plot", "--quiet", "--output", "tcp.jsonl", "--quarantine", "tcp-q.jsonl"],
+                              cwd=trained, env=ENV, stderr=subprocess.PIPE, text=True)
+    try:
+        address = None
+        while address is None:
+            line = server.stderr.readline()
+            assert line, "the server ended before listening"
+            address = (re.search(r"listening on (tcp://\S+);", line) or [None, None])[1]
+        good = [f"2026-03-01 {h:02d}:{m:02d}:00,{50 + (h * 60 + m) % 7}" for h in range(5) for m in range(0, 60, 10)]
+        data = trained / "client.csv"
+        data.write_text("timestamp,value\n" + "\n".join(good[:20] + ["oops", good[5]] + good[20:]) + "\n")
+        clients = [subprocess.Popen([sys.executable, "-m", "anomaly.client", address, "--source", str(data),
+                                     "--output", f"replies{i}.jsonl", "--quiet"], cwd=trained, env=ENV,
+                                    stderr=subprocess.PIPE, text=True) for i in range(2)]
+        for client in clients:
+            assert client.wait(timeout=120) == 0, client.stderr.read()
+        for i in range(2):  # one reply per data line, in order, for each client
+            replies = [json.loads(line) for line in (trained / f"replies{i}.jsonl").read_text().splitlines()]
+            assert len(replies) == len(good) + 2
+            assert replies[20]["rejected"].startswith("unparsable") and replies[21]["rejected"] == "timestamp out of order"
+            assert [r["timestamp"] for r in replies if "timestamp" in r] == [g.split(",")[0] for g in good]
+    finally:
+        server.send_signal(signal.SIGINT)
+        stderr = server.stderr.read()
+        server.wait(timeout=60)
+    assert f"{2 * len(good)} points seen" in stderr and "4 input lines rejected" in stderr
+    assert len((trained / "tcp.jsonl").read_text().splitlines()) == 2 * len(good)
+    assert len((trained / "tcp-q.jsonl").read_text().splitlines()) == 4
+
+
+def test_tcp_source_refuses_a_malformed_address(trained):
+    result = run(str(ROOT / "stream.py"), "--models", "models", "--source", "tcp://localhost", "--no-plot",
+                 cwd=trained, timeout=120)
+    assert result.returncode == 2 and "tcp://HOST:PORT" in result.stderr

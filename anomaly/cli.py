@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from .config import Config, load_config, quick
+from .data import TIME_FORMATS
 
 DEFAULT_MODELS = "models"
 SINK_PROCESS_FROM = 50_000  # replays this long format their output in a child process (~0.5 s to start)
@@ -85,6 +86,9 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--head", type=_positive_int, metavar="N", help="train on the first N rows only")
     parser.add_argument("--time-column", default="timestamp", help="timestamp column of --data (default: timestamp)")
     parser.add_argument("--value-column", default="value", help="value column of --data (default: value)")
+    parser.add_argument("--time-format", choices=TIME_FORMATS, default="auto",
+                        help="timestamps of --data: auto (ISO 8601, or epoch seconds/milliseconds told apart by "
+                             "size), iso, epoch-s or epoch-ms (default: auto)")
     parser.add_argument("--models", default=DEFAULT_MODELS, metavar="DIR",
                         help=f"where runs are saved (default: {DEFAULT_MODELS})")
     parser.add_argument("--config", metavar="TOML", help="settings file (see anomaly.example.toml)")
@@ -102,7 +106,7 @@ def train_main(argv: list[str] | None = None) -> int:
     try:
         config = _config(args)
         run = train_and_save(config, args.models, args.seed, args.data, args.head,
-                             args.time_column, args.value_column)
+                             args.time_column, args.value_column, args.time_format)
     except UserError as exc:
         print(f"train.py: error: {exc}", file=sys.stderr)
         return 2
@@ -115,7 +119,7 @@ def train_main(argv: list[str] | None = None) -> int:
 
 def train_and_save(config: Config, models: str | Path, seed: int | None = None, data: str | None = None,
                    head: int | None = None, time_column: str = "timestamp",
-                   value_column: str = "value") -> Path:
+                   value_column: str = "value", time_format: str = "auto") -> Path:
     """Train on ``data`` (or simulated normal data) and save a run; return the run folder."""
     from .data import read_csv
     from .runs import write_run
@@ -125,7 +129,7 @@ def train_and_save(config: Config, models: str | Path, seed: int | None = None, 
     seed = config.training.seed if seed is None else seed
     if data:
         try:
-            history = read_csv(data, time_column, value_column, head)
+            history = read_csv(data, time_column, value_column, head, time_format)
         except FileNotFoundError:
             raise UserError(f"cannot read {data}: no such file") from None
         except (OSError, UnicodeDecodeError) as exc:
@@ -190,6 +194,9 @@ def stream_parser() -> argparse.ArgumentParser:
                              "the warm-up)")
     parser.add_argument("--time-column", default="timestamp", help="timestamp column of a CSV source")
     parser.add_argument("--value-column", default="value", help="value column of a CSV source")
+    parser.add_argument("--time-format", choices=TIME_FORMATS, default="auto",
+                        help="timestamps of the source: auto (ISO 8601, or epoch seconds/milliseconds told "
+                             "apart by size), iso, epoch-s or epoch-ms (default: auto)")
     parser.add_argument("--config", metavar="TOML", help="settings file (see anomaly.example.toml)")
     parser.add_argument("--seed", type=int, default=1, help="simulator seed (default: 1)")
     parser.add_argument("--quick", action="store_true", help="if no run exists, train tiny models (seconds)")
@@ -235,13 +242,14 @@ def _open_source(args, config: Config, ensemble, manifest, rate: float):
     start = float(ensemble.grid.timestamp(0)) if ensemble.grid else 0.0
     if args.source == "-":
         # paced: one line per chunk, so that --rate paces points; else whatever has queued up
-        return sources.stdin_chunks(ensemble.grid.interval, start, 1 if rate > 0 else config.stream.batch)
+        return sources.stdin_chunks(ensemble.grid.interval, start, 1 if rate > 0 else config.stream.batch,
+                                    args.time_format)
     path = Path(args.source)
     if not path.is_file():
         raise UserError(f"--source {args.source}: no such file (use sim, a CSV file, or -)")
     try:
         return sources.csv_chunks(path, args.time_column, args.value_column,
-                                  chunk_bytes=sources.REPLAY_BYTES if rate == 0 else 0)
+                                  chunk_bytes=sources.REPLAY_BYTES if rate == 0 else 0, time_format=args.time_format)
     except (ValueError, OSError) as exc:
         raise UserError(str(exc)) from None
 
@@ -330,7 +338,7 @@ def _tcp_feed(args, ensemble, new_runner):
 
     try:
         host, port = parse_address(args.source)
-        server = LineServer(host, port, ensemble.grid.interval, float(ensemble.grid.timestamp(0)))
+        server = LineServer(host, port, ensemble.grid.interval, float(ensemble.grid.timestamp(0)), args.time_format)
     except (ValueError, OSError) as exc:
         raise UserError(f"--source {args.source}: {exc}") from None
     host, port = server.address

@@ -16,24 +16,44 @@ import numpy as np
 EPOCH_MS_ABOVE = 1e11  # numbers this large are milliseconds (1e11 s is the year 5138)
 
 
-def parse_timestamp(text: str) -> float:
-    """Return epoch seconds for an ISO 8601 string or an epoch number (s or ms).
+TIME_FORMATS = ("auto", "iso", "epoch-s", "epoch-ms")
 
-    Raises ``ValueError`` with the offending text when it is neither.
+
+def epoch_seconds(number: float | np.ndarray, form: str = "auto"):
+    """Return epoch seconds of an epoch number: ``epoch-ms`` divides by 1000; ``auto`` does so above 1e11."""
+    if form == "epoch-ms":
+        return number / 1000.0
+    if form == "auto":
+        return np.where(np.abs(number) > EPOCH_MS_ABOVE, number / 1000.0, number) \
+            if isinstance(number, np.ndarray) else (number / 1000.0 if abs(number) > EPOCH_MS_ABOVE else number)
+    return number
+
+
+def parse_timestamp(text: str, form: str = "auto") -> float:
+    """Return epoch seconds of a timestamp in ``form``: one of ``TIME_FORMATS``.
+
+    ``auto`` takes ISO 8601 (no zone means UTC) or an epoch number, read as milliseconds
+    when it is larger than 1e11 (year 5138 in seconds). ``iso``, ``epoch-s`` and
+    ``epoch-ms`` take only that form. Raises ``ValueError`` with the offending text.
     """
+    if form not in TIME_FORMATS:
+        raise ValueError(f"time format must be one of {TIME_FORMATS}, got {form!r}")
     text = text.strip()
-    try:
-        number = float(text)
-    except ValueError:
-        pass
-    else:
-        if not np.isfinite(number):
-            raise ValueError(f"timestamp {text!r} is not finite")
-        return number / 1000.0 if abs(number) > EPOCH_MS_ABOVE else number
+    if form != "iso":
+        try:
+            number = float(text)
+        except ValueError:
+            if form != "auto":
+                raise ValueError(f"timestamp {text!r} is not an epoch number ({form})") from None
+        else:
+            if not np.isfinite(number):
+                raise ValueError(f"timestamp {text!r} is not finite")
+            return float(epoch_seconds(number, form))
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"timestamp {text!r} is neither ISO 8601 nor epoch seconds") from None
+        raise ValueError(f"timestamp {text!r} is not ISO 8601" + (" nor an epoch number" if form == "auto" else "")) \
+            from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.timestamp()
@@ -54,7 +74,7 @@ class History:
 
 
 def read_csv(path: str | Path, time_column: str = "timestamp", value_column: str = "value",
-             head: int | None = None) -> History:
+             head: int | None = None, time_format: str = "auto") -> History:
     """Read a CSV with a header into a :class:`History`.
 
     Rows with an unreadable timestamp or value are skipped and counted. Raises
@@ -72,7 +92,7 @@ def read_csv(path: str | Path, time_column: str = "timestamp", value_column: str
             if head is not None and len(values) + skipped >= head:
                 break
             try:
-                stamp = parse_timestamp(row[time_column] or "")
+                stamp = parse_timestamp(row[time_column] or "", time_format)
                 value = float(row[value_column])
             except (TypeError, ValueError):
                 skipped += 1

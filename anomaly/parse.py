@@ -14,7 +14,7 @@ import json
 
 import numpy as np
 
-from .data import EPOCH_MS_ABOVE, parse_timestamp
+from .data import epoch_seconds, parse_timestamp
 from .records import Chunk, Rejected
 from .simulate import Point
 
@@ -31,7 +31,7 @@ def label(text: str | None) -> bool | None:
     return None if text in (None, "") else text.strip().lower() in TRUE
 
 
-def parse_line(line: str, position: int, clock: float, interval: float) -> Point | Rejected:
+def parse_line(line: str, position: int, clock: float, interval: float, time_format: str = "auto") -> Point | Rejected:
     """Parse ``timestamp,value``, a bare ``value``, or a JSON object with those keys.
 
     A bare value is stamped ``clock + interval`` (the next grid point after ``clock``).
@@ -50,7 +50,7 @@ def parse_line(line: str, position: int, clock: float, interval: float) -> Point
             if record["value"] in (None, ""):
                 return Rejected(line, "missing value", position)
             value = float(record["value"])
-            stamp = parse_timestamp(str(stamp)) if stamp is not None else clock + interval
+            stamp = parse_timestamp(str(stamp), time_format) if stamp is not None else clock + interval
             return Point(stamp, value, label(str(record["label"])) if "label" in record else None)
         fields = next(csv.reader([text]))
         if len(fields) == 1:
@@ -58,7 +58,7 @@ def parse_line(line: str, position: int, clock: float, interval: float) -> Point
         if len(fields) in (2, 3) and not fields[1].strip():
             return Rejected(line, "missing value", position)
         if len(fields) in (2, 3):
-            return Point(parse_timestamp(fields[0]), float(fields[1]),
+            return Point(parse_timestamp(fields[0], time_format), float(fields[1]),
                          label(fields[2]) if len(fields) == 3 else None)
         return Rejected(line, f"expected 1 to 3 fields, got {len(fields)}", position)
     except (ValueError, TypeError, StopIteration, json.JSONDecodeError) as exc:
@@ -103,22 +103,28 @@ def _iso_seconds(texts: list[str]) -> np.ndarray | None:
         return None
 
 
-def parse_timestamps(texts: list[str]) -> tuple[np.ndarray, dict[int, str]]:
-    """Return epoch seconds ``(n,)`` of ``texts`` (NaN where unreadable) and the error of each unreadable one."""
-    stamps = _iso_seconds(texts)
+def parse_timestamps(texts: list[str], form: str = "auto") -> tuple[np.ndarray, dict[int, str]]:
+    """Return epoch seconds ``(n,)`` of ``texts`` in ``form`` (NaN where unreadable) and each one's error.
+
+    ``form`` is one of :data:`anomaly.data.TIME_FORMATS`; the rules are those of
+    :func:`anomaly.data.parse_timestamp`.
+    """
+    stamps = _iso_seconds(texts) if form in ("auto", "iso") else None
     if stamps is not None:
         return stamps, {}
     stamps = np.full(len(texts), np.nan)
     errors: dict[int, str] = {}
-    try:  # epoch seconds or milliseconds, read as Python reads them
-        numbers = np.fromiter(map(float, texts), np.float64, len(texts))
-    except ValueError:
-        numbers = None
+    numbers = None
+    if form != "iso":
+        try:  # epoch numbers, read as Python reads them
+            numbers = np.fromiter(map(float, texts), np.float64, len(texts))
+        except ValueError:
+            pass
     if numbers is not None and np.isfinite(numbers).all():
-        return np.where(np.abs(numbers) > EPOCH_MS_ABOVE, numbers / 1000.0, numbers), {}
+        return epoch_seconds(numbers, form), {}
     for i, text in enumerate(texts):  # the per-line rules, with their messages
         try:
-            stamps[i] = parse_timestamp(text)
+            stamps[i] = parse_timestamp(text, form)
         except ValueError as exc:
             errors[i] = str(exc)
     return stamps, errors
@@ -148,7 +154,7 @@ def split_fields(line: str) -> list[str]:
 
 
 def parse_csv_lines(lines: list[str], first_position: int, n_fields: int, time_index: int,
-                    value_index: int, label_index: int | None = None) -> Chunk:
+                    value_index: int, label_index: int | None = None, time_format: str = "auto") -> Chunk:
     """Parse consecutive CSV data lines (newlines stripped) into a :class:`Chunk`.
 
     ``first_position`` is the line number of ``lines[0]``. A line with another number of
@@ -181,7 +187,7 @@ def parse_csv_lines(lines: list[str], first_position: int, n_fields: int, time_i
                 rejected.append(Rejected(line, f"unparsable: expected {n_fields} fields, got {len(fields)}",
                                          position))
         columns = [list(column) for column in zip(*rows)] if rows else [[] for _ in range(n_fields)]
-    stamps, time_errors = parse_timestamps(columns[time_index])
+    stamps, time_errors = parse_timestamps(columns[time_index], time_format)
     values, value_errors = parse_values(columns[value_index])
     labels = [label(text) for text in columns[label_index]] if label_index is not None else None
     chunk = Chunk(stamps, values, np.array(positions, dtype=np.int64), raws, labels)

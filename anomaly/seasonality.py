@@ -13,10 +13,19 @@ logger = logging.getLogger(__name__)
 
 MIN_PERIOD = 4
 MIN_ACF_PEAK = 0.3  # weaker repetition than this is treated as no seasonality
+MIN_PROMINENCE = 0.1  # how far an autocorrelation peak must rise above the dip before it
 
 
-def detect_period(values: np.ndarray, max_period: int | None = None) -> int:
+CALENDAR_S = (86_400, 3_600)  # a day, an hour: the cycles metrics follow, in seconds
+
+
+def detect_period(values: np.ndarray, max_period: int | None = None, interval: float | None = None) -> int:
     """Return the dominant seasonal period in points, or 0 when there is none.
+
+    With the sampling ``interval`` in seconds (from the timestamps), calendar cycles (a day,
+    an hour) are candidates too: one that repeats in the data at least 90% as strongly as
+    the best autocorrelation peak wins, since its length is exact while a peak of noisy data
+    can be a point off.
 
     The autocorrelation of the linearly detrended series is searched for peaks; the
     shortest lag whose peak is within 90% of the highest one wins, so that a multiple of
@@ -36,20 +45,38 @@ def detect_period(values: np.ndarray, max_period: int | None = None) -> int:
     if np.std(detrended) < 1e-12:
         return 0
     corr = acf(detrended, nlags=n // 2, fft=True)
-    peaks, _ = find_peaks(corr[:max_period + 1])
+    # a period stands out: noise makes small wiggles on the slope of a smooth series' autocorrelation
+    peaks, _ = find_peaks(corr[:max_period + 2], prominence=MIN_PROMINENCE)
     peaks = peaks[(peaks >= MIN_PERIOD) & (corr[peaks] >= MIN_ACF_PEAK)]
+    found = _autocorrelation_period(corr, n, peaks)
+    for cycle in CALENDAR_S if interval else ():
+        points = cycle / interval
+        lag = int(round(points))
+        if abs(points - lag) > 0.01 * points or not MIN_PERIOD <= lag <= max_period:
+            continue  # the interval does not divide the cycle, or too few cycles to see it
+        if not (np.abs(peaks - lag) <= max(1, 0.02 * lag)).any():
+            continue  # the data does not repeat there (a smooth series correlates at every short lag)
+        strength = _at_multiples(corr, lag, n)
+        if strength >= MIN_ACF_PEAK and (not found or strength >= 0.9 * _at_multiples(corr, found, n)):
+            return lag
+    return found
+
+
+def _at_multiples(corr: np.ndarray, lag: int, n: int) -> float:
+    """Mean autocorrelation at the first multiples of ``lag`` (up to 4, within the series)."""
+    multiples = np.arange(lag, min(4 * lag, n // 2) + 1, lag)
+    return float(corr[multiples].mean())
+
+
+def _autocorrelation_period(corr: np.ndarray, n: int, peaks: np.ndarray) -> int:
+    """The period from the autocorrelation ``peaks`` alone (see :func:`detect_period`), or 0."""
     if len(peaks) == 0:
         return 0
     best = corr[peaks].max()
     peak = int(peaks[corr[peaks] >= 0.9 * best][0])
     reach = max(1, peak // 50)
     candidates = range(max(MIN_PERIOD, peak - reach), peak + reach + 1)
-
-    def at_multiples(lag: int) -> float:
-        multiples = np.arange(lag, min(4 * lag, n // 2) + 1, lag)
-        return float(corr[multiples].mean())
-
-    return max(candidates, key=at_multiples)
+    return max(candidates, key=lambda lag: _at_multiples(corr, lag, n))
 
 
 def seasonal_profile(values: np.ndarray, phase: np.ndarray, period: int,

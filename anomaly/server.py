@@ -51,12 +51,12 @@ class Client:
 class LineServer:
     """Listens on ``host:port`` and yields each client's arriving lines as chunks."""
 
-    def __init__(self, host: str, port: int, interval: float, start: float):
+    def __init__(self, host: str, port: int, interval: float, start: float, time_format: str = "auto"):
         self._listener = socket.create_server((host, port), reuse_port=False)
         self._listener.setblocking(False)
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._listener, selectors.EVENT_READ, None)
-        self._interval, self._start = interval, start
+        self._interval, self._start, self._time_format = interval, start, time_format
         self.address = self._listener.getsockname()[:2]
 
     def chunks(self) -> Iterator[tuple[Client, Chunk]]:
@@ -90,7 +90,7 @@ class LineServer:
     def _accept(self) -> None:
         sock, peer = self._listener.accept()
         sock.setblocking(False)
-        client = Client(sock, f"{peer[0]}:{peer[1]}", LineReader(self._interval, self._start))
+        client = Client(sock, f"{peer[0]}:{peer[1]}", LineReader(self._interval, self._start, self._time_format))
         self._selector.register(sock, selectors.EVENT_READ, client)
         logger.info("client %s connected", client.name)
 

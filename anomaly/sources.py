@@ -50,9 +50,10 @@ class LineReader:
     with ``timestamp`` is a header. Line numbers count from 1.
     """
 
-    def __init__(self, interval: float, start: float):
+    def __init__(self, interval: float, start: float, time_format: str = "auto"):
         self.interval = interval
         self.clock = start
+        self.time_format = time_format
         self.lines = 0
 
     def chunk(self, lines: list[str]) -> Chunk | None:
@@ -63,7 +64,7 @@ class LineReader:
             if self.lines == 1 and line.strip().lstrip("\ufeff").lower().startswith("timestamp"):
                 continue
             item = parse_line(line.lstrip("\ufeff") if self.lines == 1 else line, self.lines, self.clock,
-                              self.interval)
+                              self.interval, self.time_format)
             if isinstance(item, Point):
                 self.clock = max(self.clock, item.timestamp)  # an out-of-order line must not turn back the clock
             items.append(_point_chunk(item, self.lines, line))
@@ -72,9 +73,10 @@ class LineReader:
         return Chunk.concat(items) if len(items) > 1 else items[0]
 
 
-def text_chunks(batches: Iterable[list[str]], interval: float, start: float) -> Iterator[Chunk]:
+def text_chunks(batches: Iterable[list[str]], interval: float, start: float,
+                time_format: str = "auto") -> Iterator[Chunk]:
     """Yield one chunk per batch of text lines (see :class:`LineReader`)."""
-    reader = LineReader(interval, start)
+    reader = LineReader(interval, start, time_format)
     for lines in batches:
         if (chunk := reader.chunk(lines)) is not None:
             yield chunk
@@ -130,13 +132,14 @@ def _decode(line: bytes) -> str:
     return line.decode("utf-8", errors="backslashreplace").rstrip("\r")
 
 
-def stdin_chunks(interval: float, start: float, most: int = 8192) -> Iterator[Chunk]:
+def stdin_chunks(interval: float, start: float, most: int = 8192, time_format: str = "auto") -> Iterator[Chunk]:
     """Yield chunks from standard input as lines arrive (see :func:`arriving_lines`)."""
-    return text_chunks(arriving_lines(sys.stdin.fileno(), most), interval, start)
+    return text_chunks(arriving_lines(sys.stdin.fileno(), most), interval, start, time_format)
 
 
 def csv_chunks(path: str | Path, time_column: str = "timestamp", value_column: str = "value",
-               label_column: str = "label", chunk_bytes: int = REPLAY_BYTES) -> Iterator[Chunk]:
+               label_column: str = "label", chunk_bytes: int = REPLAY_BYTES,
+               time_format: str = "auto") -> Iterator[Chunk]:
     """Yield the points of a CSV file in file order; line numbers count the header as 1.
 
     ``chunk_bytes`` of text are parsed together (0: one line per chunk, for paced replay).
@@ -150,7 +153,7 @@ def csv_chunks(path: str | Path, time_column: str = "timestamp", value_column: s
             handle.close()
             raise ValueError(f"{path}: no column {column!r} in the header {header}")
     layout = (len(header), header.index(time_column), header.index(value_column),
-              header.index(label_column) if label_column in header else None)
+              header.index(label_column) if label_column in header else None, time_format)
 
     def blocks() -> Iterator[list[str]]:
         if chunk_bytes <= 0:

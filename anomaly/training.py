@@ -95,7 +95,7 @@ def train(timestamps: np.ndarray, values: np.ndarray, config: Config,
     end_train, end_det, end_ens = split_points(n, config)
     scaler = Scaler.fit(data.values[:end_train])
     scaled = scaler.transform(data.values)
-    period = config.training.period or detect_period(scaled[:end_train])
+    period = config.training.period or detect_period(scaled[:end_train], interval=data.grid.interval)
     logger.info("%d points every %g s; seasonal period %s", n, data.grid.interval,
                 f"{period} points" if period else "none found")
 

@@ -76,3 +76,42 @@ def test_timestamps_in_every_accepted_format(text, expected):
 def test_unreadable_timestamp_is_named():
     with pytest.raises(ValueError, match="yesterday"):
         parse_timestamp("yesterday")
+
+
+@pytest.mark.parametrize("text,form,expected", [
+    ("1767225900", "epoch-s", 1767225900.0), ("1767225900000", "epoch-ms", 1767225900.0),
+    ("1767225900", "epoch-ms", 1767225.9),  # explicit: no guessing from the size
+    ("2026-01-01T00:05:00Z", "iso", 1767225900.0)])
+def test_timestamp_formats_can_be_chosen(text, form, expected):
+    assert parse_timestamp(text, form) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("text,form,message", [("1767225900", "iso", "not ISO 8601"),
+                                               ("2026-01-01", "epoch-s", "not an epoch number"),
+                                               ("x", "epoch", "time format must be one of")])
+def test_a_timestamp_in_another_form_is_refused(text, form, message):
+    with pytest.raises(ValueError, match=message):
+        parse_timestamp(text, form)
+
+
+def test_block_parsing_follows_the_chosen_format():
+    from anomaly.parse import parse_csv_lines
+
+    chunk = parse_csv_lines(["1767225900000,1", "1767225960000,2"], 2, 2, 0, 1, time_format="epoch-ms")
+    assert chunk.timestamps.tolist() == [1767225900.0, 1767225960.0]
+    chunk = parse_csv_lines(["1767225900,1", "2026-01-01 00:06:00,2"], 2, 2, 0, 1, time_format="iso")
+    assert chunk.timestamps.tolist() == [1767225960.0] and "not ISO" in chunk.rejected[0].reason
+
+
+def test_timestamps_give_the_exact_calendar_period():
+    rng = np.random.default_rng(3)
+    t = np.arange(288 * 8)  # eight days of five-minute points
+    values = np.sin(2 * np.pi * t / 288) + 0.4 * np.sin(4 * np.pi * t / 288 + 1) + 0.8 * rng.normal(size=len(t))
+    assert detect_period(values, interval=300.0) == 288
+    hourly = np.sin(2 * np.pi * np.arange(3000) / 60) + 0.3 * rng.normal(size=3000)  # minute data, hourly cycle
+    assert detect_period(hourly, interval=60.0) == 60
+
+
+def test_a_smooth_series_without_a_cycle_gets_no_calendar_period():
+    walk = np.cumsum(np.random.default_rng(4).normal(size=2000))  # correlated at every short lag
+    assert detect_period(walk, interval=300.0) == 0

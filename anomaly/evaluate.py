@@ -26,8 +26,9 @@ from .metrics import (clean_normal, event_metrics, event_recall, false_alarm_rat
                       point_metrics, roc_auc, runs)
 from .nab import PROFILES, FileScore, corpus_files, normalised, probation, score_file, window_bounds
 
-__all__ = ["Streamed", "clean_normal", "event_metrics", "event_recall", "false_alarm_rate",
-           "false_alarms_per_10k", "point_metrics", "roc_auc", "run_nab", "runs", "stream_file", "summarise"]
+__all__ = ["ENSEMBLE", "Streamed", "clean_normal", "evaluate_file", "event_metrics", "event_recall",
+           "false_alarm_rate", "false_alarms_per_10k", "labels_of", "nab_stream", "point_metrics", "roc_auc",
+           "run_nab", "runs", "stream_file", "stream_series", "summarise"]
 logger = logging.getLogger("anomaly.evaluate")  # also when run as __main__
 ENSEMBLE = "ensemble"
 
@@ -55,12 +56,25 @@ class Streamed:
 def stream_file(ensemble, path: str | Path, time_column: str = "timestamp",
                 value_column: str = "value") -> Streamed:
     """Stream a CSV through a :class:`~anomaly.runner.Runner` as ``stream.py`` does; return the decisions."""
-    from .runner import Runner
     from .sources import csv_chunks
 
+    return _streamed(ensemble, csv_chunks(path, time_column, value_column))
+
+
+def stream_series(ensemble, timestamps: np.ndarray, values: np.ndarray, chunk: int = 30_000) -> Streamed:
+    """Stream arrays (epoch seconds, values) through a runner in replay-sized chunks; return the decisions."""
+    from .records import Chunk
+
+    n = len(values)
+    return _streamed(ensemble, (Chunk(timestamps[i:i + chunk], values[i:i + chunk], np.arange(i, min(i + chunk, n)) + 1)
+                                for i in range(0, n, chunk)))
+
+
+def _streamed(ensemble, chunks) -> Streamed:
+    from .runner import Runner
+
     runner = Runner(ensemble)
-    blocks = [runner.process(chunk)[0] for chunk in csv_chunks(path, time_column, value_column)]
-    blocks = [b for b in blocks if len(b)]
+    blocks = [block for chunk in chunks if len(block := runner.process(chunk)[0])]
 
     def joined(column: str) -> np.ndarray:
         return np.concatenate([getattr(b, column) for b in blocks]) if blocks else np.empty(0)
@@ -70,14 +84,17 @@ def stream_file(ensemble, path: str | Path, time_column: str = "timestamp",
                     joined("is_anomaly").astype(bool), runner.counts.rejected)
 
 
-def summarise(flags: np.ndarray, labels: np.ndarray, grace: int = 0) -> dict[str, float]:
-    """Return point-wise, event-wise and false-alarm metrics of ``flags`` against ``labels`` as a flat dict."""
+def summarise(flags: np.ndarray, labels: np.ndarray, grace: int = 0, clear: int = 0) -> dict[str, float]:
+    """Return point-wise, event-wise and false-alarm metrics of ``flags`` against ``labels`` as a flat dict.
+
+    False alarms count normal points at least ``clear`` points after any event (0: all normal points).
+    """
     points = point_metrics(flags, labels)
     events = event_metrics(flags, labels, grace=grace)
     return {"point_precision": points.precision, "point_recall": points.recall, "point_f1": points.f1,
             "events": events.events, "detected": events.detected, "alarms": events.alarms,
             "true_alarms": events.true_alarms, "median_delay": events.median_delay,
-            "false_alarms_per_10k": false_alarms_per_10k(flags, labels)}
+            "false_alarms_per_10k": false_alarms_per_10k(flags, labels, clear)}
 
 
 @dataclass
@@ -90,29 +107,37 @@ class FileResult:
     metrics: dict[str, dict[str, float]]  # detector -> summarise()
 
 
-def evaluate_file(path: Path, windows: list[list[str]], config, out: Path | None) -> FileResult:
-    """Run the NAB protocol on one file: train on its probation head, stream it all, score it."""
+def nab_stream(path: Path, config) -> tuple[Streamed, str]:
+    """Train on a file's probation head and stream the whole file; return the decisions and why training
+    failed (``""`` when it did not: then nothing is flagged)."""
     from .data import read_csv
     from .training import train
 
     history = read_csv(path)
     head = probation(len(history.values))
-    trained = ""
     try:
         ensemble, _ = train(history.timestamps[:head], history.values[:head], config)
-        streamed = stream_file(ensemble, path)
-        names = [ENSEMBLE, *ensemble.names]
     except ValueError as exc:  # e.g. a constant head: nothing to learn, so nothing is flagged
-        trained = str(exc)
-        streamed = Streamed(list(config.detectors.enabled), config.calibration.target_far, history.timestamps,
-                            history.values, np.zeros(len(history.values)),
-                            np.ones((len(history.values), len(config.detectors.enabled))),
-                            np.zeros(len(history.values), dtype=bool))
-        names = [ENSEMBLE, *streamed.names]
+        n, k = len(history.values), len(config.detectors.enabled)
+        return Streamed(list(config.detectors.enabled), config.calibration.target_far, history.timestamps,
+                        history.values, np.zeros(n), np.ones((n, k)), np.zeros(n, dtype=bool)), str(exc)
+    return stream_file(ensemble, path), ""
+
+
+def labels_of(streamed: Streamed, windows: list[list[str]]) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Return ``(n,)`` bool labels (inside a window) and the windows' inclusive row bounds."""
     bounds = window_bounds(streamed.timestamps, windows)
     labels = np.zeros(len(streamed.values), dtype=bool)
     for first, last in bounds:
         labels[first:last + 1] = True
+    return labels, bounds
+
+
+def evaluate_file(path: Path, windows: list[list[str]], config, out: Path | None) -> FileResult:
+    """Run the NAB protocol on one file: train on its probation head, stream it all, score it."""
+    streamed, trained = nab_stream(path, config)
+    names = [ENSEMBLE, *streamed.names]
+    labels, bounds = labels_of(streamed, windows)
     scored = slice(probation(len(labels)), None)
     scores, metrics = {}, {}
     for name in names:
@@ -121,7 +146,7 @@ def evaluate_file(path: Path, windows: list[list[str]], config, out: Path | None
         metrics[name] = summarise(flags[scored], labels[scored])
     if out is not None:
         _write_scores(out / path.parent.name / path.name, streamed)
-    return FileResult(path.parent.name, path.name, len(history.values), trained, scores, metrics)
+    return FileResult(path.parent.name, path.name, len(streamed.values), trained, scores, metrics)
 
 
 def _write_scores(path: Path, streamed: Streamed) -> None:

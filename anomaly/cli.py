@@ -185,7 +185,12 @@ def stream_parser() -> argparse.ArgumentParser:
     plot = parser.add_mutually_exclusive_group()
     plot.add_argument("--no-plot", action="store_true", help="no plot")
     plot.add_argument("--plot", metavar="PNG", help="draw the plot into this PNG file instead of a window")
-    parser.add_argument("--log", metavar="FILE", help="anomaly log (default: anomaly.log)")
+    parser.add_argument("--log", metavar="FILE", help="incident log: a line when one opens and when it closes "
+                                                       "(default: anomaly.log)")
+    parser.add_argument("--alerts", metavar="JSONL", help="also append incident events to this JSON Lines file")
+    parser.add_argument("--alert-webhook", metavar="URL",
+                        help="also POST each incident event as JSON to this URL (retried with back-off in the "
+                             "background; never holds up the stream)")
     parser.add_argument("--quarantine", default="quarantine.jsonl", metavar="FILE",
                         help="where unreadable input lines are kept (default: quarantine.jsonl)")
     parser.add_argument("--gaps", choices=("fill", "quarantine"),
@@ -200,7 +205,7 @@ def stream_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="TOML", help="settings file (see anomaly.example.toml)")
     parser.add_argument("--seed", type=int, default=1, help="simulator seed (default: 1)")
     parser.add_argument("--quick", action="store_true", help="if no run exists, train tiny models (seconds)")
-    parser.add_argument("--quiet", action="store_true", help="no anomaly lines on the console")
+    parser.add_argument("--quiet", action="store_true", help="no incident lines on the console")
     return parser
 
 
@@ -256,6 +261,7 @@ def _open_source(args, config: Config, ensemble, manifest, rate: float):
 
 def run_stream(args, config: Config) -> int:
     """Stream ``args.source`` through the latest run; print a summary; return the exit status."""
+    from .alarms import AlarmFilter
     from .plot import LivePlot, has_display
     from .sink_process import SinkProcess, make_sinks
     from .sinks import QuarantineSink
@@ -264,14 +270,14 @@ def run_stream(args, config: Config) -> int:
     rate = args.rate if args.rate is not None else config.stream.rate_hz if args.source == "sim" else 0.0
     runners: list = []  # one per stream: the TCP source has one per client
     feed = _feed(args, config, ensemble, manifest, rate, runners)
-    specs = [] if args.quiet else [("console", "stderr" if args.output == "-" else "stdout")]
-    specs.append(("log", args.log or config.stream.log_file))
-    if args.output:
-        specs.append(("output", args.output))
+    specs = [("output", args.output)] if args.output else []
     try:
         sinks = make_sinks(specs)  # opened here, so that a bad path is an error before streaming
+        alerts = _alert_sinks(args, config)
     except (OSError, ValueError) as exc:
         raise UserError(str(exc)) from None
+    cooldown = config.alerts.cooldown or config.windows.size
+    filters: dict = {}  # one alarm filter per stream (per runner)
     if rate == 0 and _expected_points(args) >= SINK_PROCESS_FROM:
         for sink in sinks:  # a long replay writes from a child process, beside the scoring
             sink.close()
@@ -299,6 +305,10 @@ def run_stream(args, config: Config) -> int:
                 sink.write_block(block)
             if reply is not None:
                 reply(block, rejected)
+            alarm = filters.setdefault(runner, AlarmFilter(config.alerts.k, config.alerts.n, cooldown))
+            for event in alarm.update(block):
+                for sink in alerts:
+                    sink.write(event)
     except KeyboardInterrupt:
         stopped = "stopped"
     except BrokenPipeError:  # the reader of our output went away (| head): stop quietly
@@ -308,8 +318,18 @@ def run_stream(args, config: Config) -> int:
         raise UserError(f"writing the output failed: {exc}") from None
     finally:
         feed.close()
-    problems = _close_all(sinks + [quarantine])
+    still_open = sum(alarm.open is not None for alarm in filters.values())
+    for event in (e for alarm in filters.values() for e in alarm.close()):  # the end closes what is open
+        for sink in alerts:
+            sink.write(event)
+    problems = _close_all(sinks + [quarantine] + alerts)
     _summary(_total(runners), ensemble, args, stopped, time.perf_counter() - started)
+    incidents = sum(alarm.count for alarm in filters.values())
+    print(f"{incidents} incidents" + (f" ({still_open} still open at the end)" if still_open else ""), file=sys.stderr)
+    for sink in alerts:
+        if hasattr(sink, "failed"):
+            print(f"webhook: {sink.delivered} alerts delivered, {sink.failed} not delivered (all are in the log)",
+                  file=sys.stderr)
     for problem in problems:
         print(f"stream.py: warning: {problem}", file=sys.stderr)
     return 0
@@ -373,6 +393,19 @@ def _total(runners: list):
             else:
                 setattr(total, key, getattr(total, key) + value)
     return total
+
+
+def _alert_sinks(args, config: Config) -> list:
+    """Return the incident sinks: the console (unless --quiet), the log, and the optional JSON Lines and webhook."""
+    from .alerts import ConsoleAlerts, JsonlAlerts, LogAlerts, WebhookAlerts
+
+    sinks = [] if args.quiet else [ConsoleAlerts(sys.stderr if args.output == "-" else sys.stdout)]
+    sinks.append(LogAlerts(args.log or config.stream.log_file))
+    if path := args.alerts or config.alerts.jsonl:
+        sinks.append(JsonlAlerts(path))
+    if url := args.alert_webhook or config.alerts.webhook:
+        sinks.append(WebhookAlerts(url))
+    return sinks
 
 
 def _close_all(sinks: list) -> list[str]:

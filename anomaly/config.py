@@ -110,6 +110,17 @@ class StreamConfig:
 
 
 @dataclass(frozen=True)
+class AlertsConfig:
+    """Point flags -> incidents (see anomaly.alarms) and where they are sent."""
+
+    k: int = 1  # an incident opens when k of the last n scored points are flagged
+    n: int = 1
+    cooldown: int = 0  # unflagged points that close an incident; 0: the window size (windows.size)
+    jsonl: str = ""  # append incident events here as JSON Lines ("" = no file)
+    webhook: str = ""  # POST incident events here ("" = none)
+
+
+@dataclass(frozen=True)
 class Config:
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
     windows: WindowConfig = field(default_factory=WindowConfig)
@@ -117,6 +128,7 @@ class Config:
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
 
 def quick(config: Config) -> Config:

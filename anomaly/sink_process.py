@@ -16,16 +16,15 @@ import sys
 import threading
 from typing import Literal
 
-from .sinks import ConsoleSink, LogFileSink, OutputSink
+from .sinks import OutputSink
 
-SinkSpec = tuple[Literal["console", "log", "output"], str]  # ("console", "stdout"|"stderr") or a path
+SinkSpec = tuple[Literal["output"], str]  # ("output", a path, or - for stdout)
 OUTPUT_CLOSED = 3  # the child's exit code when the reader of its stdout went away
 
 
 def make_sinks(specs: list[SinkSpec]) -> list:
     """Return the sinks ``specs`` describe, opened (files are created now)."""
-    made = {"console": lambda where: ConsoleSink(sys.stderr if where == "stderr" else sys.stdout),
-            "log": LogFileSink, "output": OutputSink}
+    made = {"output": OutputSink}
     return [made[kind](argument) for kind, argument in specs]
 
 

@@ -1,5 +1,5 @@
-"""Where decisions go: console lines, ``anomaly.log``, a JSONL/CSV record per point,
-and a quarantine file for input that could not be scored.
+"""Where decisions go: a JSONL/CSV record per point, and a quarantine file for input that
+could not be scored. (Incidents go to the console and ``anomaly.log``: :mod:`anomaly.alerts`.)
 
 Sinks take a :class:`~anomaly.records.DecisionBlock` at a time (``write_block``) and flush
 after each one, so a live consumer sees every decision as soon as it is made, and replay
@@ -14,7 +14,6 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
 
 import numpy as np
 
@@ -22,44 +21,6 @@ from .data import format_timestamp
 from .records import Decision, DecisionBlock, Rejected
 
 SLICE = 1024  # records formatted per call
-
-
-def describe(decision: Decision) -> str:
-    """Return the one-line message for an anomalous point."""
-    fired = ", ".join(f"{n} (p={decision.p_detectors[n]:.1e})" for n in decision.fired) or "combined evidence"
-    expected = (f"  expected {decision.expected:.4g} ± {decision.spread:.2g}"
-                if math.isfinite(decision.expected) else "")
-    truth = f"  [true: {decision.kind or 'normal'}]" if decision.label is not None else ""
-    return (f"ANOMALY {format_timestamp(decision.timestamp)}  value {decision.value:.4g}{expected}"
-            f"  score {decision.score:.2f}  p {decision.p_value:.1e}  fired: {fired}{truth}")
-
-
-class ConsoleSink:
-    """Prints one line per anomaly."""
-
-    def __init__(self, stream: TextIO | None = None):
-        self.stream = stream or sys.stdout
-
-    def write_block(self, block: DecisionBlock) -> None:
-        for decision in block.anomalies():
-            print(describe(decision), file=self.stream, flush=True)
-
-    def close(self) -> None:
-        pass
-
-
-class LogFileSink:
-    """Appends one line per anomaly to a log file (``anomaly.log`` by default)."""
-
-    def __init__(self, path: str | Path):
-        self.handle = open(path, "a", buffering=1)
-
-    def write_block(self, block: DecisionBlock) -> None:
-        for decision in block.anomalies():
-            self.handle.write(describe(decision) + "\n")
-
-    def close(self) -> None:
-        self.handle.close()
 
 
 def record(decision: Decision) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
@@ -11,7 +10,6 @@ from hypothesis import strategies as st
 
 from anomaly.data import format_timestamp
 from anomaly.parse import parse_csv_lines, parse_line
-from anomaly.records import Chunk
 from anomaly.runner import Runner
 from anomaly.simulate import simulate
 

@@ -141,8 +141,10 @@ def test_long_replay_writes_every_record_from_the_child_process(trained):
     lines = out.read_text().splitlines()
     assert len(lines) == 60000
     flagged = sum('"is_anomaly": true' in line for line in lines)
-    assert flagged > 0 and (trained / "long.log").read_text().count("ANOMALY") == flagged
-    assert "60000 points seen" in result.stderr
+    log = (trained / "long.log").read_text()
+    opened, closed = log.count("ANOMALY"), log.count("RESOLVED")
+    assert 0 < opened == closed < flagged  # incidents, not one line per flagged point
+    assert "60000 points seen" in result.stderr and f"{opened} incidents" in result.stderr
 
 
 def test_rate_paces_stdin_one_point_at_a_time(trained):
@@ -217,3 +219,24 @@ def test_tcp_source_refuses_a_malformed_address(trained):
     result = run(str(ROOT / "stream.py"), "--models", "models", "--source", "tcp://localhost", "--no-plot",
                  cwd=trained, timeout=120)
     assert result.returncode == 2 and "tcp://HOST:PORT" in result.stderr
+
+
+@pytest.mark.slow
+def test_incidents_reach_the_log_the_jsonl_file_and_a_webhook(trained):
+    from test_alerts import Receiver
+
+    receiver = Receiver()
+    try:
+        result = run(str(ROOT / "stream.py"), "--models", "models", "--limit", "3000", "--rate", "0", "--no-plot",
+                     "--alerts", "incidents.jsonl", "--alert-webhook", receiver.url, "--log", "inc.log", cwd=trained)
+    finally:
+        receiver.stop()
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in (trained / "incidents.jsonl").read_text().splitlines()]
+    incidents = int(re.search(r"(\d+) incidents", result.stderr).group(1))
+    assert incidents > 0 and len(events) == 2 * incidents
+    assert [e["event"] for e in events].count("opened") == incidents == [e["event"] for e in events].count("closed")
+    assert receiver.bodies == events  # the webhook got exactly what the file holds
+    log = (trained / "inc.log").read_text()
+    assert log.count("ANOMALY") == incidents == log.count("RESOLVED") == result.stdout.count("ANOMALY")
+    assert f"webhook: {2 * incidents} alerts delivered, 0 not delivered" in result.stderr

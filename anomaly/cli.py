@@ -197,6 +197,9 @@ def stream_parser() -> argparse.ArgumentParser:
                         help="missing points in the stream: fill them (interpolated, status 'filled') or quarantine "
                              "the point after a gap (default: fill; a gap longer than the longest window restarts "
                              "the warm-up)")
+    parser.add_argument("--no-adapt", action="store_true",
+                        help="keep the trained ensemble as it is (default: recalibrate on recent normal points, "
+                             "after drift and every 1000 points)")
     parser.add_argument("--time-column", default="timestamp", help="timestamp column of a CSV source")
     parser.add_argument("--value-column", default="value", help="value column of a CSV source")
     parser.add_argument("--time-format", choices=TIME_FORMATS, default="auto",
@@ -343,7 +346,8 @@ def _feed(args, config: Config, ensemble, manifest, rate: float, runners: list):
     from .sources import limited, paced
 
     def new_runner() -> Runner:
-        runners.append(Runner(ensemble, args.gaps or config.stream.gaps, config.stream.max_fill))
+        adapt = None if args.no_adapt else config.adapt
+        runners.append(Runner(ensemble, args.gaps or config.stream.gaps, config.stream.max_fill, adapt))
         return runners[-1]
 
     if args.source.startswith("tcp://"):

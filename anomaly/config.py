@@ -110,6 +110,22 @@ class StreamConfig:
 
 
 @dataclass(frozen=True)
+class AdaptConfig:
+    """Adaptation to drift (anomaly.adapt); 0 means derived from the ensemble's windows."""
+
+    enabled: bool = True  # stream.py --no-adapt turns it off
+    history: int = 5000  # recent points kept to recalibrate from
+    every: int = 1000  # recalibrate at least this often, in points
+    min_points: int = 200  # admitted (normal) points needed to recalibrate
+    step: int = 256  # replay adapts between blocks of this many points (live: after every point)
+    gate: float = 0.1  # p below gate x the alarm threshold is confidently anomalous: it does not teach
+    max_share: float = 0.1  # ...unless more than this share of recent points is: then that is the stream's pattern
+    margin: int = 0  # points around a confident anomaly that do not teach; 0: the shortest detector window
+    confirm: int = 0  # alarms lasting longer than this are a lasting change; 0: twice the longest window
+    delta: float = 0.002  # ADWIN's confidence
+
+
+@dataclass(frozen=True)
 class AlertsConfig:
     """Point flags -> incidents (see anomaly.alarms) and where they are sent."""
 
@@ -129,6 +145,7 @@ class Config:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
 
 
 def quick(config: Config) -> Config:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibration import Calibrator, anomaly_score, combine
+from .calibration import MIN_EMPIRICAL, Calibrator, analytic_p_value, anomaly_score, combine
 from .detectors import REGISTRY, Detector
 from .detectors.base import score_consecutive
 from .rolling import rolling_median_mad
@@ -38,6 +38,7 @@ def _pool() -> ThreadPoolExecutor:
 class Decisions:
     """Per-point results of a block, all arrays of length n (one entry per scored point)."""
 
+    raw: np.ndarray  # (n, k) each detector's raw score (what calibration maps to p_detectors)
     p_detectors: np.ndarray  # (n, k) calibrated p-value of each detector
     p_value: np.ndarray  # (n,) calibrated p-value of the combined evidence
     score: np.ndarray  # (n,) in [0, 1), 0.5 at the alarm threshold
@@ -104,9 +105,10 @@ class Ensemble:
             raise RuntimeError("Ensemble: not calibrated; train it with anomaly.training.train()")
         columns, expected = self._score_all(scaled, positions)
         center, spread = expected if expected is not None else self._rolling_band(scaled)
-        p_detectors = self.detector_p_values(np.column_stack(columns))
-        p_value = self.combined_.p_value(combine(p_detectors, self.combine))
-        return Decisions(p_detectors, p_value, anomaly_score(p_value, self.alpha), p_value < self.alpha,
+        raw = np.column_stack(columns)
+        p_detectors = self.detector_p_values(raw)
+        p_value = self.combined_p_value(p_detectors)
+        return Decisions(raw, p_detectors, p_value, anomaly_score(p_value, self.alpha), p_value < self.alpha,
                          self.scaler.inverse(center), spread * self.scaler.scale)
 
     def _score_all(self, scaled: np.ndarray, positions: np.ndarray):
@@ -141,6 +143,26 @@ class Ensemble:
             else:
                 columns.append(np.concatenate(pieces))
         return columns, expected
+
+    def combined_p_value(self, p_detectors: np.ndarray) -> np.ndarray:
+        """Return the ``(n,)`` p-value of the detectors' combined evidence ``(n, k)``.
+
+        Calibrated on held-out normal data when the calibrator saw enough of it (a short
+        history, or a young adaptation, does not), else the combination's own p-value.
+        """
+        statistic = combine(p_detectors, self.combine)
+        if len(self.combined_.sorted_) < MIN_EMPIRICAL:
+            return analytic_p_value(statistic, self.combine, p_detectors.shape[1])
+        return self.combined_.p_value(statistic)
+
+    def deseasoned(self, timestamps: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Return values scaled and without the seasonal profile (S-H-ESD's), the level drift is watched on."""
+        scaled = self.scaler.transform(values)
+        shesd = self.detectors.get("shesd")
+        phase = phases(self.grid.positions(timestamps), self.period)
+        if shesd is None or phase is None:
+            return scaled
+        return scaled - shesd.profile_[phase]
 
     def _rolling_band(self, scaled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Expected value and spread without S-H-ESD: the rolling median and MAD (scaled units)."""

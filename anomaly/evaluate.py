@@ -13,6 +13,7 @@ and overall, and writes one CSV per data file (``timestamp,value,anomaly_score``
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -53,27 +54,31 @@ class Streamed:
         return self.p_detectors[:, self.names.index(name)] < self.alpha
 
 
-def stream_file(ensemble, path: str | Path, time_column: str = "timestamp",
-                value_column: str = "value") -> Streamed:
-    """Stream a CSV through a :class:`~anomaly.runner.Runner` as ``stream.py`` does; return the decisions."""
+def stream_file(ensemble, path: str | Path, time_column: str = "timestamp", value_column: str = "value",
+                adapt=None, chunk: int = 1000) -> Streamed:
+    """Stream a CSV through a :class:`~anomaly.runner.Runner` as ``stream.py`` does; return the decisions.
+
+    ``adapt``: an :class:`~anomaly.config.AdaptConfig` (``None``: no adaptation). Points are
+    read ``chunk`` lines at a time: adaptation acts between chunks, as it does live.
+    """
     from .sources import csv_chunks
 
-    return _streamed(ensemble, csv_chunks(path, time_column, value_column))
+    return _streamed(ensemble, csv_chunks(path, time_column, value_column, chunk_bytes=chunk * 32), adapt)
 
 
-def stream_series(ensemble, timestamps: np.ndarray, values: np.ndarray, chunk: int = 30_000) -> Streamed:
-    """Stream arrays (epoch seconds, values) through a runner in replay-sized chunks; return the decisions."""
+def stream_series(ensemble, timestamps: np.ndarray, values: np.ndarray, chunk: int = 1000, adapt=None) -> Streamed:
+    """Stream arrays (epoch seconds, values) through a runner, ``chunk`` points at a time; return the decisions."""
     from .records import Chunk
 
     n = len(values)
     return _streamed(ensemble, (Chunk(timestamps[i:i + chunk], values[i:i + chunk], np.arange(i, min(i + chunk, n)) + 1)
-                                for i in range(0, n, chunk)))
+                                for i in range(0, n, chunk)), adapt)
 
 
-def _streamed(ensemble, chunks) -> Streamed:
+def _streamed(ensemble, chunks, adapt=None) -> Streamed:
     from .runner import Runner
 
-    runner = Runner(ensemble)
+    runner = Runner(ensemble, adapt=adapt)
     blocks = [block for chunk in chunks if len(block := runner.process(chunk)[0])]
 
     def joined(column: str) -> np.ndarray:
@@ -107,7 +112,7 @@ class FileResult:
     metrics: dict[str, dict[str, float]]  # detector -> summarise()
 
 
-def nab_stream(path: Path, config) -> tuple[Streamed, str]:
+def nab_stream(path: Path, config) -> tuple[Streamed, str]:  # adapts as config.adapt says
     """Train on a file's probation head and stream the whole file; return the decisions and why training
     failed (``""`` when it did not: then nothing is flagged)."""
     from .data import read_csv
@@ -121,7 +126,7 @@ def nab_stream(path: Path, config) -> tuple[Streamed, str]:
         n, k = len(history.values), len(config.detectors.enabled)
         return Streamed(list(config.detectors.enabled), config.calibration.target_far, history.timestamps,
                         history.values, np.zeros(n), np.ones((n, k)), np.zeros(n, dtype=bool)), str(exc)
-    return stream_file(ensemble, path), ""
+    return stream_file(ensemble, path, adapt=config.adapt), ""
 
 
 def labels_of(streamed: Streamed, windows: list[list[str]]) -> tuple[np.ndarray, list[tuple[int, int]]]:
@@ -227,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     nab.add_argument("--files", default="*", metavar="GLOB", help="only the data files matching this (default: all)")
     nab.add_argument("--config", metavar="TOML", help="settings file (see anomaly.example.toml)")
     nab.add_argument("--quick", action="store_true", help="tiny models (seconds per file)")
+    nab.add_argument("--no-adapt", action="store_true", help="keep each file's ensemble as trained on its head")
     args = parser.parse_args(argv)
 
     from .cli import UserError, _config, _setup_logging
@@ -235,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("anomaly.training").setLevel(logging.WARNING)  # one line per file is enough
     try:
         config = _config(args)
+        if args.no_adapt:
+            config = dataclasses.replace(config, adapt=dataclasses.replace(config.adapt, enabled=False))
         results = run_nab(args.root, config, args.out, args.files)
     except (FileNotFoundError, UserError) as exc:
         print(f"evaluate: error: {exc}", file=sys.stderr)

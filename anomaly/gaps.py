@@ -62,7 +62,7 @@ class GapHandler:
         pieces, rejected, start, restart = [], [], 0, self._restart
         for i in gaps:
             if i > start:
-                pieces.append(Piece(_part(chunk, start, i), restart))
+                pieces.append(Piece(chunk.part(start, i), restart))
                 restart = False
             count = int(missing[i])
             if self.mode == "quarantine":
@@ -76,16 +76,10 @@ class GapHandler:
             pieces.append(Piece(_filled(self.grid, int(before[i]), value_before[i], count, chunk, i), restart))
             start, restart = i, False
         if start < len(chunk):
-            pieces.append(Piece(_part(chunk, start, len(chunk)), restart))
+            pieces.append(Piece(chunk.part(start, len(chunk)), restart))
             restart = False
         self._restart = restart  # still owed when the chunk ended with a quarantined gap point
         return pieces, rejected
-
-
-def _part(chunk: Chunk, start: int, stop: int) -> Chunk:
-    keep = np.zeros(len(chunk), dtype=bool)
-    keep[start:stop] = True
-    return chunk.take(keep)
 
 
 def _filled(grid: TimeGrid, last_position: int, last_value: float, count: int, chunk: Chunk, i: int) -> Chunk:

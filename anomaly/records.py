@@ -98,6 +98,14 @@ class Chunk:
         """Return point ``i`` as the input had it (or as ``timestamp,value`` when unknown)."""
         return self.raw[i] if self.raw is not None else f"{self.timestamps[i]},{self.values[i]}"
 
+    def part(self, start: int, stop: int) -> Chunk:
+        """Return points ``start..stop-1`` (without ``rejected``)."""
+        def cut(column):
+            return None if column is None else column[start:stop]
+
+        return Chunk(self.timestamps[start:stop], self.values[start:stop], self.positions[start:stop],
+                     cut(self.raw), cut(self.labels), cut(self.kinds), filled=cut(self.filled))
+
     def take(self, keep: np.ndarray) -> Chunk:
         """Return the points where the boolean mask ``keep`` is true (without ``rejected``)."""
         index = np.flatnonzero(keep)
@@ -129,6 +137,7 @@ class DecisionBlock:
     labels: Sequence[bool | None] | None = None
     kinds: Sequence[str] | None = None
     filled: np.ndarray | None = None  # (n,) bool: made up to fill a gap; never flagged
+    raw: np.ndarray | None = None  # (n, k) raw detector scores (NaN where not scored), for adaptation
 
     def __len__(self) -> int:
         return len(self.values)
@@ -155,8 +164,10 @@ class DecisionBlock:
                   for name in ("timestamps", "values", "score", "p_value", "is_anomaly", "p_detectors",
                                "warmup", "expected", "spread", "positions")}
         filled = joined("filled", False)
+        raw = (np.concatenate([b.raw if b.raw is not None else np.full((len(b), len(first.names)), np.nan)
+                               for b in blocks]) if any(b.raw is not None for b in blocks) else None)
         return cls(first.names, first.alpha, labels=joined("labels", None), kinds=joined("kinds", ""),
-                   filled=None if filled is None else np.array(filled, dtype=bool), **arrays)
+                   filled=None if filled is None else np.array(filled, dtype=bool), raw=raw, **arrays)
 
     def decision(self, i: int) -> Decision:
         """Return point ``i`` as a :class:`Decision`."""

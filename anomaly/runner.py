@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .adapt import Adapter
+from .config import AdaptConfig
 from .ensemble import Ensemble
 from .gaps import GapHandler
 from .records import Chunk, Decision, DecisionBlock, Rejected
@@ -37,9 +39,14 @@ class Counts:
 class Runner:
     """Scores a stream point by point (or block by block) with a trained :class:`Ensemble`."""
 
-    def __init__(self, ensemble: Ensemble, gaps: str = "fill", max_fill: int = 0):
-        """``gaps``: ``fill`` or ``quarantine`` (see :mod:`anomaly.gaps`); ``max_fill`` 0 means the longest window."""
+    def __init__(self, ensemble: Ensemble, gaps: str = "fill", max_fill: int = 0,
+                 adapt: AdaptConfig | None = None):
+        """``gaps``: ``fill`` or ``quarantine`` (see :mod:`anomaly.gaps`); ``max_fill`` 0 means the longest window.
+
+        ``adapt``: how to adapt to drift (:mod:`anomaly.adapt`); ``None`` keeps the ensemble as trained.
+        """
         self.ensemble = ensemble
+        self.adapter = Adapter(ensemble, adapt) if adapt is not None and adapt.enabled else None
         self._keep = ensemble.window - 1
         self._scaled = np.empty(0)
         self._positions = np.empty(0, dtype=np.int64)
@@ -107,9 +114,20 @@ class Runner:
         for i in np.flatnonzero(~valid):
             rejected.append(self.reject(Rejected(chunk.raw_text(i), reasons[i], int(chunk.positions[i]))))
         accepted = chunk if valid.all() else chunk.take(valid)
-        pieces, gap_rejects = self._gaps.split(accepted)
-        rejected += [self.reject(r) for r in gap_rejects]
+        # with adaptation, a long chunk is decided in steps, so that replay adapts about as often as live
+        step = self.adapter.settings.step if self.adapter is not None else len(accepted)
+        blocks = []
+        for start in range(0, max(len(accepted), 1), max(step, 1)):
+            block, more = self._process_valid(accepted.part(start, start + max(step, 1)))
+            blocks.append(block)
+            rejected += more
         rejected.sort(key=lambda r: r.position)  # the quarantine keeps input order
+        return DecisionBlock.concat(blocks), rejected
+
+    def _process_valid(self, accepted: Chunk) -> tuple[DecisionBlock, list[Rejected]]:
+        """Score valid points (gaps handled), then let the adapter see them; return the block and gap rejects."""
+        pieces, gap_rejects = self._gaps.split(accepted)
+        rejected = [self.reject(r) for r in gap_rejects]
         blocks = []
         for piece in pieces:
             if piece.restart:
@@ -118,7 +136,10 @@ class Runner:
             blocks.append(self._score(piece.chunk))
         if not blocks:  # nothing left to score
             blocks.append(self._score(accepted.take(np.zeros(len(accepted), dtype=bool))))
-        return DecisionBlock.concat(blocks), rejected
+        block = DecisionBlock.concat(blocks)
+        if self.adapter is not None and (adapted := self.adapter.observe(block, self.ensemble)) is not None:
+            self.ensemble = adapted  # the next points are decided with the new calibration
+        return block, rejected
 
     def step(self, point: Point) -> Decision:
         """Return the decision for one valid point (scored as given: no gap handling)."""
@@ -144,13 +165,15 @@ class Runner:
             names=ens.names, alpha=ens.alpha, timestamps=chunk.timestamps, values=chunk.values,
             score=np.zeros(n), p_value=np.ones(n), is_anomaly=np.zeros(n, dtype=bool),
             p_detectors=np.ones((n, k)), warmup=np.arange(n) < n_warm, expected=np.full(n, math.nan),
-            spread=np.full(n, math.nan), positions=chunk.positions, labels=chunk.labels, kinds=chunk.kinds)
+            spread=np.full(n, math.nan), positions=chunk.positions, labels=chunk.labels, kinds=chunk.kinds,
+            raw=np.full((n, k), math.nan))
         if n_warm < n:
             d = ens.decide(scaled, positions)
             mine = slice(len(d.p_value) - (n - n_warm), None)  # the rows of this chunk's scored points
             block.score[n_warm:], block.p_value[n_warm:] = d.score[mine], d.p_value[mine]
             block.is_anomaly[n_warm:], block.p_detectors[n_warm:] = d.is_anomaly[mine], d.p_detectors[mine]
             block.expected[n_warm:], block.spread[n_warm:] = d.expected[mine], d.spread[mine]
+            block.raw[n_warm:] = d.raw[mine]
         filled = chunk.filled if chunk.filled is not None else np.zeros(n, dtype=bool)
         if filled.any():  # made-up points carry the windows across a gap; they are never flagged
             block.filled = filled

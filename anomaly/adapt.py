@@ -21,7 +21,8 @@ the calibration is cheap and exact: the models stay as they are.
   detectors look at shape, not level, so a new level alone does not need a new history.
 - **When:** every ``every`` points, after a change, and whenever the admitted sample has
   doubled since the last recalibration (a short training head is soon outgrown), once
-  ``min_points`` points are admitted. As in training, the older part of the admitted
+  ``min_points`` points are admitted. Decisions are taken only every ``step`` input points,
+  so that a replay in blocks and a live stream adapt at the same points and decide alike. As in training, the older part of the admitted
   points calibrates each detector and the rest calibrates their combination.
 """
 
@@ -57,6 +58,7 @@ class Adapter:
         self._flags = np.empty(0, dtype=bool)
         self._usable = np.empty(0, dtype=bool)
         self._since_refit = 0
+        self._seen = 0  # input points observed (filled ones not counted)
         self._admitted_at_refit = 0  # admitted points the last recalibration had
         self._changed = False  # a change was seen and is not yet recalibrated for
         self._level, self._evidence = Adwin(s.delta), Adwin(s.delta)
@@ -73,7 +75,10 @@ class Adapter:
         self._flags = np.concatenate([self._flags, block.p_value < self.settings.gate * block.alpha])[-keep:]
         self._usable = np.concatenate([self._usable, usable])[-keep:]
         self._since_refit += len(block)
+        self._seen += len(block) - (0 if block.filled is None else int(block.filled.sum()))
         self._watch(block, ensemble, usable)
+        if self._seen % self.settings.step:  # decide only at fixed counts: replay and live alike
+            return None
         self._lasting_change()
         admitted = self.admitted()
         count = int(admitted.sum())

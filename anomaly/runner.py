@@ -114,13 +114,18 @@ class Runner:
         for i in np.flatnonzero(~valid):
             rejected.append(self.reject(Rejected(chunk.raw_text(i), reasons[i], int(chunk.positions[i]))))
         accepted = chunk if valid.all() else chunk.take(valid)
-        # with adaptation, a long chunk is decided in steps, so that replay adapts about as often as live
-        step = self.adapter.settings.step if self.adapter is not None else len(accepted)
-        blocks = []
-        for start in range(0, max(len(accepted), 1), max(step, 1)):
-            block, more = self._process_valid(accepted.part(start, start + max(step, 1)))
+        # with adaptation, points are decided in steps that end where the adapter may act (every
+        # `step` input points), so a replay in blocks adapts where a live stream does
+        step = self.adapter.settings.step if self.adapter is not None else None
+        blocks, start = [], 0
+        while True:
+            stop = len(accepted) if step is None else start + step - self.counts.points % step
+            block, more = self._process_valid(accepted.part(start, stop))
             blocks.append(block)
             rejected += more
+            start = stop
+            if start >= len(accepted):
+                break
         rejected.sort(key=lambda r: r.position)  # the quarantine keeps input order
         return DecisionBlock.concat(blocks), rejected
 

@@ -10,7 +10,6 @@ True
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,16 +47,13 @@ class Calibrator:
         k = min(k, n // 2)
         self.threshold_ = float(self.sorted_[n - k - 1])
         excess = self.sorted_[n - k:] - self.threshold_
-        if np.ptp(excess) > 0:
-            from scipy import stats  # imported here: half a second that streaming does not need
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # the optimiser warns on hard samples
-                shape, _, scale = stats.genpareto.fit(excess, floc=0.0)
+        excess = excess[excess > 0]  # ties at the threshold carry no tail shape
+        if len(excess) >= 10 and np.ptp(excess) > 0:
+            shape, scale = gpd_fit(excess)
             if not shape >= 0:
-                # a bounded tail (shape < 0) is what maximum likelihood often finds for light
-                # tails at finite thresholds, and it makes rare scores look impossible: too
-                # many alarms. The exponential tail (shape 0) is the conservative floor.
+                # a bounded tail (shape < 0) is often what a light tail looks like at a finite
+                # threshold, and it makes rare scores look impossible: too many alarms. The
+                # exponential tail (shape 0) is the conservative floor.
                 shape, scale = 0.0, float(excess.mean())
             self.gpd_ = (float(shape), float(scale))
         else:  # a degenerate tail: anything above it is as rare as the sample allows
@@ -98,6 +94,29 @@ class Calibrator:
             # fit() keeps shape >= 0; p_value's closed form holds only there
             raise ValueError(f"calibration: tail shape must be >= 0 and scale > 0, got {cal.gpd_}")
         return cal
+
+
+def gpd_fit(excess: np.ndarray) -> tuple[float, float]:
+    """Return the generalised Pareto shape (scipy's ``c``) and scale of positive ``excess`` values.
+
+    Zhang & Stephens (2009): the posterior mean of ``theta = -shape / scale`` over a grid
+    of ``20 + sqrt(n)`` values, weighted by the profile likelihood. In closed form, it runs
+    in 0.1 ms where scipy's maximum likelihood takes 5 ms, and it is less biased on the few
+    dozen values of a tail (measured: true shape 0.2 at n = 30 gives 0.19 against 0.08).
+    Recalibrating while streaming fits five of these each time.
+    """
+    y = np.sort(np.asarray(excess, dtype=np.float64))
+    n = len(y)
+    m = 20 + int(np.sqrt(n))
+    quartile = y[max(int(n / 4 + 0.5) - 1, 0)]
+    theta = 1.0 / y[-1] + (1.0 - np.sqrt(m / (np.arange(1, m + 1) - 0.5))) / (3.0 * quartile)
+    k = -np.mean(np.log1p(-theta[:, None] * y), axis=1)
+    profile = n * (np.log(theta / k) + k - 1.0)
+    with np.errstate(over="ignore"):  # a far less likely grid point only gets weight 0
+        weights = 1.0 / np.exp(profile[None, :] - profile[:, None]).sum(axis=1)
+    theta_hat = float(np.sum(theta * weights))
+    k_hat = float(-np.mean(np.log1p(-theta_hat * y)))
+    return -k_hat, k_hat / theta_hat
 
 
 def combine(p_values: np.ndarray, method: str = "cauchy") -> np.ndarray:

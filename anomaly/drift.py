@@ -36,7 +36,8 @@ class Adwin:
         self.delta, self.clock, self.max_window, self.min_side = delta, clock, max_window, min_side
         self._buffer = np.empty(2 * max_window)  # the window is _buffer[_start:_end]
         self._start = self._end = 0
-        self._since_check = 0
+        self._until_check = clock  # values to take before the next test: set at each test, so the
+        # schedule depends on the stream alone, not on how it is handed over
 
     @property
     def window(self) -> np.ndarray:
@@ -52,15 +53,14 @@ class Adwin:
         values = np.asarray(values, dtype=np.float64)
         changes, start = [], 0
         while start < len(values):
-            due = max(self.clock, self.width // 16)
-            take = min(len(values) - start, max(1, due - self._since_check))
+            take = min(len(values) - start, self._until_check)
             self._append(values[start:start + take])
-            self._since_check += take
+            self._until_check -= take
             start += take
-            if self._since_check >= due:
-                self._since_check = 0
+            if self._until_check == 0:
                 if self._cut():
                     changes.append(start - 1)
+                self._until_check = max(self.clock, self.width // 16)
         return changes
 
     def _append(self, values: np.ndarray) -> None:

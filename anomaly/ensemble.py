@@ -23,7 +23,8 @@ from .rolling import rolling_median_mad
 from .windows import Scaler, TimeGrid, phases
 
 
-PART = 2048  # points per scoring task when a block is large
+PART = 2048  # most points per scoring task
+MIN_PART = 256  # fewest points per scoring task (ONNX Runtime batches well from here)
 PARALLEL_FROM = 256  # blocks this large are scored on all cores; a live point stays on one thread
 
 
@@ -120,7 +121,10 @@ class Ensemble:
         is single-threaded and releases the GIL.
         """
         n = len(scaled) - self.window + 1
-        parts = [(lo, min(lo + PART, n)) for lo in range(0, n, PART)]
+        # parts small enough that the slowest detector's work spreads over every core (a block of
+        # 1024 points in one part each left a core idle while the LSTM ran), large enough to batch
+        size = int(np.clip(-(-n // (2 * _pool()._max_workers)), MIN_PART, PART))
+        parts = [(lo, min(lo + size, n)) for lo in range(0, n, size)]
 
         def task(job):
             name, (lo, hi) = job

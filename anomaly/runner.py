@@ -114,12 +114,12 @@ class Runner:
         for i in np.flatnonzero(~valid):
             rejected.append(self.reject(Rejected(chunk.raw_text(i), reasons[i], int(chunk.positions[i]))))
         accepted = chunk if valid.all() else chunk.take(valid)
-        # with adaptation, points are decided in steps that end where the adapter may act (every
-        # `step` input points), so a replay in blocks adapts where a live stream does
-        step = self.adapter.settings.step if self.adapter is not None else None
+        # with adaptation, points are decided in steps that end where the adapter may act, so a
+        # replay in blocks adapts where a live stream does
         blocks, start = [], 0
         while True:
-            stop = len(accepted) if step is None else start + step - self.counts.points % step
+            stop = (len(accepted) if self.adapter is None
+                    else start + self.adapter.boundary(self.counts.points) - self.counts.points)
             block, more = self._process_valid(accepted.part(start, stop))
             blocks.append(block)
             rejected += more

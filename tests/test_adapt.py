@@ -1,0 +1,107 @@
+"""Adaptation: drift is detected, only normal points teach, and a lasting change is learned."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from anomaly.config import AdaptConfig, SimulatorConfig
+from anomaly.drift import Adwin
+from anomaly.records import Chunk
+from anomaly.runner import Runner
+from anomaly.simulate import Simulator
+
+
+def test_adwin_finds_a_shift_and_stays_quiet_on_noise():
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        assert Adwin().update(rng.normal(size=5000)) == []
+    shifted = np.r_[rng.normal(size=3000), rng.normal(size=3000) + 1.0]
+    changes = Adwin().update(shifted)
+    assert changes and 3000 <= changes[0] < 3400
+
+
+def test_adwin_sees_the_same_changes_whatever_the_blocks():
+    x = np.r_[np.random.default_rng(1).normal(size=2000), np.random.default_rng(2).normal(size=2000) + 2]
+    whole = Adwin().update(x)
+    one_by_one, adwin = [], Adwin()
+    for i, v in enumerate(x):
+        one_by_one += [i] if adwin.update(np.array([v])) else []
+    assert whole == one_by_one and whole
+
+
+def stream(ensemble, n: int, start: int, noise_sd: float = 1.0, seed: int = 3):
+    """Return a normal simulated stream continuing after training, with the given noise level."""
+    config = dataclasses.replace(SimulatorConfig(), noise_sd=noise_sd)
+    series = Simulator(config, seed=seed, start_index=start).generate(n)
+    return series.timestamps, series.values
+
+
+def run(ensemble, timestamps, values, adapt, sizes=(256,)):
+    runner = Runner(ensemble, adapt=adapt)
+    blocks, i, k = [], 0, 0
+    while i < len(values):
+        size = sizes[k % len(sizes)]
+        blocks.append(runner.process(Chunk(timestamps[i:i + size], values[i:i + size], np.arange(i, i + size) + 1))[0])
+        i, k = i + size, k + 1
+    flags = np.concatenate([b.is_anomaly for b in blocks])
+    p = np.concatenate([b.p_value for b in blocks])
+    return runner, flags, p
+
+
+def test_a_lasting_change_is_learned_and_false_alarms_come_back_down(quick_ensemble):
+    """After the noise grows 2.5 times for good, the old calibration alarms on and on; adaptation learns it."""
+    t1, v1 = stream(quick_ensemble, 2000, 20_000)
+    t2, v2 = stream(quick_ensemble, 12_000, 22_000, noise_sd=2.5, seed=4)
+    timestamps, values = np.r_[t1, t2], np.r_[v1, v2]
+    late = slice(8000, None)  # well after the change
+    _, fixed, _ = run(quick_ensemble, timestamps, values, adapt=None)
+    runner, adapted, _ = run(quick_ensemble, timestamps, values, adapt=AdaptConfig())
+    alpha = quick_ensemble.alpha
+    assert fixed[late].mean() > 10 * alpha  # frozen: a flood
+    assert adapted[late].mean() <= 2 * alpha  # adapted: back to the promised rate
+    assert runner.adapter.recalibrations >= 3 and runner.adapter.changes >= 1
+
+
+def test_an_anomaly_never_teaches_the_detector_that_it_is_normal(quick_ensemble):
+    timestamps, values = stream(quick_ensemble, 3000, 20_000)
+    values = values.copy()
+    values[1500:1510] += 40.0  # a strong burst, far shorter than a lasting change
+    runner, flags, p = run(quick_ensemble, timestamps, values, adapt=dataclasses.replace(AdaptConfig(), every=256))
+    adapter = runner.adapter
+    confident = p < AdaptConfig().gate * quick_ensemble.alpha
+    assert confident[1500:1510].any() and adapter.recalibrations >= 2
+    kept = len(adapter._flags)
+    admitted = np.zeros(len(values), dtype=bool)
+    admitted[len(values) - kept:] = adapter.admitted()
+    assert not admitted[1500:1510].any()  # the burst and its margin teach nothing...
+    assert not admitted[1500 - adapter.margin:1510 + adapter.margin].any()
+    assert admitted[2000:].mean() > 0.95  # ...while ordinary points do
+    burst_scores = adapter._raw[1500 - (len(values) - kept):1510 - (len(values) - kept)]
+    for i, name in enumerate(quick_ensemble.names):  # the recalibrated thresholds never saw the burst
+        assert not np.isin(burst_scores[:, i], runner.ensemble.calibrators_[name].sorted_).any()
+
+
+def test_a_common_pattern_is_not_gated_for_ever(quick_ensemble):
+    from anomaly.adapt import Adapter
+
+    adapter = Adapter(quick_ensemble, AdaptConfig())
+    adapter._usable = np.ones(1000, dtype=bool)
+    adapter._flags = np.zeros(1000, dtype=bool)
+    adapter._flags[::50] = True  # 2%: rare enough to keep out
+    assert not adapter.admitted()[::50].any()
+    adapter._flags[::5] = True  # 20%: the stream's own pattern
+    assert adapter.admitted().all()
+
+
+@pytest.mark.parametrize("sizes", [(1,), (97, 1000, 13)])
+def test_adapting_gives_the_same_decisions_in_blocks_and_one_by_one(quick_ensemble, sizes):
+    t1, v1 = stream(quick_ensemble, 1000, 20_000)
+    t2, v2 = stream(quick_ensemble, 1200, 21_000, noise_sd=2.0, seed=5)
+    timestamps, values = np.r_[t1, t2], np.r_[v1, v2]
+    reference, _, p_ref = run(quick_ensemble, timestamps, values, AdaptConfig(), sizes=(2200,))
+    other, _, p = run(quick_ensemble, timestamps, values, AdaptConfig(), sizes=sizes)
+    assert reference.adapter.recalibrations >= 2
+    np.testing.assert_array_equal(p, p_ref)

@@ -19,6 +19,12 @@ the calibration is cheap and exact: the models stay as they are.
   so on smooth, autocorrelated metrics it fires often, and cutting each time left
   calibration with a few hundred points (measured on NAB: false alarms rose fivefold). The
   detectors look at shape, not level, so a new level alone does not need a new history.
+- **Refits:** the models themselves are retrained on the admitted points in the background
+  (:mod:`anomaly.refit`) when a change was seen, when the admitted points are twice what
+  the models were trained on (a short head), and every ``refit_every`` points; see
+  :meth:`Adapter.refit_request`.
+- **Feedback** (:mod:`anomaly.feedback`): points labelled ``anomaly`` are never admitted;
+  points labelled ``false_alarm`` always are, and their scores are taught to calibration.
 - **When:** every ``every`` points, after a change, and whenever the admitted sample has
   doubled since the last recalibration (a short training head is soon outgrown), once
   ``min_points`` points are admitted. Decisions are taken only every ``step`` input points,
@@ -30,17 +36,32 @@ from __future__ import annotations
 
 import copy
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 
-from .calibration import Calibrator, combine
+from .calibration import MIN_EMPIRICAL, combine, taught_calibrator
 from .config import AdaptConfig
 from .drift import Adwin
+from .feedback import Label
 from .metrics import runs
 from .records import DecisionBlock
 
 logger = logging.getLogger(__name__)
 GROUP = 16  # points averaged into each value ADWIN sees
+NORMAL, ANOMALY = 1, 2  # feedback marks of kept points (0: none)
+
+
+@dataclass(frozen=True)
+class RefitData:
+    """What a refit trains on: the kept input points, and which must not teach."""
+
+    timestamps: np.ndarray  # (n,) epoch seconds of the kept points past warm-up (gap fillers included)
+    values: np.ndarray  # (n,)
+    exclude: np.ndarray  # (n,) bool: not admitted (confident anomalies and their margins, labelled anomalies)
+    labels: list[Label]  # feedback so far: false alarms are taught to the new calibration
+    reason: str
+    flagged: np.ndarray | None = None  # (n,) bool: what the models in use decided (None: not known)
 
 
 class Adapter:
@@ -54,15 +75,28 @@ class Adapter:
         self.margin = s.margin or min(d.window for d in ensemble.detectors.values())
         self.confirm = s.confirm or 2 * ensemble.window
         k = len(ensemble.names)
-        self._raw = np.empty((0, k))
+        # kept points: the calibration uses the last `history`, a refit all of them
+        self._keep = max(s.history, s.refit_history if s.refit else 0)
+        self._raw = np.empty((0, k))  # NaN where the scores came from models since swapped out
         self._flags = np.empty(0, dtype=bool)
+        self._alarms = np.empty(0, dtype=bool)  # the decisions made (p < alpha)
         self._usable = np.empty(0, dtype=bool)
+        self._filled = np.empty(0, dtype=bool)  # made up to fill gaps: a refit trains on them, nothing else does
+        self._timestamps = np.empty(0)
+        self._values = np.empty(0)
+        self._marks = np.empty(0, dtype=np.int8)  # feedback: NORMAL, ANOMALY or 0
+        self._labels: list[Label] = []
+        self._taught = np.empty((0, k))  # raw scores of points labelled false alarms
         self._since_refit = 0
         self._seen = 0  # input points observed (filled ones not counted)
         self._admitted_at_refit = 0  # admitted points the last recalibration had
         self._changed = False  # a change was seen and is not yet recalibrated for
+        self._refit_wanted = ""  # why the models should be retrained ("" while they need not)
+        self._since_models = 0  # input points since the models were trained or swapped in
+        self._refit_tried = 0  # admitted points the last refit was asked with
         self._level, self._evidence = Adwin(s.delta), Adwin(s.delta)
         self._pending = np.empty((0, 2))  # level and evidence of points not yet in a group of GROUP
+        self.at_boundary = False  # whether the last block ended where the adapter may act
         self.recalibrations = 0
         self.changes = 0
 
@@ -71,17 +105,31 @@ class Adapter:
         if len(block) == 0:
             return None
         usable = ~block.warmup if block.filled is None else ~block.warmup & ~block.filled
-        keep = self.settings.history
+        keep = self._keep
+        marks = np.zeros(len(block), dtype=np.int8)
+        for label in self._labels:
+            marks[label.covers(block.timestamps)] = NORMAL if label.kind == "false_alarm" else ANOMALY
         self._raw = np.concatenate([self._raw, block.raw])[-keep:]
         self._flags = np.concatenate([self._flags, block.p_value < self.settings.gate * block.alpha])[-keep:]
         self._usable = np.concatenate([self._usable, usable])[-keep:]
+        self._alarms = np.concatenate([self._alarms, block.is_anomaly])[-keep:]
+        filled = np.zeros(len(block), dtype=bool) if block.filled is None else block.filled
+        self._filled = np.concatenate([self._filled, filled])[-keep:]
+        self._timestamps = np.concatenate([self._timestamps, block.timestamps])[-keep:]
+        self._values = np.concatenate([self._values, block.values])[-keep:]
+        self._marks = np.concatenate([self._marks, marks])[-keep:]
         self._since_refit += len(block)
-        self._seen += len(block) - (0 if block.filled is None else int(block.filled.sum()))
+        new_points = len(block) - (0 if block.filled is None else int(block.filled.sum()))
+        self._seen += new_points
+        self._since_models += new_points
         self._watch(block, ensemble, usable)
-        if self._seen != self.boundary(self._seen - 1):  # decide only at fixed counts: replay and live alike
+        # decide only at fixed counts: replay and live alike
+        self.at_boundary = self._seen == self.boundary(self._seen - 1)
+        if not self.at_boundary:
             return None
         self._lasting_change()
-        admitted = self.admitted()
+        history = self.settings.history
+        admitted = self.admitted(history) & np.isfinite(self._raw[-history:, 0])
         count = int(admitted.sum())
         # young histories (a short training head, or just after a change) are recalibrated each
         # time the sample has doubled; then every `every` points
@@ -90,7 +138,64 @@ class Adapter:
             return None
         self._since_refit, self._changed, self._admitted_at_refit = 0, False, count
         self.recalibrations += 1
-        return recalibrated(ensemble, self._raw[admitted], self.original)
+        return recalibrated(ensemble, self._raw[-history:][admitted], self.original, self._taught)
+
+    def feedback(self, labels: list[Label]) -> int:
+        """Apply feedback labels to the kept points and to those to come; return how many kept points they cover.
+
+        A false alarm's kept scores are taught to calibration, and the next boundary
+        recalibrates. Labels over points no longer kept still mark points to come, and
+        ``train.py --feedback`` applies them to a history.
+        """
+        covered_total = 0
+        for label in labels:
+            self._labels.append(label)
+            covered = label.covers(self._timestamps) & self._usable
+            covered_total += int(covered.sum())
+            if label.kind == "false_alarm":
+                self._marks[covered] = NORMAL
+                taught = self._raw[covered]
+                self._taught = np.concatenate([self._taught, taught[np.isfinite(taught).all(axis=1)]])
+            else:
+                self._marks[covered] = ANOMALY
+            if covered.any():
+                self._changed = True
+        return covered_total
+
+    def refit_request(self, trained_on: int) -> RefitData | None:
+        """Return what to retrain the models on when a refit is due, else ``None``.
+
+        Due at a boundary, once ``refit_min`` points are admitted and as many have passed
+        since the models were trained or swapped in, when: a change was seen since; the
+        admitted points number twice the ``trained_on`` points the models learned from; or
+        ``refit_every`` points have passed.
+        """
+        s = self.settings
+        if not (s.refit and self.at_boundary) or self._since_models < s.refit_min:
+            return None
+        admitted = self.admitted()
+        count = int(admitted.sum())
+        reason = (self._refit_wanted or ("more history" if count >= 2 * max(trained_on, self._refit_tried) else "")
+                  or ("periodic" if self._since_models >= s.refit_every else ""))
+        if not reason or count < s.refit_min:
+            return None
+        self._refit_wanted = ""
+        self._since_models = 0  # the next refit is counted from this one
+        self._refit_tried = count  # "more history" next when this has doubled
+        # filled points carry the series across short gaps, as they did for scoring (a refit's history
+        # would otherwise count them missing and could be refused)
+        points = self._usable | self._filled
+        return RefitData(self._timestamps[points], self._values[points], (~admitted & self._usable)[points],
+                         list(self._labels), reason, self._alarms[points])
+
+    def models_swapped(self, ensemble) -> None:
+        """Start over with new models: their calibration is the baseline; kept scores of the old ones are void."""
+        self.original = ensemble
+        self._raw = np.full_like(self._raw, np.nan)
+        self._taught = np.empty((0, len(ensemble.names)))  # refits are taught the labels themselves
+        self._level, self._evidence = Adwin(self.settings.delta), Adwin(self.settings.delta)
+        self._pending = np.empty((0, 2))
+        self._since_refit, self._admitted_at_refit, self._since_models = 0, 0, 0
 
     def boundary(self, seen: int) -> int:
         """Return the first input count after ``seen`` at which the adapter may act.
@@ -107,21 +212,26 @@ class Adapter:
             step *= 4
         return start + ((seen - start) // step + 1) * step
 
-    def admitted(self) -> np.ndarray:
+    def admitted(self, last: int | None = None) -> np.ndarray:
         """Return which of the kept points may teach the detector: none confidently anomalous nearby.
 
         When more than ``max_share`` of the kept points are confidently anomalous, all are
         admitted: anomalies are rare, and so common a pattern is the stream's own. Gating it
         would keep it out of calibration for ever, and each recalibration would make it look
-        more anomalous still (measured on NAB's stepped series: 1 point in 5).
+        more anomalous still (measured on NAB's stepped series: 1 point in 5). Feedback
+        overrides both: a labelled anomaly never teaches, a labelled false alarm always does.
         """
-        flags = self._flags & self._usable
-        if flags.sum() > self.settings.max_share * self._usable.sum():
-            return self._usable.copy()
-        near = flags.copy()
-        for start, end in runs(flags):  # dilate each run of flags by the margin, both ways
-            near[max(0, start - self.margin):end + self.margin] = True
-        return self._usable & ~near
+        kept = slice(-last if last else None, None)  # ``last``: only the last so many kept points
+        usable, marks = self._usable[kept], self._marks[kept]
+        flags = self._flags[kept] & usable & (marks != NORMAL)
+        if flags.sum() > self.settings.max_share * usable.sum():
+            gated = usable.copy()
+        else:
+            near = flags.copy()
+            for start, end in runs(flags):  # dilate each run of flags by the margin, both ways
+                near[max(0, start - self.margin):end + self.margin] = True
+            gated = usable & ~near
+        return (gated & (marks != ANOMALY)) | (usable & (marks == NORMAL))
 
     def _watch(self, block: DecisionBlock, ensemble, usable: np.ndarray) -> None:
         """Feed ADWIN the deseasoned level and the evidence of the block's usable points."""
@@ -142,6 +252,7 @@ class Adapter:
         evidence_changes = self._evidence.update(means[:, 1])  # (no short-circuit)
         if level_changes or evidence_changes:
             self._changed = True
+            self._refit_wanted = "drift"
             self.changes += len(level_changes) + len(evidence_changes)
             logger.info("drift: the %s changed; recalibrating", "input level" if level_changes else "evidence")
 
@@ -158,15 +269,18 @@ class Adapter:
                 self._drop_before(start)
                 self._admitted_at_refit = 0
                 self._changed = True
+                self._refit_wanted = "lasting change"
                 self.changes += 1
                 logger.info("drift: an alarm lasted %d points: taken as the new normal", end - start)
                 return
 
     def _drop_before(self, index: int) -> None:
         self._raw, self._flags, self._usable = self._raw[index:], self._flags[index:], self._usable[index:]
+        self._timestamps, self._values, self._marks = self._timestamps[index:], self._values[index:], self._marks[index:]
+        self._filled, self._alarms = self._filled[index:], self._alarms[index:]
 
 
-def recalibrated(ensemble, raw: np.ndarray, original=None):
+def recalibrated(ensemble, raw: np.ndarray, original=None, taught: np.ndarray | None = None):
     """Return a copy of ``ensemble`` calibrated on ``raw`` ``(n, k)`` scores of normal points, in time order.
 
     The first third, pooled with the scores each detector was calibrated on in training
@@ -174,12 +288,19 @@ def recalibrated(ensemble, raw: np.ndarray, original=None):
     combination. Both samples are normal scores. Pooling them keeps one unusual recent
     stretch from collapsing a threshold (measured on NAB's noise-free series: thresholds
     fitted on a few hundred near-identical scores alarmed on float-level differences),
-    while the recent sample soon outweighs a short training head.
+    while the recent sample soon outweighs a short training head. ``taught``: ``(m, k)``
+    scores of points labelled false alarms (see :func:`~anomaly.calibration.taught_calibrator`).
     """
     cut = len(raw) // 3
     original = original or ensemble
+    taught = np.empty((0, raw.shape[1])) if taught is None else taught
     new = copy.copy(ensemble)
-    new.calibrators_ = {name: Calibrator().fit(np.concatenate([original.calibrators_[name].sorted_, raw[:cut, i]]))
-                        for i, name in enumerate(ensemble.names)}
-    new.combined_ = Calibrator().fit(combine(new.detector_p_values(raw[cut:]), ensemble.combine))
+    new.calibrators_ = {
+        name: taught_calibrator(np.concatenate([original.calibrators_[name].sorted_, raw[:cut, i]]),
+                                taught[:, i], ensemble.alpha)
+        for i, name in enumerate(ensemble.names)}
+    statistic = combine(new.detector_p_values(raw[cut:]), ensemble.combine)
+    taught_statistic = (combine(new.detector_p_values(taught), ensemble.combine)
+                        if len(taught) and len(statistic) >= MIN_EMPIRICAL else np.empty(0))
+    new.combined_ = taught_calibrator(statistic, taught_statistic, ensemble.alpha)
     return new

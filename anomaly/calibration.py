@@ -167,3 +167,27 @@ def anomaly_score(p_value: np.ndarray, alpha: float) -> np.ndarray:
     """
     evidence = -np.log10(np.clip(np.asarray(p_value, dtype=np.float64), P_FLOOR, 1.0))
     return evidence / (evidence - np.log10(alpha))
+
+
+def taught_calibrator(sample: np.ndarray, taught: np.ndarray, alpha: float, rounds: int = 8) -> Calibrator:
+    """Return a calibrator fitted on normal ``sample`` scores plus ``taught`` ones: points a person marked normal.
+
+    A false alarm marked by a person is a normal point the sample did not represent. Each
+    taught score is repeated until every one of them gets a p-value of at least ``2 alpha``
+    (twice the alarm threshold), doubling the copies for at most ``rounds`` fits: the same
+    pattern at the same strength then stops alerting, while a clearly stronger one still
+    does. ``taught`` empty gives the plain calibrator of ``sample``.
+    """
+    sample = np.asarray(sample, dtype=np.float64)
+    taught = np.asarray(taught, dtype=np.float64)
+    taught = taught[np.isfinite(taught)]
+    if len(taught) == 0:
+        return Calibrator().fit(sample)
+    # w copies of a score s give it p >= w / N with N = len(sample) + w len(taught)
+    copies = max(1, int(np.ceil(2 * alpha * len(sample) / max(1 - 2 * alpha * len(taught), 0.5))))
+    for _ in range(rounds):
+        calibrator = Calibrator().fit(np.concatenate([sample, np.repeat(taught, copies)]))
+        if calibrator.p_value(taught).min() >= 2 * alpha:
+            break
+        copies *= 2
+    return calibrator

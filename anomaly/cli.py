@@ -18,6 +18,7 @@ from .data import TIME_FORMATS
 
 DEFAULT_MODELS = "models"
 SINK_PROCESS_FROM = 50_000  # replays this long format their output in a child process (~0.5 s to start)
+FEEDBACK_POLL_S = 0.5  # how often the feedback file is looked at while streaming
 BYTES_PER_LINE = 30  # a timestamp,value line, for guessing a file's length
 logger = logging.getLogger("anomaly")
 
@@ -89,6 +90,9 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--time-format", choices=TIME_FORMATS, default="auto",
                         help="timestamps of --data: auto (ISO 8601, or epoch seconds/milliseconds told apart by "
                              "size), iso, epoch-s or epoch-ms (default: auto)")
+    parser.add_argument("--feedback", metavar="JSONL",
+                        help="labels from python -m anomaly.feedback: stretches labelled anomaly are left out of "
+                             "training, false alarms are taught to calibration as normal")
     parser.add_argument("--models", default=DEFAULT_MODELS, metavar="DIR",
                         help=f"where runs are saved (default: {DEFAULT_MODELS})")
     parser.add_argument("--config", metavar="TOML", help="settings file (see anomaly.example.toml)")
@@ -106,7 +110,7 @@ def train_main(argv: list[str] | None = None) -> int:
     try:
         config = _config(args)
         run = train_and_save(config, args.models, args.seed, args.data, args.head,
-                             args.time_column, args.value_column, args.time_format)
+                             args.time_column, args.value_column, args.time_format, args.feedback)
     except UserError as exc:
         print(f"train.py: error: {exc}", file=sys.stderr)
         return 2
@@ -119,9 +123,13 @@ def train_main(argv: list[str] | None = None) -> int:
 
 def train_and_save(config: Config, models: str | Path, seed: int | None = None, data: str | None = None,
                    head: int | None = None, time_column: str = "timestamp",
-                   value_column: str = "value", time_format: str = "auto") -> Path:
-    """Train on ``data`` (or simulated normal data) and save a run; return the run folder."""
+                   value_column: str = "value", time_format: str = "auto", feedback: str | None = None) -> Path:
+    """Train on ``data`` (or simulated normal data) and save a run; return the run folder.
+
+    ``feedback``: a labels file (:mod:`anomaly.feedback`) applied to the history.
+    """
     from .data import read_csv
+    from .feedback import read_feedback
     from .runs import write_run
     from .simulate import simulate
     from .training import train
@@ -145,11 +153,20 @@ def train_and_save(config: Config, models: str | Path, seed: int | None = None, 
         series = simulate(n, seed=seed, config=config.simulator)
         timestamps, values, source = series.timestamps, series.values, "simulator"
         logger.info("training on %d simulated normal points (seed %d)", n, seed)
+    labels = []
+    if feedback:
+        try:
+            labels = read_feedback(feedback)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"--feedback: {exc}") from None
     try:
-        ensemble, report = train(timestamps, values, config, seed)
+        ensemble, report = train(timestamps, values, config, seed, labels=labels)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    report["data"] = {"source": source, "head": head, "seed": seed}
+    report["data"] = {"source": source, "head": head, "seed": seed, "feedback": feedback}
+    if labels:
+        logger.info("feedback: %d labels; %d points left out as anomalies, %d false-alarm points taught",
+                    len(labels), report["excluded"], report["taught_false_alarms"])
     run = write_run(models, ensemble, report)
     logger.info("trained in %.1f s; false-alarm rate %.2g measured on held-out data (target %.2g)",
                 report["train_seconds"], report["measured_far"], report["target_far"])
@@ -199,7 +216,13 @@ def stream_parser() -> argparse.ArgumentParser:
                              "the warm-up)")
     parser.add_argument("--no-adapt", action="store_true",
                         help="keep the trained ensemble as it is (default: recalibrate on recent normal points, "
-                             "after drift and every 1000 points)")
+                             "after drift and every 1000 points, and retrain the models in the background)")
+    parser.add_argument("--no-refit", action="store_true",
+                        help="adapt the calibration only: never retrain the models (default: retrain them in the "
+                             "background after a lasting change and every 20,000 points, saved as new runs)")
+    parser.add_argument("--feedback", metavar="JSONL",
+                        help="labels read as they are added: false alarms and missed anomalies (default: "
+                             "feedback.jsonl; write them with python -m anomaly.feedback)")
     parser.add_argument("--time-column", default="timestamp", help="timestamp column of a CSV source")
     parser.add_argument("--value-column", default="value", help="value column of a CSV source")
     parser.add_argument("--time-format", choices=TIME_FORMATS, default="auto",
@@ -267,6 +290,7 @@ def run_stream(args, config: Config) -> int:
     from .alarms import AlarmFilter
     from .plot import LivePlot, has_display
     from .sink_process import SinkProcess, make_sinks
+    from .feedback import FeedbackFile
     from .sinks import QuarantineSink
 
     ensemble, manifest = _load_or_train(args, config)
@@ -292,6 +316,10 @@ def run_stream(args, config: Config) -> int:
             print("no display found: the plot goes to anomaly.png (use --no-plot to skip it)", file=sys.stderr)
         sinks.append(LivePlot(config.stream.plot_points, png, title=str(args.source)))
     quarantine = QuarantineSink(args.quarantine)
+    feedback = FeedbackFile(args.feedback or config.stream.feedback)
+    if args.no_adapt and feedback.path.is_file():
+        print(f"note: {feedback.path} is not applied with --no-adapt (train.py --feedback applies it)",
+              file=sys.stderr)
     # One thread reads, scores and writes in turn. Python threads for parsing or formatting
     # were measured to slow scoring far more than they save: scoring hands the GIL back and
     # forth thousands of times per block and waits each time for a busy thread to let go.
@@ -299,8 +327,12 @@ def run_stream(args, config: Config) -> int:
           f"(target false-alarm rate {ensemble.target_far:g}); Ctrl-C to stop", file=sys.stderr)
     stopped = ""  # why the stream ended early, if it did
     started = time.perf_counter()
+    next_poll = 0.0
     try:
         for runner, chunk, reply in feed:
+            if (now := time.monotonic()) >= next_poll and not args.no_adapt:  # a stat() twice a second
+                next_poll = now + FEEDBACK_POLL_S
+                _apply_feedback(feedback, runners)
             block, rejected = runner.process(chunk)
             for line in rejected:
                 quarantine.write(line)
@@ -321,6 +353,8 @@ def run_stream(args, config: Config) -> int:
         raise UserError(f"writing the output failed: {exc}") from None
     finally:
         feed.close()
+        for runner in runners:
+            runner.close()
     still_open = sum(alarm.open is not None for alarm in filters.values())
     for event in (e for alarm in filters.values() for e in alarm.close()):  # the end closes what is open
         for sink in alerts:
@@ -333,9 +367,31 @@ def run_stream(args, config: Config) -> int:
         if hasattr(sink, "failed"):
             print(f"webhook: {sink.delivered} alerts delivered, {sink.failed} not delivered (all are in the log)",
                   file=sys.stderr)
+    refitters = [r.refitter for r in runners if r.refitter is not None]
+    if any(r.refits or r.failures for r in refitters):
+        latest = next((r.last_run for r in reversed(refitters) if r.last_run), "")
+        print(f"models retrained {sum(r.refits for r in refitters)} times"
+              + (f" (the last saved as {latest})" if latest else "")
+              + (f"; {sum(len(r.failures) for r in refitters)} refits skipped" if any(r.failures for r in refitters)
+                 else ""), file=sys.stderr)
     for problem in problems:
         print(f"stream.py: warning: {problem}", file=sys.stderr)
     return 0
+
+
+def _apply_feedback(feedback, runners: list) -> None:
+    """Hand the labels added to the feedback file since the last look to every stream, saying so."""
+    from .data import format_timestamp
+
+    labels = feedback.poll()
+    for problem in feedback.problems:
+        print(f"stream.py: warning: feedback {problem}", file=sys.stderr)
+    feedback.problems.clear()
+    for label in labels:
+        covered = sum(runner.feedback([label]) for runner in runners)
+        print(f"feedback: {label.kind.replace('_', ' ')} {format_timestamp(label.start)} to "
+              f"{format_timestamp(label.end)}: {covered} recent points relabelled"
+              + ("; it also applies to points to come" if covered == 0 else ""), file=sys.stderr)
 
 
 def _feed(args, config: Config, ensemble, manifest, rate: float, runners: list):
@@ -345,16 +401,32 @@ def _feed(args, config: Config, ensemble, manifest, rate: float, runners: list):
     from .runner import Runner
     from .sources import limited, paced
 
-    def new_runner() -> Runner:
+    def new_runner(refit: bool = False) -> Runner:
         adapt = None if args.no_adapt else config.adapt
-        runners.append(Runner(ensemble, args.gaps or config.stream.gaps, config.stream.max_fill, adapt))
+        refitter = _refitter(args, config, manifest) if refit and adapt is not None and adapt.refit else None
+        runners.append(Runner(ensemble, args.gaps or config.stream.gaps, config.stream.max_fill, adapt, refitter))
         return runners[-1]
 
-    if args.source.startswith("tcp://"):
+    if args.source.startswith("tcp://"):  # several streams, one models folder: recalibration only
         return _tcp_feed(args, ensemble, new_runner)
     chunks = paced(limited(_open_source(args, config, ensemble, manifest, rate), args.limit), rate)
-    runner = new_runner()
+    runner = new_runner(refit=not args.no_refit)
     return ((runner, chunk, None) for chunk in chunks)
+
+
+def _refitter(args, config: Config, manifest: dict):
+    """Return the refitter of a stream: the run's own settings, its refits saved beside it in the models folder."""
+    from .config import config_from_dict
+    from .refit import Refitter
+
+    try:
+        settings = config_from_dict(manifest["config"])
+    except (KeyError, ValueError):  # a run from an older version: today's settings
+        settings = config
+    models = Path(args.models)
+    folder = models.parent if (models / "manifest.json").is_file() else models
+    return Refitter(settings, folder, manifest.get("data", {}).get("refit_of") or manifest["run"],
+                    manifest.get("points", 0))
 
 
 def _tcp_feed(args, ensemble, new_runner):

@@ -107,6 +107,7 @@ class StreamConfig:
     plot_points: int = 500  # points kept in the live plot
     gaps: str = "fill"  # missing grid points: "fill" (interpolated, status "filled") or "quarantine"
     max_fill: int = 0  # longest gap filled, in points; 0: the longest detector window (beyond: warm-up again)
+    feedback: str = "feedback.jsonl"  # labels read while streaming (see anomaly.feedback)
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,10 @@ class AdaptConfig:
     margin: int = 0  # points around a confident anomaly that do not teach; 0: the shortest detector window
     confirm: int = 0  # alarms lasting longer than this are a lasting change; 0: twice the longest window
     delta: float = 0.002  # ADWIN's confidence
+    refit: bool = True  # retrain the models in the background (stream.py --no-refit turns it off)
+    refit_history: int = 20_000  # recent points kept to retrain on
+    refit_min: int = 2000  # admitted points needed, and points between two refits
+    refit_every: int = 20_000  # retrain at least this often, in points
 
 
 @dataclass(frozen=True)
@@ -183,6 +188,14 @@ def _build(cls, values: dict, where: str):
         else:
             kwargs[name] = value
     return cls(**kwargs)
+
+
+def config_from_dict(values: dict) -> Config:
+    """Return the :class:`Config` of a dict written by ``dataclasses.asdict`` (a run's manifest); ``ValueError`` if it does not fit."""
+    try:
+        return _build(Config, values, "config")
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def load_config(path: str | Path | None = None) -> Config:

@@ -55,15 +55,16 @@ class Streamed:
 
 
 def stream_file(ensemble, path: str | Path, time_column: str = "timestamp", value_column: str = "value",
-                adapt=None, chunk: int = 1000) -> Streamed:
+                adapt=None, chunk: int = 1000, refitter=None) -> Streamed:
     """Stream a CSV through a :class:`~anomaly.runner.Runner` as ``stream.py`` does; return the decisions.
 
     ``adapt``: an :class:`~anomaly.config.AdaptConfig` (``None``: no adaptation). Points are
     read ``chunk`` lines at a time: adaptation acts between chunks, as it does live.
+    ``refitter``: a :class:`~anomaly.refit.Refitter` (``None``: the models are never retrained).
     """
     from .sources import csv_chunks
 
-    return _streamed(ensemble, csv_chunks(path, time_column, value_column, chunk_bytes=chunk * 32), adapt)
+    return _streamed(ensemble, csv_chunks(path, time_column, value_column, chunk_bytes=chunk * 32), adapt, refitter)
 
 
 def stream_series(ensemble, timestamps: np.ndarray, values: np.ndarray, chunk: int = 1000, adapt=None) -> Streamed:
@@ -75,11 +76,14 @@ def stream_series(ensemble, timestamps: np.ndarray, values: np.ndarray, chunk: i
                                 for i in range(0, n, chunk)), adapt)
 
 
-def _streamed(ensemble, chunks, adapt=None) -> Streamed:
+def _streamed(ensemble, chunks, adapt=None, refitter=None) -> Streamed:
     from .runner import Runner
 
-    runner = Runner(ensemble, adapt=adapt)
-    blocks = [block for chunk in chunks if len(block := runner.process(chunk)[0])]
+    runner = Runner(ensemble, adapt=adapt, refitter=refitter)
+    try:
+        blocks = [block for chunk in chunks if len(block := runner.process(chunk)[0])]
+    finally:
+        runner.close()
 
     def joined(column: str) -> np.ndarray:
         return np.concatenate([getattr(b, column) for b in blocks]) if blocks else np.empty(0)
@@ -116,17 +120,21 @@ def nab_stream(path: Path, config) -> tuple[Streamed, str]:  # adapts as config.
     """Train on a file's probation head and stream the whole file; return the decisions and why training
     failed (``""`` when it did not: then nothing is flagged)."""
     from .data import read_csv
+    from .refit import Refitter
     from .training import train
 
     history = read_csv(path)
     head = probation(len(history.values))
     try:
-        ensemble, _ = train(history.timestamps[:head], history.values[:head], config)
+        ensemble, report = train(history.timestamps[:head], history.values[:head], config)
     except ValueError as exc:  # e.g. a constant head: nothing to learn, so nothing is flagged
         n, k = len(history.values), len(config.detectors.enabled)
         return Streamed(list(config.detectors.enabled), config.calibration.target_far, history.timestamps,
                         history.values, np.zeros(n), np.ones((n, k)), np.zeros(n, dtype=bool)), str(exc)
-    return stream_file(ensemble, path, adapt=config.adapt), ""
+    refitter = None
+    if config.adapt.enabled and config.adapt.refit:  # inline: the scores do not depend on timing
+        refitter = Refitter(config, trained_on=report["points"], background=False)
+    return stream_file(ensemble, path, adapt=config.adapt, refitter=refitter), ""
 
 
 def labels_of(streamed: Streamed, windows: list[list[str]]) -> tuple[np.ndarray, list[tuple[int, int]]]:
@@ -233,16 +241,19 @@ def main(argv: list[str] | None = None) -> int:
     nab.add_argument("--config", metavar="TOML", help="settings file (see anomaly.example.toml)")
     nab.add_argument("--quick", action="store_true", help="tiny models (seconds per file)")
     nab.add_argument("--no-adapt", action="store_true", help="keep each file's ensemble as trained on its head")
+    nab.add_argument("--no-refit", action="store_true", help="adapt the calibration only: never retrain the models")
     args = parser.parse_args(argv)
 
     from .cli import UserError, _config, _setup_logging
 
     _setup_logging()
-    logging.getLogger("anomaly.training").setLevel(logging.WARNING)  # one line per file is enough
+    for name in ("anomaly.training", "anomaly.refit", "anomaly.adapt"):  # one line per file is enough
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         config = _config(args)
-        if args.no_adapt:
-            config = dataclasses.replace(config, adapt=dataclasses.replace(config.adapt, enabled=False))
+        if args.no_adapt or args.no_refit:
+            config = dataclasses.replace(config, adapt=dataclasses.replace(
+                config.adapt, enabled=config.adapt.enabled and not args.no_adapt, refit=not args.no_refit))
         results = run_nab(args.root, config, args.out, args.files)
     except (FileNotFoundError, UserError) as exc:
         print(f"evaluate: error: {exc}", file=sys.stderr)

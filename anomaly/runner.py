@@ -40,13 +40,16 @@ class Runner:
     """Scores a stream point by point (or block by block) with a trained :class:`Ensemble`."""
 
     def __init__(self, ensemble: Ensemble, gaps: str = "fill", max_fill: int = 0,
-                 adapt: AdaptConfig | None = None):
+                 adapt: AdaptConfig | None = None, refitter=None):
         """``gaps``: ``fill`` or ``quarantine`` (see :mod:`anomaly.gaps`); ``max_fill`` 0 means the longest window.
 
         ``adapt``: how to adapt to drift (:mod:`anomaly.adapt`); ``None`` keeps the ensemble as trained.
+        ``refitter``: a :class:`~anomaly.refit.Refitter` that retrains the models when the adapter
+        asks (``None``: the models stay; calibration still adapts).
         """
         self.ensemble = ensemble
         self.adapter = Adapter(ensemble, adapt) if adapt is not None and adapt.enabled else None
+        self.refitter = refitter if self.adapter is not None else None
         self._keep = ensemble.window - 1
         self._scaled = np.empty(0)
         self._positions = np.empty(0, dtype=np.int64)
@@ -144,7 +147,40 @@ class Runner:
         block = DecisionBlock.concat(blocks)
         if self.adapter is not None and (adapted := self.adapter.observe(block, self.ensemble)) is not None:
             self.ensemble = adapted  # the next points are decided with the new calibration
+        if self.refitter is not None:
+            self._refit()
         return block, rejected
+
+    def _refit(self) -> None:
+        """Swap in models a refit finished (between blocks: a point sees one ensemble), or start a refit when due.
+
+        Both happen only where the adapter may act, so an inline refit swaps at the same point
+        whatever the chunking.
+        """
+        if not self.adapter.at_boundary:
+            return
+        if (ready := self.refitter.poll()) is not None:
+            self.swap(ready[0])
+        elif not self.refitter.busy and (data := self.adapter.refit_request(self.refitter.trained_on)) is not None:
+            self.refitter.submit(self.ensemble, data)
+
+    def swap(self, ensemble: Ensemble) -> None:
+        """Decide the next points with ``ensemble`` (same time grid): the kept history is rescaled to it."""
+        old = self.ensemble
+        self._scaled = ensemble.scaler.transform(old.scaler.inverse(self._scaled))
+        self._keep = ensemble.window - 1  # a longer window warms up again from what is kept
+        self.ensemble = ensemble
+        if self.adapter is not None:
+            self.adapter.models_swapped(ensemble)
+
+    def feedback(self, labels: list) -> int:
+        """Apply feedback labels (:mod:`anomaly.feedback`); return how many kept points they cover."""
+        return self.adapter.feedback(labels) if self.adapter is not None else 0
+
+    def close(self) -> None:
+        """Stop a refit under way, if any."""
+        if self.refitter is not None:
+            self.refitter.close()
 
     def step(self, point: Point) -> Decision:
         """Return the decision for one valid point (scored as given: no gap handling)."""

@@ -34,8 +34,8 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def write_run(models_dir: str | Path, ensemble: Ensemble, manifest: dict) -> Path:
-    """Save ``ensemble`` and ``manifest`` as a new run; point LATEST at it; return its path."""
+def write_run(models_dir: str | Path, ensemble: Ensemble, manifest: dict, move_latest: bool = True) -> Path:
+    """Save ``ensemble`` and ``manifest`` as a new run; point LATEST at it (if ``move_latest``); return its path."""
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
     name = datetime.now(timezone.utc).strftime("run-%Y%m%d-%H%M%S-%f")
@@ -50,9 +50,12 @@ def write_run(models_dir: str | Path, ensemble: Ensemble, manifest: dict) -> Pat
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    pointer = models_dir / f".{LATEST}.tmp"
-    pointer.write_text(name + "\n")
-    os.replace(pointer, models_dir / LATEST)
+    if move_latest:
+        handle, path = tempfile.mkstemp(prefix=f".{LATEST}-", dir=models_dir)  # one per writer
+        os.close(handle)
+        pointer = Path(path)
+        pointer.write_text(name + "\n")
+        os.replace(pointer, models_dir / LATEST)
     return final
 
 

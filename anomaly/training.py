@@ -14,9 +14,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import detectors as registry
-from .calibration import Calibrator, combine
+from .calibration import MIN_EMPIRICAL, combine, taught_calibrator
 from .config import Config
 from .ensemble import Ensemble
+from .feedback import Label
+from .feedback import mask as feedback_mask
 from .seasonality import detect_period
 from .windows import Scaler, TimeGrid, phases, sliding
 
@@ -35,40 +37,51 @@ class Regular:
     values: np.ndarray  # (n,) float64
     filled: int  # grid points that were missing and interpolated
     dropped: int  # duplicate or out-of-order rows removed
+    excluded: np.ndarray  # (n,) bool: points that must not teach (interpolated over, like gaps)
 
 
-def regularize(timestamps: np.ndarray, values: np.ndarray) -> Regular:
+def regularize(timestamps: np.ndarray, values: np.ndarray, grid: TimeGrid | None = None,
+               exclude: np.ndarray | None = None) -> Regular:
     """Put a history onto its sampling grid, or raise ``ValueError`` saying what to fix.
 
     Rows are sorted by time, duplicate timestamps keep their last value, and missing grid
-    points are linearly interpolated (at most 10% of them).
+    points are linearly interpolated (at most 10% of them). ``grid``: the grid to use (a
+    refit keeps its stream's); ``None`` infers it. ``exclude``: ``(n,)`` rows that must not
+    teach (labelled anomalies, points a stream judged anomalous); they are interpolated
+    like gaps, but do not count as missing, and :attr:`Regular.excluded` marks them.
     """
     timestamps = np.asarray(timestamps, dtype=np.float64)
     values = np.asarray(values, dtype=np.float64)
+    exclude = np.zeros(len(values), dtype=bool) if exclude is None else np.asarray(exclude, dtype=bool)
     if len(values) < MIN_POINTS:
         raise ValueError(f"training needs at least {MIN_POINTS} points, got {len(values)}; "
                          "give a longer history (or a larger --head)")
     if not np.isfinite(values).all():
         raise ValueError("training values contain NaN or infinity; clean or drop those rows")
     order = np.argsort(timestamps, kind="stable")
-    timestamps, values = timestamps[order], values[order]
+    timestamps, values, exclude = timestamps[order], values[order], exclude[order]
     keep = np.append(np.diff(timestamps) > 0, True)  # last row of each timestamp wins
     dropped = int((~keep).sum()) + int((np.diff(order) < 0).sum())
-    timestamps, values = timestamps[keep], values[keep]
-    grid = TimeGrid.infer(timestamps)
+    timestamps, values, exclude = timestamps[keep], values[keep], exclude[keep]
+    grid = grid or TimeGrid.infer(timestamps)
     positions = grid.positions(timestamps)
     positions, first = np.unique(positions, return_index=True)
-    values = values[first]
+    values, exclude = values[first], exclude[first]
     full = np.arange(positions[0], positions[-1] + 1)
     filled = len(full) - len(positions)
     if filled > MAX_GAP_FRACTION * len(full):
         raise ValueError(f"{filled} of {len(full)} points are missing from the sampling grid "
                          f"(one every {grid.interval:g} s); at most {MAX_GAP_FRACTION:.0%} may be missing: "
                          f"train on a stretch with fewer gaps (--head, or cut the file)")
-    if np.ptp(values) == 0:
+    if exclude.all():
+        raise ValueError("every training row is labelled anomalous: nothing normal is left to learn from")
+    if np.ptp(values[~exclude]) == 0:
         raise ValueError("training values are all equal: a constant series has nothing to learn; check "
                          "--value-column, or train on a stretch where the metric moves")
-    return Regular(grid, full, np.interp(full, positions, values), filled, dropped)
+    excluded = np.zeros(len(full), dtype=bool)
+    excluded[positions[exclude] - full[0]] = True
+    positions, values = positions[~exclude], values[~exclude]
+    return Regular(grid, full, np.interp(full, positions, values), filled, dropped, excluded)
 
 
 def split_points(n: int, config: Config) -> tuple[int, int, int]:
@@ -81,21 +94,32 @@ def split_points(n: int, config: Config) -> tuple[int, int, int]:
     return int(cuts[0]), int(cuts[1]), int(cuts[2])
 
 
-def train(timestamps: np.ndarray, values: np.ndarray, config: Config,
-          seed: int | None = None) -> tuple[Ensemble, dict]:
+def train(timestamps: np.ndarray, values: np.ndarray, config: Config, seed: int | None = None, *,
+          labels: list[Label] | None = None, exclude: np.ndarray | None = None,
+          period: int | None = None, grid: TimeGrid | None = None) -> tuple[Ensemble, dict]:
     """Fit and calibrate an ensemble on a normal history; return it and its report.
 
     The report (a dict for the run's manifest) holds the period, part sizes, fit times and
     the false-alarm rate measured on the validation part (``measured_far``).
+
+    ``labels`` (:mod:`anomaly.feedback`): stretches labelled ``anomaly`` never teach (the
+    shape learners skip every window touching them; calibration skips those points);
+    those labelled ``false_alarm`` are taught as normal to calibration. ``exclude``:
+    ``(n,)`` more rows that must not teach. ``period`` and ``grid`` fix the seasonal period
+    and time grid (a refit keeps its stream's); ``None`` finds them from the data.
     """
     seed = config.training.seed if seed is None else seed
     started = time.perf_counter()
-    data = regularize(timestamps, values)
+    labels = labels or []
+    exclude = np.zeros(len(values), dtype=bool) if exclude is None else np.asarray(exclude, dtype=bool)
+    data = regularize(timestamps, values, grid, exclude | feedback_mask(labels, timestamps, "anomaly"))
     n = len(data.values)
     end_train, end_det, end_ens = split_points(n, config)
-    scaler = Scaler.fit(data.values[:end_train])
+    clean = data.values[:end_train][~data.excluded[:end_train]]
+    scaler = Scaler.fit(clean if len(clean) >= MIN_POINTS // 2 else data.values[:end_train])
     scaled = scaler.transform(data.values)
-    period = config.training.period or detect_period(scaled[:end_train], interval=data.grid.interval)
+    if period is None:
+        period = config.training.period or detect_period(scaled[:end_train], interval=data.grid.interval)
     logger.info("%d points every %g s; seasonal period %s", n, data.grid.interval,
                 f"{period} points" if period else "none found")
 
@@ -108,7 +132,14 @@ def train(timestamps: np.ndarray, values: np.ndarray, config: Config,
                              f"window of {detector.window}; give a longer history")
         tic = time.perf_counter()
         windows = sliding(scaled[:end_train], detector.window)
-        detector.fit(windows, phases(data.positions[detector.window - 1:end_train], period))
+        phase = phases(data.positions[detector.window - 1:end_train], period)
+        if not getattr(detector, "consecutive_fit", False):  # shape learners: only clean windows
+            keep = ~touched(data.excluded[:end_train], detector.window)[detector.window - 1:]
+            if keep.sum() < 10:
+                raise ValueError(f"too few training windows for {name} are free of excluded points "
+                                 f"({int(keep.sum())}); give a longer history")
+            windows, phase = windows[keep], (phase[keep] if phase is not None else None)
+        detector.fit(windows, phase)
         fit_seconds[name] = round(time.perf_counter() - tic, 2)
         logger.info("fitted %-8s in %5.1f s", name, fit_seconds[name])
         detectors[name] = detector
@@ -117,25 +148,41 @@ def train(timestamps: np.ndarray, values: np.ndarray, config: Config,
                         config.calibration.combine)
     if end_train < ensemble.window:
         raise ValueError(f"history too short: the first part needs {ensemble.window} points")
+    tainted = touched(data.excluded, ensemble.window)  # points whose window holds an excluded one
 
     def part(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:  # points lo..hi-1 with history
         first = lo - ensemble.window + 1
         return scaled[first:hi], data.positions[first:hi]
 
-    raw = ensemble.raw_scores(*part(end_train, end_det))
-    ensemble.calibrators_ = {name: Calibrator().fit(raw[:, i]) for i, name in enumerate(ensemble.names)}
-    p_ens = ensemble.detector_p_values(ensemble.raw_scores(*part(end_det, end_ens)))
-    ensemble.combined_ = Calibrator().fit(combine(p_ens, ensemble.combine))
+    false_alarms = feedback_mask(labels, data.grid.timestamp(data.positions), "false_alarm")
+    false_alarms[:ensemble.window - 1] = False  # a point needs a full window to be scored
+    taught = (ensemble.raw_scores(scaled, data.positions)[false_alarms[ensemble.window - 1:]]
+              if false_alarms.any() else np.empty((0, len(detectors))))
+    alpha = config.calibration.target_far
+    raw = ensemble.raw_scores(*part(end_train, end_det))[~tainted[end_train:end_det]]
+    if len(raw) < 20:
+        raise ValueError("too few calibration points are free of excluded points; give a longer history")
+    ensemble.calibrators_ = {name: taught_calibrator(raw[:, i], taught[:, i], alpha)
+                             for i, name in enumerate(ensemble.names)}
+    p_ens = ensemble.detector_p_values(ensemble.raw_scores(*part(end_det, end_ens))[~tainted[end_det:end_ens]])
+    statistic = combine(p_ens, ensemble.combine)
+    taught_statistic = combine(ensemble.detector_p_values(taught), ensemble.combine) \
+        if len(statistic) >= MIN_EMPIRICAL else np.empty(0)  # below that, the analytic p-value decides
+    ensemble.combined_ = taught_calibrator(statistic, taught_statistic, alpha)
     validation = ensemble.decide(*part(end_ens, n))
-    flagged = int(validation.is_anomaly.sum())
+    validation_clean = ~tainted[end_ens:]
+    flagged = int(validation.is_anomaly[validation_clean].sum())
     report = {
         "points": n, "interval_s": data.grid.interval, "period": period,
-        "filled_gaps": data.filled, "dropped_rows": data.dropped,
+        "filled_gaps": data.filled, "dropped_rows": data.dropped, "excluded": int(data.excluded.sum()),
+        "taught_false_alarms": int(false_alarms.sum()),
         "parts": {"train": end_train, "detector_calibration": end_det - end_train,
                   "ensemble_calibration": end_ens - end_det, "validation": n - end_ens},
         "target_far": config.calibration.target_far,
-        "measured_far": flagged / len(validation.is_anomaly),
+        "measured_far": flagged / max(int(validation_clean.sum()), 1),
         "validation_flags": flagged,
+        "validation_points": int(validation_clean.sum()),
+        "validation_start": float(data.grid.timestamp(data.positions[end_ens])),
         "fit_seconds": fit_seconds,
         "train_seconds": round(time.perf_counter() - started, 1),
         "config": asdict(config),
@@ -143,3 +190,10 @@ def train(timestamps: np.ndarray, values: np.ndarray, config: Config,
     logger.info("false-alarm rate on %d held-out validation points: %.2g (target %.2g)",
                 n - end_ens, report["measured_far"], report["target_far"])
     return ensemble, report
+
+
+def touched(excluded: np.ndarray, window: int) -> np.ndarray:
+    """Return ``(n,)`` bool: whether the ``window`` points ending at each point hold an excluded one."""
+    counts = np.cumsum(np.concatenate([[0], np.asarray(excluded, dtype=np.int64)]))
+    ends = np.arange(1, len(excluded) + 1)
+    return counts[ends] - counts[np.maximum(ends - window, 0)] > 0

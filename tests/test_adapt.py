@@ -90,6 +90,7 @@ def test_a_common_pattern_is_not_gated_for_ever(quick_ensemble):
     adapter = Adapter(quick_ensemble, AdaptConfig())
     adapter._usable = np.ones(1000, dtype=bool)
     adapter._flags = np.zeros(1000, dtype=bool)
+    adapter._marks = np.zeros(1000, dtype=np.int8)
     adapter._flags[::50] = True  # 2%: rare enough to keep out
     assert not adapter.admitted()[::50].any()
     adapter._flags[::5] = True  # 20%: the stream's own pattern

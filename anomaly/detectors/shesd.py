@@ -53,6 +53,7 @@ class SHESD:
     """
 
     name = "shesd"
+    consecutive_fit = True  # fit reads the series from consecutive windows: training never thins them
 
     def __init__(self, window: int = 144, period: int = 0, alpha: float = 0.05,
                  max_anoms: float = 0.1, direction: str = "both", stl_periods: int = 14,

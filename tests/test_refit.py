@@ -1,0 +1,179 @@
+"""Refits: the models are retrained on admitted points, in the background, saved as a run and swapped in whole."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+
+import numpy as np
+import pytest
+
+from anomaly.adapt import RefitData
+from anomaly.config import AdaptConfig, SimulatorConfig
+from anomaly.records import Chunk
+from anomaly.refit import Refitter
+from anomaly.runner import Runner
+from anomaly.runs import latest_run, load_run
+from anomaly.simulate import Simulator
+from anomaly.training import regularize, touched, train
+
+
+def normal(n: int, start: int, noise_sd: float = 1.0, seed: int = 3):
+    series = Simulator(dataclasses.replace(SimulatorConfig(), noise_sd=noise_sd), seed=seed,
+                       start_index=start).generate(n)
+    return series.timestamps, series.values
+
+
+def feed(runner: Runner, timestamps, values, size: int = 250):
+    blocks = [runner.process(Chunk(timestamps[i:i + size], values[i:i + size], np.arange(i, i + size) + 1))[0]
+              for i in range(0, len(values), size)]
+    return np.concatenate([b.is_anomaly for b in blocks])
+
+
+def test_excluded_points_are_interpolated_and_no_window_of_a_shape_learner_touches_them():
+    t = np.arange(1000) * 60.0
+    v = np.sin(np.arange(1000) / 10)
+    exclude = np.zeros(1000, dtype=bool)
+    exclude[500:510] = True
+    v_bad = v.copy()
+    v_bad[500:510] = 100.0
+    data = regularize(t, v_bad, exclude=exclude)
+    assert data.excluded.sum() == 10 and data.filled == 0  # excluded points are not counted as missing
+    assert np.abs(data.values[500:510]).max() < 2  # the anomaly is gone, bridged by interpolation
+    window = touched(data.excluded, 32)
+    assert window[500:541].all() and not window[:500].any() and not window[541:].any()
+
+
+def test_a_refit_after_a_lasting_change_swaps_in_new_models_and_saves_them_as_a_run(quick_run, quick_config,
+                                                                                    tmp_path):
+    ensemble, manifest = load_run(quick_run)
+    t1, v1 = normal(2000, 20_000)
+    t2, v2 = normal(8000, 22_000, noise_sd=2.5, seed=4)
+    timestamps, values = np.r_[t1, t2], np.r_[v1, v2]
+    models = tmp_path / "models"
+    base = _copy_run(quick_run, models)
+    refitter = Refitter(quick_config, models, base, manifest["points"], background=False)
+    runner = Runner(ensemble, adapt=AdaptConfig(), refitter=refitter)
+    flags = feed(runner, timestamps, values)
+    assert refitter.refits >= 1  # some refits may be turned down (see the next test); one at least is not
+    assert runner.ensemble.detectors["dense_ae"] is not ensemble.detectors["dense_ae"]  # new models decide
+    assert flags[7000:].mean() <= 2 * ensemble.alpha
+    run = latest_run(models)  # saved, and LATEST follows: it named the run the stream started from
+    assert run.name != base and (models / refitter.last_run.rsplit("/", 1)[-1] / "manifest.json").is_file()
+    saved = json.loads((run / "manifest.json").read_text())
+    assert saved["data"]["source"] == "refit" and saved["data"]["refit_of"] == base
+    assert saved["period"] == ensemble.period  # the stream's period and grid are kept
+    assert load_run(run)[0].grid == ensemble.grid
+
+
+def test_new_models_swap_in_only_when_they_keep_the_promise_and_beat_the_models_in_use():
+    from anomaly.refit import beats_models_in_use, keeps_promise
+
+    t = np.arange(1000.0)
+    data = RefitData(t, t, np.zeros(1000, dtype=bool), [], "test", flagged=t % 100 == 0)  # 10 flags
+    report = {"validation_points": 200, "validation_flags": 13, "target_far": 1e-3, "validation_start": 800.0}
+    with pytest.raises(ValueError, match="13 of 200"):
+        keeps_promise(report)  # 13 flags where 0.2 are expected
+    report["validation_flags"] = 1
+    keeps_promise(report)  # one flag in 200 is within chance
+    beats_models_in_use(report, data)  # 1 against the 2 the models in use raised there
+    report["validation_flags"] = 2
+    with pytest.raises(ValueError, match="keeping the models in use"):
+        beats_models_in_use(report, data)  # a tie keeps them
+
+
+def test_a_refit_never_displaces_a_run_trained_meanwhile(quick_run, quick_config, tmp_path):
+    ensemble, manifest = load_run(quick_run)
+    models = tmp_path / "models"
+    base = _copy_run(quick_run, models)
+    (models / "other-run").mkdir()
+    (models / "other-run" / "manifest.json").write_text("{}")
+    (models / "LATEST").write_text("other-run\n")  # someone ran train.py while the stream ran
+    t, v = normal(3000, 20_000)
+    refitter = Refitter(quick_config, models, base, manifest["points"], background=False)
+    refitter.submit(ensemble, RefitData(t, v, np.zeros(len(v), dtype=bool), [], "test"))
+    assert refitter.poll() is not None
+    assert (models / "LATEST").read_text().strip() == "other-run"
+    assert len([p for p in models.iterdir() if p.name.startswith("run-")]) == 2  # the base and the refit, saved
+
+
+def test_a_refit_learns_only_from_admitted_points(quick_ensemble):
+    """An anomaly inside the refit history is excluded from what the new models learn."""
+    timestamps, values = normal(4000, 20_000)
+    values = values.copy()
+    values[3000:3010] += 40.0
+    runner = Runner(quick_ensemble, adapt=AdaptConfig())
+    feed(runner, timestamps, values)
+    data = runner.adapter.refit_request(trained_on=10**9)  # not due: no reason yet
+    assert data is None
+    runner.adapter._refit_wanted = "test"
+    runner.adapter._since_models = 10**6
+    runner.adapter.at_boundary = True
+    data = runner.adapter.refit_request(trained_on=10**9)
+    burst = np.isin(data.timestamps, timestamps[3000:3010])
+    assert burst.sum() == 10 and data.exclude[burst].all()
+    assert data.exclude.mean() < 0.05  # ordinary points still teach
+
+
+def test_a_background_refit_never_pauses_the_stream(quick_run, quick_config, tmp_path):
+    """Training runs in another process: points keep being decided until the new models swap in."""
+    ensemble, manifest = load_run(quick_run)
+    models = tmp_path / "models"
+    base = _copy_run(quick_run, models)
+    refitter = Refitter(quick_config, models, base, manifest["points"], background=True)
+    settings = dataclasses.replace(AdaptConfig(), refit_min=1000, refit_every=1000)  # due from 1000 points
+    runner = Runner(ensemble, adapt=settings, refitter=refitter)
+    timestamps, values = normal(8000, 20_000)
+    span = timestamps[-1] - timestamps[0] + 600.0
+    refitter_busy_points, i, size = 0, 0, 16
+    deadline = time.monotonic() + 240
+    try:
+        while refitter.refits == 0 and time.monotonic() < deadline:  # the series again and again, as needed
+            j, lap = i % len(values), i // len(values)
+            was_busy = refitter.busy
+            block, _ = runner.process(Chunk(timestamps[j:j + size] + lap * span, values[j:j + size],
+                                            np.arange(i, i + size) + 1))
+            refitter_busy_points += len(block) if was_busy else 0
+            i += size
+            time.sleep(0.01)  # a live pace
+    finally:
+        runner.close()
+    assert refitter.refits == 1, refitter.failures
+    assert refitter_busy_points > 200  # decided while the models trained
+    assert runner.ensemble.detectors["lstm_ae"] is not ensemble.detectors["lstm_ae"]
+    assert latest_run(models).name != base
+
+
+def test_training_leaves_labelled_anomalies_out(quick_config):
+    """A pattern labelled anomalous in the history is not learned as normal: later it scores lower p-values."""
+    from anomaly.feedback import Label
+    from anomaly.simulate import simulate
+
+    series = simulate(12_000, seed=0, config=quick_config.simulator)
+    t, v = series.timestamps, series.values.copy()
+    starts = range(4500, 12_000, 500)  # in the calibration parts
+    for s in starts:
+        v[s:s + 5] += 8.0
+    labels = [Label("anomaly", t[s], t[s + 4]) for s in starts]
+    plain, _ = train(t, v, quick_config, seed=0)
+    labelled, report = train(t, v, quick_config, seed=0, labels=labels)
+    assert report["excluded"] == 5 * len(labels)
+    probe_t, probe_v = normal(2000, 12_000)
+    probe_v = probe_v.copy()
+    probe_v[1000:1005] += 8.0
+
+    def p_min(ensemble):
+        d = ensemble.decide(ensemble.scaler.transform(probe_v), ensemble.grid.positions(probe_t))
+        return d.p_value[1000 - ensemble.window + 1:1040 - ensemble.window + 1].min()
+
+    assert p_min(labelled) < p_min(plain) / 3
+
+
+def _copy_run(run, models) -> str:
+    import shutil
+
+    models.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(run, models / run.name)
+    (models / "LATEST").write_text(run.name + "\n")
+    return run.name

@@ -101,25 +101,25 @@ def events(count: int):
     return f.update(block([1, 0] * count))
 
 
-def test_webhook_retries_with_back_off_and_delivers_in_order():
-    receiver = Receiver(fail_first=2)
+def post_all(receiver, incidents: int):
+    """Send the events of ``incidents`` incidents through a webhook to ``receiver``; close both; return them."""
     hook = WebhookAlerts(receiver.url, retries=3, backoff=0.01)
-    for event in events(3):
+    for event in events(incidents):
         hook.write(event)
     hook.close()
     receiver.stop()
+    return receiver, hook
+
+
+def test_webhook_retries_with_back_off_and_delivers_in_order():
+    receiver, hook = post_all(Receiver(fail_first=2), 3)
     assert hook.delivered == 6 and hook.failed == 0 and receiver.requests == 8
     assert [(b["event"], b["incident"]["id"]) for b in receiver.bodies] == \
         [("opened", 1), ("closed", 1), ("opened", 2), ("closed", 2), ("opened", 3), ("closed", 3)]
 
 
 def test_webhook_does_not_retry_what_the_receiver_refuses():
-    receiver = Receiver(fail_first=1, status=400)
-    hook = WebhookAlerts(receiver.url, retries=3, backoff=0.01)
-    for event in events(1):
-        hook.write(event)
-    hook.close()
-    receiver.stop()
+    receiver, hook = post_all(Receiver(fail_first=1, status=400), 1)
     assert hook.failed == 1 and hook.delivered == 1 and receiver.requests == 2
 
 

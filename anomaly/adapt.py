@@ -64,6 +64,61 @@ class RefitData:
     flagged: np.ndarray | None = None  # (n,) bool: what the models in use decided (None: not known)
 
 
+class KeptPoints:
+    """The last ``capacity`` points of a stream, one array per column, grown in place.
+
+    Each column is a view (``kept.flags``, ``kept.raw``, ...) that writes through. An
+    append copies only the new points into spare room; once every ``capacity`` points the
+    kept ones move to the front. A live stream appends one point at a time, and copying
+    the whole history each time cost more than scoring the point.
+    """
+
+    COLUMNS = {  # name: (dtype, value of a column an append leaves out)
+        "raw": (float, np.nan),  # (n, k) raw detector scores; NaN where the models were since swapped out
+        "flags": (bool, False),  # confidently anomalous (p below gate * alpha)
+        "alarms": (bool, False),  # the decisions made (p < alpha)
+        "usable": (bool, False),  # scored past warm-up, not made up to fill a gap
+        "filled": (bool, False),  # made up to fill gaps: a refit trains on them, nothing else does
+        "timestamps": (float, np.nan),  # epoch seconds
+        "values": (float, np.nan),
+        "marks": (np.int8, 0),  # feedback: NORMAL, ANOMALY or 0
+    }
+
+    def __init__(self, capacity: int, k: int):
+        self.capacity = capacity
+        self._columns = {name: np.full((2 * capacity, k) if name == "raw" else 2 * capacity, fill, dtype=dtype)
+                         for name, (dtype, fill) in self.COLUMNS.items()}
+        self._start = self._end = 0
+
+    def __len__(self) -> int:
+        return self._end - self._start
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        columns = self.__dict__.get("_columns")
+        if columns is None or name not in columns:
+            raise AttributeError(name)
+        return columns[name][self._start:self._end]
+
+    def append(self, **new) -> None:
+        """Keep ``n`` new points (each column an ``(n,)`` array or a scalar; left-out columns get their default)."""
+        n = max(len(v) for v in new.values() if np.ndim(v))
+        new = {name: np.asarray(v)[-self.capacity:] if np.ndim(v) else v for name, v in new.items()}
+        n = min(n, self.capacity)  # a block longer than the capacity keeps its last points
+        if self._end + n > len(self._columns["flags"]):  # out of room: move the points still kept to the front
+            keep = min(len(self), self.capacity - n)
+            for column in self._columns.values():
+                column[:keep] = column[self._end - keep:self._end]
+            self._start, self._end = 0, keep
+        for name, column in self._columns.items():
+            column[self._end:self._end + n] = new.get(name, self.COLUMNS[name][1])
+        self._end += n
+        self._start = max(self._start, self._end - self.capacity)
+
+    def drop_before(self, index: int) -> None:
+        """Forget the first ``index`` kept points."""
+        self._start = min(self._end, self._start + index)
+
+
 class Adapter:
     """Watches one stream's decisions; :meth:`observe` returns a recalibrated ensemble when one is due."""
 
@@ -76,15 +131,7 @@ class Adapter:
         self.confirm = s.confirm or 2 * ensemble.window
         k = len(ensemble.names)
         # kept points: the calibration uses the last `history`, a refit all of them
-        self._keep = max(s.history, s.refit_history if s.refit else 0)
-        self._raw = np.empty((0, k))  # NaN where the scores came from models since swapped out
-        self._flags = np.empty(0, dtype=bool)
-        self._alarms = np.empty(0, dtype=bool)  # the decisions made (p < alpha)
-        self._usable = np.empty(0, dtype=bool)
-        self._filled = np.empty(0, dtype=bool)  # made up to fill gaps: a refit trains on them, nothing else does
-        self._timestamps = np.empty(0)
-        self._values = np.empty(0)
-        self._marks = np.empty(0, dtype=np.int8)  # feedback: NORMAL, ANOMALY or 0
+        self.kept = KeptPoints(max(s.history, s.refit_history if s.refit else 0), k)
         self._labels: list[Label] = []
         self._taught = np.empty((0, k))  # raw scores of points labelled false alarms
         self._since_refit = 0
@@ -105,19 +152,12 @@ class Adapter:
         if len(block) == 0:
             return None
         usable = ~block.warmup if block.filled is None else ~block.warmup & ~block.filled
-        keep = self._keep
         marks = np.zeros(len(block), dtype=np.int8)
         for label in self._labels:
             marks[label.covers(block.timestamps)] = NORMAL if label.kind == "false_alarm" else ANOMALY
-        self._raw = np.concatenate([self._raw, block.raw])[-keep:]
-        self._flags = np.concatenate([self._flags, block.p_value < self.settings.gate * block.alpha])[-keep:]
-        self._usable = np.concatenate([self._usable, usable])[-keep:]
-        self._alarms = np.concatenate([self._alarms, block.is_anomaly])[-keep:]
-        filled = np.zeros(len(block), dtype=bool) if block.filled is None else block.filled
-        self._filled = np.concatenate([self._filled, filled])[-keep:]
-        self._timestamps = np.concatenate([self._timestamps, block.timestamps])[-keep:]
-        self._values = np.concatenate([self._values, block.values])[-keep:]
-        self._marks = np.concatenate([self._marks, marks])[-keep:]
+        self.kept.append(raw=block.raw, flags=block.p_value < self.settings.gate * block.alpha, usable=usable,
+                         alarms=block.is_anomaly, filled=False if block.filled is None else block.filled,
+                         timestamps=block.timestamps, values=block.values, marks=marks)
         self._since_refit += len(block)
         new_points = len(block) - (0 if block.filled is None else int(block.filled.sum()))
         self._seen += new_points
@@ -129,7 +169,7 @@ class Adapter:
             return None
         self._lasting_change()
         history = self.settings.history
-        admitted = self.admitted(history) & np.isfinite(self._raw[-history:, 0])
+        admitted = self.admitted(history) & np.isfinite(self.kept.raw[-history:, 0])
         count = int(admitted.sum())
         # young histories (a short training head, or just after a change) are recalibrated each
         # time the sample has doubled; then every `every` points
@@ -138,7 +178,7 @@ class Adapter:
             return None
         self._since_refit, self._changed, self._admitted_at_refit = 0, False, count
         self.recalibrations += 1
-        return recalibrated(ensemble, self._raw[-history:][admitted], self.original, self._taught)
+        return recalibrated(ensemble, self.kept.raw[-history:][admitted], self.original, self._taught)
 
     def feedback(self, labels: list[Label]) -> int:
         """Apply feedback labels to the kept points and to those to come; return how many kept points they cover.
@@ -148,16 +188,17 @@ class Adapter:
         ``train.py --feedback`` applies them to a history.
         """
         covered_total = 0
+        kept = self.kept
         for label in labels:
             self._labels.append(label)
-            covered = label.covers(self._timestamps) & self._usable
+            covered = label.covers(kept.timestamps) & kept.usable
             covered_total += int(covered.sum())
             if label.kind == "false_alarm":
-                self._marks[covered] = NORMAL
-                taught = self._raw[covered]
+                kept.marks[covered] = NORMAL
+                taught = kept.raw[covered]
                 self._taught = np.concatenate([self._taught, taught[np.isfinite(taught).all(axis=1)]])
             else:
-                self._marks[covered] = ANOMALY
+                kept.marks[covered] = ANOMALY
             if covered.any():
                 self._changed = True
         return covered_total
@@ -184,14 +225,15 @@ class Adapter:
         self._refit_tried = count  # "more history" next when this has doubled
         # filled points carry the series across short gaps, as they did for scoring (a refit's history
         # would otherwise count them missing and could be refused)
-        points = self._usable | self._filled
-        return RefitData(self._timestamps[points], self._values[points], (~admitted & self._usable)[points],
-                         list(self._labels), reason, self._alarms[points])
+        kept = self.kept
+        points = kept.usable | kept.filled
+        return RefitData(kept.timestamps[points], kept.values[points], (~admitted & kept.usable)[points],
+                         list(self._labels), reason, kept.alarms[points])
 
     def models_swapped(self, ensemble) -> None:
         """Start over with new models: their calibration is the baseline; kept scores of the old ones are void."""
         self.original = ensemble
-        self._raw = np.full_like(self._raw, np.nan)
+        self.kept.raw[:] = np.nan
         self._taught = np.empty((0, len(ensemble.names)))  # refits are taught the labels themselves
         self._level, self._evidence = Adwin(self.settings.delta), Adwin(self.settings.delta)
         self._pending = np.empty((0, 2))
@@ -222,8 +264,8 @@ class Adapter:
         overrides both: a labelled anomaly never teaches, a labelled false alarm always does.
         """
         kept = slice(-last if last else None, None)  # ``last``: only the last so many kept points
-        usable, marks = self._usable[kept], self._marks[kept]
-        flags = self._flags[kept] & usable & (marks != NORMAL)
+        usable, marks = self.kept.usable[kept], self.kept.marks[kept]
+        flags = self.kept.flags[kept] & usable & (marks != NORMAL)
         if flags.sum() > self.settings.max_share * usable.sum():
             gated = usable.copy()
         else:
@@ -258,27 +300,21 @@ class Adapter:
 
     def _lasting_change(self) -> None:
         """Alarms running longer than ``confirm`` points are a new normal: admit them, drop what precedes."""
-        flags = self._flags & self._usable
+        flags = self.kept.flags & self.kept.usable
         merged = flags.copy()
         for (_, end), (start, _) in zip(runs(flags)[:-1], runs(flags)[1:]):
             if start - end <= self.margin:
                 merged[end:start] = True  # one alarm, with short pauses
         for start, end in runs(merged):
             if end - start > self.confirm:
-                self._flags[start:end] = False
-                self._drop_before(start)
+                self.kept.flags[start:end] = False
+                self.kept.drop_before(start)
                 self._admitted_at_refit = 0
                 self._changed = True
                 self._refit_wanted = "lasting change"
                 self.changes += 1
                 logger.info("drift: an alarm lasted %d points: taken as the new normal", end - start)
                 return
-
-    def _drop_before(self, index: int) -> None:
-        self._raw, self._flags, self._usable = self._raw[index:], self._flags[index:], self._usable[index:]
-        self._timestamps, self._values, self._marks = self._timestamps[index:], self._values[index:], self._marks[index:]
-        self._filled, self._alarms = self._filled[index:], self._alarms[index:]
-
 
 def recalibrated(ensemble, raw: np.ndarray, original=None, taught: np.ndarray | None = None):
     """Return a copy of ``ensemble`` calibrated on ``raw`` ``(n, k)`` scores of normal points, in time order.

@@ -368,12 +368,14 @@ def run_stream(args, config: Config) -> int:
             print(f"webhook: {sink.delivered} alerts delivered, {sink.failed} not delivered (all are in the log)",
                   file=sys.stderr)
     refitters = [r.refitter for r in runners if r.refitter is not None]
-    if any(r.refits or r.failures for r in refitters):
+    if any(r.refits or r.failures or r.abandoned for r in refitters):
         latest = next((r.last_run for r in reversed(refitters) if r.last_run), "")
+        skipped, abandoned = sum(len(r.failures) for r in refitters), sum(r.abandoned for r in refitters)
         print(f"models retrained {sum(r.refits for r in refitters)} times"
               + (f" (the last saved as {latest})" if latest else "")
-              + (f"; {sum(len(r.failures) for r in refitters)} refits skipped" if any(r.failures for r in refitters)
-                 else ""), file=sys.stderr)
+              + (f"; {skipped} refits skipped" if skipped else "")
+              + (f"; {abandoned} still training at the end, dropped (a refit uses only idle CPU)" if abandoned else ""),
+              file=sys.stderr)
     for problem in problems:
         print(f"stream.py: warning: {problem}", file=sys.stderr)
     return 0

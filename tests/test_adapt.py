@@ -73,13 +73,13 @@ def test_an_anomaly_never_teaches_the_detector_that_it_is_normal(quick_ensemble)
     adapter = runner.adapter
     confident = p < AdaptConfig().gate * quick_ensemble.alpha
     assert confident[1500:1510].any() and adapter.recalibrations >= 2
-    kept = len(adapter._flags)
+    kept = len(adapter.kept)
     admitted = np.zeros(len(values), dtype=bool)
     admitted[len(values) - kept:] = adapter.admitted()
     assert not admitted[1500:1510].any()  # the burst and its margin teach nothing...
     assert not admitted[1500 - adapter.margin:1510 + adapter.margin].any()
     assert admitted[2000:].mean() > 0.95  # ...while ordinary points do
-    burst_scores = adapter._raw[1500 - (len(values) - kept):1510 - (len(values) - kept)]
+    burst_scores = adapter.kept.raw[1500 - (len(values) - kept):1510 - (len(values) - kept)]
     for i, name in enumerate(quick_ensemble.names):  # the recalibrated thresholds never saw the burst
         assert not np.isin(burst_scores[:, i], runner.ensemble.calibrators_[name].sorted_).any()
 
@@ -88,12 +88,10 @@ def test_a_common_pattern_is_not_gated_for_ever(quick_ensemble):
     from anomaly.adapt import Adapter
 
     adapter = Adapter(quick_ensemble, AdaptConfig())
-    adapter._usable = np.ones(1000, dtype=bool)
-    adapter._flags = np.zeros(1000, dtype=bool)
-    adapter._marks = np.zeros(1000, dtype=np.int8)
-    adapter._flags[::50] = True  # 2%: rare enough to keep out
+    adapter.kept.append(usable=np.ones(1000, dtype=bool), flags=np.zeros(1000, dtype=bool))
+    adapter.kept.flags[::50] = True  # 2%: rare enough to keep out
     assert not adapter.admitted()[::50].any()
-    adapter._flags[::5] = True  # 20%: the stream's own pattern
+    adapter.kept.flags[::5] = True  # 20%: the stream's own pattern
     assert adapter.admitted().all()
 
 
@@ -106,3 +104,21 @@ def test_adapting_gives_the_same_decisions_in_blocks_and_one_by_one(quick_ensemb
     other, _, p = run(quick_ensemble, timestamps, values, AdaptConfig(), sizes=sizes)
     assert reference.adapter.recalibrations >= 2
     np.testing.assert_array_equal(p, p_ref)
+
+
+def test_kept_points_keep_the_last_capacity_points_in_order_however_they_arrive():
+    from anomaly.adapt import KeptPoints
+
+    kept = KeptPoints(capacity=100, k=2)
+    sizes = np.random.default_rng(0).integers(1, 40, size=60).tolist() + [1] * 150 + [250, 3]
+    start = 0
+    for size in sizes:
+        values = np.arange(start, start + size, dtype=float)
+        kept.append(values=values, raw=np.column_stack([values, -values]), usable=values % 2 == 0)
+        start += size
+        expected = np.arange(max(0, start - 100), start, dtype=float)
+        assert np.array_equal(kept.values, expected) and np.array_equal(kept.raw[:, 1], -expected)
+        assert np.array_equal(kept.usable, expected % 2 == 0) and not kept.flags.any()  # left out: default
+    kept.flags[-5:] = True  # the columns write through
+    kept.drop_before(90)
+    assert len(kept) == 10 and kept.flags.sum() == 5 and kept.values[0] == start - 10

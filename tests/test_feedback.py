@@ -108,7 +108,7 @@ def test_a_labelled_anomaly_never_teaches_the_stream_that_it_is_normal(quick_ens
     plain, _, p_plain = stream_with(quick_ensemble, timestamps, values, {}, settings)
     labelled, _, p_labelled = stream_with(quick_ensemble, timestamps, values, {0: labels}, settings)
     spikes = np.concatenate([np.arange(s, s + 40) for s in starts[1:]])
-    kept = np.arange(len(values))[-len(plain.adapter._flags):]  # stream positions of the kept points
+    kept = np.arange(len(values))[-len(plain.adapter.kept):]  # stream positions of the kept points
     recent = np.isin(kept, spikes)
     assert recent.sum() >= 80
     assert not labelled.adapter.admitted()[recent].any()

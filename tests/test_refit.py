@@ -177,3 +177,17 @@ def _copy_run(run, models) -> str:
     shutil.copytree(run, models / run.name)
     (models / "LATEST").write_text(run.name + "\n")
     return run.name
+
+
+def test_a_refit_still_training_when_the_stream_stops_is_dropped_and_counted(quick_run, quick_config, tmp_path):
+    ensemble, manifest = load_run(quick_run)
+    models = tmp_path / "models"
+    base = _copy_run(quick_run, models)
+    t, v = normal(3000, 20_000)
+    refitter = Refitter(quick_config, models, base, manifest["points"], background=True)
+    refitter.submit(ensemble, RefitData(t, v, np.zeros(len(v), dtype=bool), [], "test"))
+    assert refitter.busy
+    refitter.close()  # long before a refit could finish: the child is only starting
+    assert refitter.abandoned == 1 and refitter.refits == 0 and not refitter.busy
+    assert latest_run(models).name == base  # models/ as it was: no new run, LATEST untouched
+    assert sorted(p.name for p in models.iterdir() if not p.name.startswith(".")) == sorted([base, "LATEST"])

@@ -28,8 +28,9 @@ the calibration is cheap and exact: the models stay as they are.
 - **When:** every ``every`` points, after a change, and whenever the admitted sample has
   doubled since the last recalibration (a short training head is soon outgrown), once
   ``min_points`` points are admitted. Decisions are taken only every ``step`` input points,
-  so that a replay in blocks and a live stream adapt at the same points and decide alike. As in training, the older part of the admitted
-  points calibrates each detector and the rest calibrates their combination.
+  so that a replay in blocks and a live stream adapt at the same points and decide alike.
+  As in training, the older part of the admitted points calibrates each detector and the
+  rest calibrates their combination.
 """
 
 from __future__ import annotations
@@ -315,6 +316,7 @@ class Adapter:
                 self.changes += 1
                 logger.info("drift: an alarm lasted %d points: taken as the new normal", end - start)
                 return
+
 
 def recalibrated(ensemble, raw: np.ndarray, original=None, taught: np.ndarray | None = None):
     """Return a copy of ``ensemble`` calibrated on ``raw`` ``(n, k)`` scores of normal points, in time order.

@@ -268,8 +268,10 @@ def _open_source(args, config: Config, ensemble, manifest, rate: float):
     from . import sources
 
     if args.source == "sim":
-        start = manifest.get("points", 0) if manifest.get("data", {}).get("source") == "simulator" else 0
-        return sources.simulator_chunks(config.simulator, args.seed, start, config.stream.batch if rate == 0 else 1)
+        from .runs import simulator_start
+
+        return sources.simulator_chunks(config.simulator, args.seed, simulator_start(manifest),
+                                        config.stream.batch if rate == 0 else 1)
     start = float(ensemble.grid.timestamp(0)) if ensemble.grid else 0.0
     if args.source == "-":
         # paced: one line per chunk, so that --rate paces points; else whatever has queued up
@@ -418,13 +420,10 @@ def _feed(args, config: Config, ensemble, manifest, rate: float, runners: list):
 
 def _refitter(args, config: Config, manifest: dict):
     """Return the refitter of a stream: the run's own settings, its refits saved beside it in the models folder."""
-    from .config import config_from_dict
     from .refit import Refitter
+    from .runs import run_config
 
-    try:
-        settings = config_from_dict(manifest["config"])
-    except (KeyError, ValueError):  # a run from an older version: today's settings
-        settings = config
+    settings = run_config(manifest, fallback=config)  # an older run without its settings: today's
     models = Path(args.models)
     folder = models.parent if (models / "manifest.json").is_file() else models
     return Refitter(settings, folder, manifest.get("data", {}).get("refit_of") or manifest["run"],

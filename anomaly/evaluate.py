@@ -224,9 +224,9 @@ def format_table(summary: dict) -> str:
         files = next(iter(rows.values()))["files"]
         lines += ["", f"{group} ({files} files)", header]
         for name, r in rows.items():
-            lines.append(f"{name:10s} {r['standard']:8.1f} {r['reward_low_FP_rate']:7.1f} {r['reward_low_FN_rate']:7.1f}"
-                         f" {r['event_recall']:9.2f} {r['event_precision']:8.2f} {r['median_delay']:6.0f}"
-                         f" {r['false_alarms_per_10k']:7.1f}")
+            lines.append(f"{name:10s} {r['standard']:8.1f} {r['reward_low_FP_rate']:7.1f}"
+                         f" {r['reward_low_FN_rate']:7.1f} {r['event_recall']:9.2f} {r['event_precision']:8.2f}"
+                         f" {r['median_delay']:6.0f} {r['false_alarms_per_10k']:7.1f}")
     return "\n".join(lines)
 
 
@@ -288,23 +288,21 @@ def main(argv: list[str] | None = None) -> int:
 
 def _drift(args) -> int:
     """``evaluate drift``: refits (unless turned off) are inline, so the numbers do not depend on timing."""
-    from .config import config_from_dict
     from .recovery import drift_recovery
     from .refit import Refitter
-    from .runs import load_run
+    from .runs import load_run, run_config, simulator_start
 
     try:
         ensemble, manifest = load_run(args.models)
     except (FileNotFoundError, ValueError) as exc:
         print(f"evaluate: error: {exc}", file=sys.stderr)
         return 2
-    config = config_from_dict(manifest["config"])
+    config = run_config(manifest)
     adapt = None if args.no_adapt else config.adapt
     refitter = (Refitter(config, trained_on=manifest.get("points", 0), background=False)
                 if adapt is not None and adapt.refit and not args.no_refit else None)
-    start = manifest["points"] if manifest.get("data", {}).get("source") == "simulator" else 0
     started = time.perf_counter()
-    recovery = drift_recovery(ensemble, args.points, args.seed, start, adapt, refitter)
+    recovery = drift_recovery(ensemble, args.points, args.seed, simulator_start(manifest), adapt, refitter)
     mode = "no adaptation" if adapt is None else "recalibration only" if refitter is None else "recalibration + refits"
     print(f"run {manifest['run']}, {mode}, {args.points:,} points (seed {args.seed}), "
           f"{time.perf_counter() - started:.0f} s" + (f", {refitter.refits} refits swapped in, "

@@ -223,7 +223,7 @@ class Refitter:
 
     def close(self) -> None:
         """Stop: a refit still training is abandoned (its run is never half-written: see :mod:`anomaly.runs`)."""
-        self.abandoned += self.busy
+        self.abandoned += int(self.busy)
         if self._executor is not None:
             for process in list(getattr(self._executor, "_processes", {}).values()):
                 process.terminate()  # training can take a while; nothing of it is needed any more

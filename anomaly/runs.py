@@ -87,3 +87,20 @@ def load_run(path: str | Path) -> tuple[Ensemble, dict]:
     """Return the ensemble and manifest of a run (or of a models folder's latest run)."""
     run = resolve_run(path)
     return Ensemble.load(run), json.loads((run / "manifest.json").read_text())
+
+
+def simulator_start(manifest: dict) -> int:
+    """Return where a simulated stream should start for this run: after its training points, when it trained
+    on the simulator (the stream then continues its history), else 0."""
+    return manifest.get("points", 0) if manifest.get("data", {}).get("source") == "simulator" else 0
+
+
+def run_config(manifest: dict, fallback=None):
+    """Return the :class:`~anomaly.config.Config` a run was trained with; ``fallback`` (default settings
+    when ``None``) for a run from an older version that did not record it."""
+    from .config import Config, config_from_dict
+
+    try:
+        return config_from_dict(manifest["config"])
+    except (KeyError, ValueError):
+        return fallback if fallback is not None else Config()

@@ -175,11 +175,10 @@ def main() -> int:
                                       work, subprocess.DEVNULL)
     else:
         models, train_s = args.models.resolve(), None
-    from anomaly.runs import resolve_run
+    from anomaly.runs import resolve_run, simulator_start
 
     run = resolve_run(models)
-    manifest = json.loads((run / "manifest.json").read_text())
-    start = manifest["points"] if manifest.get("data", {}).get("source") == "simulator" else 0
+    start = simulator_start(json.loads((run / "manifest.json").read_text()))
     full, prefix = work / "stream.csv", work / "stream-100k.csv"
     values = write_stream(full, args.points, start)
     prefix.write_text("".join(open(full).readlines()[:min(100_000, args.points) + 1]))

@@ -95,6 +95,21 @@ def test_a_common_pattern_is_not_gated_for_ever(quick_ensemble):
     assert adapter.admitted().all()
 
 
+def test_the_models_own_calibration_keeps_anomalies_out_only_in_the_regime_it_was_fitted_on(quick_ensemble):
+    """A point confidently anomalous under the trained calibration, though not under the current one,
+    does not teach while the stream looks like training; in a noisier regime that calibration is stale."""
+    adapters = {}
+    for regime, noise_sd in (("same", 1.0), ("noisier", 2.5)):
+        timestamps, values = stream(quick_ensemble, 3000, 20_000, noise_sd=noise_sd, seed=4)
+        adapters[regime] = run(quick_ensemble, timestamps, values, adapt=AdaptConfig())[0].adapter
+    for adapter in adapters.values():
+        kept = adapter.kept
+        kept.flags[:], kept.anchored[:] = False, False
+        kept.anchored[-1000] = True
+    assert not adapters["same"].admitted()[-1000]
+    assert adapters["noisier"].admitted()[-1000]
+
+
 @pytest.mark.parametrize("sizes", [(1,), (97, 1000, 13)])
 def test_adapting_gives_the_same_decisions_in_blocks_and_one_by_one(quick_ensemble, sizes):
     t1, v1 = stream(quick_ensemble, 1000, 20_000)

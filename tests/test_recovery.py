@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from anomaly.config import AdaptConfig
 from anomaly.recovery import Recovery, drift_recovery
 
 
@@ -21,3 +22,11 @@ def test_the_measurement_sees_each_shift_and_the_anomalies_after_it(quick_ensemb
     assert recovery.rates[0] > 20 * quick_ensemble.alpha  # the shift itself looks like an anomaly at first
     assert recovery.recovered_after is not None and recovery.recovered_after <= 500, recovery.format()
     assert recovery.recall >= 0.9, recovery.format()
+
+
+def test_recalibration_does_not_learn_the_anomalies_and_go_blind(quick_ensemble):
+    """The simulator's anomalies are 5% of points, fifty times the target rate: any that leak into
+    recalibration raise the thresholds, so that the next ones look less anomalous and leak too."""
+    recovery = drift_recovery(quick_ensemble, 80_000, seed=11, start_index=20_000, adapt=AdaptConfig(refit=False))
+    assert recovery.recall >= 0.9, recovery.format()
+    assert recovery.overall_far <= 3 * quick_ensemble.alpha, recovery.format()  # not bought with false alarms

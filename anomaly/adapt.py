@@ -50,7 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .calibration import MIN_EMPIRICAL, combine, taught_calibrator
+from .calibration import MIN_EMPIRICAL, combine, plausibly_normal, taught_calibrator
 from .config import AdaptConfig
 from .drift import Adwin
 from .feedback import Label
@@ -389,7 +389,8 @@ def recalibrated(ensemble, raw: np.ndarray, original=None, taught: np.ndarray | 
         name: taught_calibrator(np.concatenate([original.calibrators_[name].sorted_, raw[:cut, i]]),
                                 taught[:, i], ensemble.alpha)
         for i, name in enumerate(ensemble.names)}
-    statistic = combine(new.detector_p_values(raw[cut:]), ensemble.combine)
+    p_detectors = new.detector_p_values(raw[cut:])
+    statistic = combine(p_detectors[plausibly_normal(p_detectors)], ensemble.combine)
     taught_statistic = (combine(new.detector_p_values(taught), ensemble.combine)
                         if len(taught) and len(statistic) >= MIN_EMPIRICAL else np.empty(0))
     new.combined_ = taught_calibrator(statistic, taught_statistic, ensemble.alpha)

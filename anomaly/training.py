@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import detectors as registry
-from .calibration import MIN_EMPIRICAL, combine, taught_calibrator
+from .calibration import MIN_EMPIRICAL, combine, plausibly_normal, taught_calibrator
 from .config import Config
 from .ensemble import Ensemble
 from .feedback import Label
@@ -164,7 +164,13 @@ def train(timestamps: np.ndarray, values: np.ndarray, config: Config, seed: int 
         raise ValueError("too few calibration points are free of excluded points; give a longer history")
     ensemble.calibrators_ = {name: taught_calibrator(raw[:, i], taught[:, i], alpha)
                              for i, name in enumerate(ensemble.names)}
-    p_ens = ensemble.detector_p_values(ensemble.raw_scores(*part(end_det, end_ens))[~tainted[end_det:end_ens]])
+    p_ens = ensemble.detector_p_values(ensemble.raw_scores(*part(end_det, end_ens)))
+    # an anomaly the history held unlabelled: no normal point gives such p-values; leave out every
+    # point whose window holds one, as for excluded points (see plausibly_normal)
+    clean = ~tainted[end_det:end_ens]
+    implausible = np.zeros(len(p_ens), dtype=bool)
+    implausible[clean] = ~plausibly_normal(p_ens[clean])
+    p_ens = p_ens[clean & ~touched(implausible, ensemble.window)]
     statistic = combine(p_ens, ensemble.combine)
     taught_statistic = combine(ensemble.detector_p_values(taught), ensemble.combine) \
         if len(statistic) >= MIN_EMPIRICAL else np.empty(0)  # below that, the analytic p-value decides

@@ -191,3 +191,36 @@ def test_a_refit_still_training_when_the_stream_stops_is_dropped_and_counted(qui
     assert refitter.abandoned == 1 and refitter.refits == 0 and not refitter.busy
     assert latest_run(models).name == base  # models/ as it was: no new run, LATEST untouched
     assert sorted(p.name for p in models.iterdir() if not p.name.startswith(".")) == sorted([base, "LATEST"])
+
+
+def test_points_no_normal_point_could_give_are_left_out_of_the_combined_calibration():
+    from anomaly.calibration import plausibly_normal
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # a normal sample keeps every point (the chance of dropping one is 1%)
+        assert plausibly_normal(rng.uniform(size=(7000, 4))).all()
+    p = rng.uniform(size=(7000, 4))
+    p[[10, 20], [0, 3]] = 1e-9  # e.g. a flatline the models in use missed and the new models see
+    assert np.flatnonzero(~plausibly_normal(p)).tolist() == [10, 20]
+
+
+def test_unlabelled_anomalies_in_the_history_do_not_blind_the_trained_ensemble(quick_config):
+    """Spikes no detector in use flagged were admitted and land in a refit's calibration part; the
+    new models see them for what they are, and must still flag the next one as a clean history would."""
+    from anomaly.simulate import simulate
+
+    series = simulate(quick_config.training.n_points, seed=0, config=quick_config.simulator)
+    later = simulate(3000, seed=5, config=quick_config.simulator, start_index=quick_config.training.n_points)
+    spiked = later.values.copy()
+    spiked[2000] += 8.0
+    p_min = {}
+    for history in ("clean", "with spikes"):
+        values = series.values.copy()
+        if history == "with spikes":
+            values[11_000:16_000:500] += 30.0  # ten, inside the part that calibrates the combination
+        ensemble, _ = train(series.timestamps, values, quick_config, seed=0)
+        decisions = ensemble.decide(ensemble.scaler.transform(spiked), ensemble.grid.positions(later.timestamps))
+        first = 2000 - ensemble.window + 1  # decisions start at the first full window
+        p_min[history] = decisions.p_value[first:first + 5].min()
+    assert p_min["clean"] < ensemble.alpha / 10
+    assert p_min["with spikes"] < ensemble.alpha / 10  # left in, they lifted it to 2e-2

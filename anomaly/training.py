@@ -171,6 +171,12 @@ def train(timestamps: np.ndarray, values: np.ndarray, config: Config, seed: int 
     implausible = np.zeros(len(p_ens), dtype=bool)
     implausible[clean] = ~plausibly_normal(p_ens[clean])
     p_ens = p_ens[clean & ~touched(implausible, ensemble.window)]
+    if len(p_ens) < 20:
+        raise ValueError("too few points are left to calibrate the combined evidence once excluded points and "
+                         "anomalies are set aside; give a longer or cleaner history")
+    if implausible.any():
+        logger.info("%d calibration points no normal point would give: left out with their windows",
+                    int(implausible.sum()))
     statistic = combine(p_ens, ensemble.combine)
     taught_statistic = combine(ensemble.detector_p_values(taught), ensemble.combine) \
         if len(statistic) >= MIN_EMPIRICAL else np.empty(0)  # below that, the analytic p-value decides

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -36,10 +36,14 @@ class Incident:
     expected: float = math.nan  # at the peak, in the series' units
     spread: float = math.nan
     detectors: list[str] = field(default_factory=list)  # whose own p-value fell below the threshold
-    true_kind: str = ""  # the source's truth at the peak, when it knows it (the simulator)
+    true_kind: str = ""  # the simulator's truth: the first labelled kind it flagged, else "normal"
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def snapshot(self) -> Incident:
+        """Return a copy that later points of the stream leave as it is."""
+        return replace(self, detectors=list(self.detectors))
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,8 @@ class AlarmFilter:
                 self.open = Incident(self.count, stamp, stamp)
                 self._quiet = 0
                 self._take(i, block)
-                events.append(AlarmEvent("opened", self.open))
+                # as it stood at its first point: a replay's block goes on changing the open incident
+                events.append(AlarmEvent("opened", self.open.snapshot()))
         return events
 
     def close(self) -> list[AlarmEvent]:
@@ -112,5 +117,7 @@ class AlarmFilter:
             incident.peak_timestamp = float(block.timestamps[i])
             incident.peak_value = float(block.values[i])
             incident.expected, incident.spread = float(block.expected[i]), float(block.spread[i])
-            if block.kinds is not None and block.labels is not None:
-                incident.true_kind = block.kinds[i] if block.labels[i] else "normal"
+        # flags linger after an anomaly while it is inside a detector's window: an incident that
+        # flagged any labelled point found that anomaly, wherever its peak fell
+        if block.kinds is not None and block.labels is not None and incident.true_kind in ("", "normal"):
+            incident.true_kind = block.kinds[i] if block.labels[i] else "normal"

@@ -24,7 +24,8 @@ def test_flags_close_together_are_one_incident_and_the_cooldown_closes_it():
     flags = [0, 1, 0, 1, 1, 0, 0, 0, 0, 1, 0, 0]
     events = f.update_flags(np.array(flags, dtype=bool))
     assert kinds(events) == [("opened", 1), ("closed", 1), ("opened", 2)]
-    assert events[0].incident.flagged == 3  # the flags 1, 3 and 4
+    assert events[1].incident.flagged == 3  # the flags 1, 3 and 4
+    assert events[0].incident.flagged == 1  # the opened event keeps the incident as it stood then
     assert kinds(f.close()) == [("closed", 2)] and f.close() == []
 
 
@@ -64,6 +65,19 @@ def test_an_incident_keeps_its_peak_and_the_detectors_that_fired():
     assert describe(events[0]).startswith("ANOMALY 2026-01-01 00:00:00  incident #1 opened")
     assert "RESOLVED incident #1" in describe(events[-1]) and "(3 flagged points)" in describe(events[-1])
     assert payload(events[-1])["incident"]["start"] == "2026-01-01 00:00:00"
+    assert events[0].incident.peak_score == 0.6 and "score 0.60" in describe(events[0])  # the first point's
+
+
+def test_an_incident_that_flagged_an_injected_anomaly_found_it_wherever_its_peak_fell():
+    f = AlarmFilter(cooldown=5)
+    lingering = block([1, 1, 1, 0], scores=[0.6, 0.9, 0.7, 0.1])
+    lingering.labels[1:] = [False] * 3  # only the first flagged point was injected; the peak came after it
+    incident = (f.update(lingering) + f.close())[-1].incident
+    assert incident.peak_score == 0.9 and incident.true_kind == "spike"
+    f = AlarmFilter(cooldown=5)
+    unlabelled = block([1, 1, 0], scores=[0.6, 0.9, 0.1])
+    unlabelled.labels[:] = [False] * 3
+    assert (f.update(unlabelled) + f.close())[-1].incident.true_kind == "normal"
 
 
 class Receiver:

@@ -31,7 +31,7 @@ def test_normal_points_are_flagged_at_most_twice_the_target(scored, quick_ensemb
     assert false_alarm_rate(p < quick_ensemble.alpha, normal) <= 2 * quick_ensemble.target_far
 
 
-@pytest.mark.parametrize("index,name", enumerate(["dense_ae", "lstm_ae", "iforest", "shesd"]))
+@pytest.mark.parametrize("index,name", list(enumerate(["dense_ae", "lstm_ae", "iforest", "shesd"])))
 def test_each_detector_beats_random(scored, quick_ensemble, index, name):
     series, _, p_det, first = scored
     assert quick_ensemble.names[index] == name

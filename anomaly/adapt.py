@@ -141,7 +141,7 @@ class Adapter:
         self._unanchored = 0  # kept points at the end whose `anchored` column is not yet worked out
         # lingering flags come while an event is inside the shortest window; a wider margin keeps
         # too many ordinary points out and leaves calibration with only the quietest stretches
-        self.margin = s.margin or min(d.window for d in ensemble.detectors.values())
+        self.margin = s.margin or ensemble.shortest_window
         self.confirm = s.confirm or 2 * ensemble.window
         k = len(ensemble.names)
         # kept points: the calibration uses the last `history`, a refit all of them
@@ -326,7 +326,8 @@ class Adapter:
         """
         if self._anchor_off:
             return False
-        recent = self.kept.raw[-4 * self.settings.every:][self.kept.usable[-4 * self.settings.every:]]
+        lately = slice(-4 * self.settings.every, None)  # enough kept points to hold `every` scored ones
+        recent = self.kept.raw[lately][self.kept.usable[lately]]
         recent = recent[np.isfinite(recent).all(axis=1)][-self.settings.every:]
         if len(recent) < self.settings.min_points:
             return False  # too few scored by these models to tell

@@ -81,6 +81,11 @@ class Ensemble:
         """Points of history a decision needs: the longest detector window."""
         return max(d.window for d in self.detectors.values())
 
+    @property
+    def shortest_window(self) -> int:
+        """Points of history the shortest detector window spans: flags linger this long after an event."""
+        return min(d.window for d in self.detectors.values())
+
     def raw_scores(self, scaled: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """Return ``(n - window + 1, k)`` raw scores of the points that have a full window.
 

@@ -82,8 +82,7 @@ def drift_recovery(ensemble, points: int, seed: int, start_index: int, adapt=Non
     streamed = stream_series(ensemble, series.timestamps, series.values, adapt=adapt, refitter=refitter)
     if len(streamed.flags) != points:
         raise ValueError(f"{points - len(streamed.flags)} simulated points were not scored")
-    window = min(d.window for d in ensemble.detectors.values())
-    normal = clean_normal(series.labels, window)
+    normal = clean_normal(series.labels, ensemble.shortest_window)
     shifts = [e.start for e in series.events if e.kind == "sudden_drift"]
     buckets = list(zip(EDGES[:-1], EDGES[1:]))
     counts, flagged = np.zeros(len(buckets), dtype=int), np.zeros(len(buckets), dtype=int)

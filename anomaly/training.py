@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 MIN_POINTS = 200
 MAX_GAP_FRACTION = 0.1
+MIN_CALIBRATION = 20  # points each calibration part needs once excluded and implausible points are left out
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,7 @@ def train(timestamps: np.ndarray, values: np.ndarray, config: Config, seed: int 
               if false_alarms.any() else np.empty((0, len(detectors))))
     alpha = config.calibration.target_far
     raw = ensemble.raw_scores(*part(end_train, end_det))[~tainted[end_train:end_det]]
-    if len(raw) < 20:
+    if len(raw) < MIN_CALIBRATION:
         raise ValueError("too few calibration points are free of excluded points; give a longer history")
     ensemble.calibrators_ = {name: taught_calibrator(raw[:, i], taught[:, i], alpha)
                              for i, name in enumerate(ensemble.names)}
@@ -171,7 +172,7 @@ def train(timestamps: np.ndarray, values: np.ndarray, config: Config, seed: int 
     implausible = np.zeros(len(p_ens), dtype=bool)
     implausible[clean] = ~plausibly_normal(p_ens[clean])
     p_ens = p_ens[clean & ~touched(implausible, ensemble.window)]
-    if len(p_ens) < 20:
+    if len(p_ens) < MIN_CALIBRATION:
         raise ValueError("too few points are left to calibrate the combined evidence once excluded points and "
                          "anomalies are set aside; give a longer or cleaner history")
     if implausible.any():

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import (clean_normal, event_metrics, event_recall, false_alarm_rate, false_alarms_per_10k,
+from .metrics import (AfterEvents, after_events, clean_normal, event_metrics, event_recall, false_alarm_rate, false_alarms_per_10k,
                       point_metrics, roc_auc, runs)
 from .nab import PROFILES, FileScore, corpus_files, normalised, probation, score_file, window_bounds
 
-__all__ = ["ENSEMBLE", "Streamed", "clean_normal", "evaluate_file", "event_metrics", "event_recall",
+__all__ = ["ENSEMBLE", "AfterEvents", "Streamed", "after_events", "clean_normal", "evaluate_file", "event_metrics", "event_recall",
            "false_alarm_rate", "false_alarms_per_10k", "labels_of", "nab_stream", "point_metrics", "roc_auc",
            "run_nab", "runs", "stream_file", "stream_series", "summarise"]
 logger = logging.getLogger("anomaly.evaluate")  # also when run as __main__

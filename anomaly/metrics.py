@@ -11,7 +11,7 @@ random scores look good.
 
 >>> labels = np.array([0, 0, 1, 1, 1, 0, 0, 0, 0, 0], dtype=bool)
 >>> flags = np.array([0, 0, 0, 1, 0, 0, 0, 0, 1, 0], dtype=bool)
->>> m = event_metrics(flags, labels, grace=1)
+>>> m = event_metrics(flags, labels, grace=1, merge=2)
 >>> m.recall, m.precision, m.delays
 (1.0, 0.5, [1])
 """
@@ -138,6 +138,62 @@ def clean_normal(labels: np.ndarray, window: int) -> np.ndarray:
     labels = np.asarray(labels, dtype=bool)
     touched = np.convolve(labels.astype(float), np.ones(window), mode="full")[:len(labels)] > 0
     return ~touched
+
+
+AFTER_EDGES = (1, 10, 33, 100)  # buckets of normal points by distance after an event's end: 1-9, 10-32, 33-99, 100+
+
+
+@dataclass(frozen=True)
+class AfterEvents:
+    """Normal points bucketed by how far after the end of the last event they come, and how many were flagged.
+
+    Bucket ``i`` holds the normal points ``edges[i]`` to ``edges[i + 1] - 1`` points after
+    the last labelled point before them (the last bucket is open-ended); normal points
+    before the first event are in no bucket. A point-faithful detector flags each bucket
+    at its false-alarm rate; one whose evidence lingers flags the first buckets far more.
+    """
+
+    edges: tuple[int, ...]
+    normal: tuple[int, ...]
+    flagged: tuple[int, ...]
+
+    def __add__(self, other: AfterEvents) -> AfterEvents:
+        if self.edges != other.edges:
+            raise ValueError("AfterEvents: cannot add counts over different buckets")
+        return AfterEvents(self.edges, tuple(a + b for a, b in zip(self.normal, other.normal)),
+                           tuple(a + b for a, b in zip(self.flagged, other.flagged)))
+
+    @property
+    def labels(self) -> list[str]:
+        """Return each bucket's name, such as ``"10-32"`` or ``"100+"``."""
+        ends = [f"-{e - 1}" for e in self.edges[1:]] + ["+"]
+        return [f"{start}{end}" for start, end in zip(self.edges, ends)]
+
+    @property
+    def rates(self) -> list[float]:
+        """Return each bucket's flagged fraction of normal points (NaN when it holds none)."""
+        return [f / n if n else float("nan") for f, n in zip(self.flagged, self.normal)]
+
+
+def after_events(flags: np.ndarray, labels: np.ndarray, edges: tuple[int, ...] = AFTER_EDGES) -> AfterEvents:
+    """Return the normal points of ``labels`` bucketed by distance after the last event, and their flags.
+
+    ``flags`` and ``labels`` are ``(n,)`` bool. See :class:`AfterEvents`.
+
+    >>> labels = np.array([0, 1, 1, 0, 0, 0, 0], dtype=bool)
+    >>> flags = np.array([1, 0, 1, 1, 0, 0, 1], dtype=bool)
+    >>> after_events(flags, labels, edges=(1, 3))
+    AfterEvents(edges=(1, 3), normal=(2, 2), flagged=(1, 1))
+    """
+    flags, labels = np.asarray(flags, dtype=bool), np.asarray(labels, dtype=bool)
+    index = np.arange(len(labels))
+    last_event = np.maximum.accumulate(np.where(labels, index, -1))
+    distance = index - last_event
+    normal = ~labels & (last_event >= 0)
+    bucket = np.searchsorted(np.asarray(edges), distance, side="right") - 1
+    counts = np.bincount(bucket[normal & (bucket >= 0)], minlength=len(edges))
+    hits = np.bincount(bucket[normal & flags & (bucket >= 0)], minlength=len(edges))
+    return AfterEvents(tuple(edges), tuple(int(c) for c in counts), tuple(int(h) for h in hits))
 
 
 def false_alarm_rate(flags: np.ndarray, normal: np.ndarray) -> float:

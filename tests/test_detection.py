@@ -1,4 +1,7 @@
-"""Detection: the ensemble finds injected anomalies of every kind without flooding normal points."""
+"""Detection: the ensemble finds injected anomalies of every kind, and its flags belong to the points that
+are anomalous: normal points after an event are flagged at the target rate, not for a window longer.
+
+Two training seeds, each scored on its own anomaly stream (the numbers are statistical)."""
 
 from __future__ import annotations
 
@@ -6,33 +9,63 @@ import numpy as np
 import pytest
 from conftest import score_series
 
-from anomaly.evaluate import clean_normal, event_recall, false_alarm_rate, roc_auc
+from anomaly.evaluate import after_events, clean_normal, event_recall, false_alarm_rate, roc_auc
 from anomaly.simulate import ANOMALY_KINDS, simulate
+from anomaly.training import train
 
 
 @pytest.fixture(scope="module")
-def scored(quick_ensemble):
-    series = simulate(30_000, seed=5, anomalies=True, start_index=20_000)
-    p, p_det, first = score_series(quick_ensemble, series)
-    return series, p, p_det, first
+def second_ensemble(quick_config):
+    """A quick ensemble trained with another seed, on another simulated history."""
+    history = simulate(quick_config.training.n_points, seed=1, config=quick_config.simulator)
+    return train(history.timestamps, history.values, quick_config, seed=1)[0]
 
 
-def test_ensemble_detects_injected_events_of_every_kind(scored, quick_ensemble):
-    series, p, _, first = scored
-    recall = event_recall(p < quick_ensemble.alpha, series.events, grace=5, scored_from=first)
+@pytest.fixture(scope="module", params=[0, 1], ids=["seed0", "seed1"])
+def scored(request, quick_ensemble, second_ensemble):
+    ensemble = quick_ensemble if request.param == 0 else second_ensemble
+    series = simulate(40_000, seed=5 + request.param, anomalies=True, start_index=20_000)
+    p, p_det, first = score_series(ensemble, series)
+    return ensemble, series, p, p_det, first
+
+
+def test_ensemble_detects_injected_events_of_every_kind(scored):
+    ensemble, series, p, _, first = scored
+    recall = event_recall(p < ensemble.alpha, series.events, grace=5, scored_from=first)
     assert set(ANOMALY_KINDS) <= set(recall)
-    assert recall["all"] >= 0.9, recall
+    assert recall["all"] >= 0.95, recall
+    assert min(recall[kind] for kind in ANOMALY_KINDS) >= 0.8, recall
 
 
-def test_normal_points_are_flagged_at_most_twice_the_target(scored, quick_ensemble, quick_config):
-    series, p, _, first = scored
+def test_normal_points_are_flagged_at_most_twice_the_target(scored, quick_config):
+    ensemble, series, p, _, first = scored
     normal = clean_normal(series.labels, quick_config.windows.size)
     normal[:first] = False
-    assert false_alarm_rate(p < quick_ensemble.alpha, normal) <= 2 * quick_ensemble.target_far
+    assert false_alarm_rate(p < ensemble.alpha, normal) <= 2 * ensemble.target_far
+
+
+def test_flags_do_not_linger_after_an_event(scored):
+    """From 10 points after an event's end on, normal points are flagged near the target rate. (Before the
+    evidence became point-wise, 10-32 points after an event 7-8% were flagged: 75x the target.)"""
+    ensemble, series, p, _, first = scored
+    flags = p < ensemble.alpha
+    counts = after_events(flags[first:], series.labels[first:], edges=(1, 10, 33))
+    assert counts.normal[1] > 1500 and counts.normal[2] > 20_000
+    # 3x, not 2x: about 2,000 points make the 10-32 bucket, where the target expects 2 flags
+    assert counts.rates[1] <= 3 * ensemble.alpha, counts
+    assert counts.rates[2] <= 2 * ensemble.alpha, counts
+    assert counts.rates[0] > 10 * ensemble.alpha  # the return edge itself may be flagged, and is
 
 
 @pytest.mark.parametrize("index,name", list(enumerate(["dense_ae", "lstm_ae", "iforest", "shesd"])))
-def test_each_detector_beats_random(scored, quick_ensemble, index, name):
-    series, _, p_det, first = scored
-    assert quick_ensemble.names[index] == name
-    assert roc_auc(series.labels[first:], -p_det[first:, index]) > 0.5
+def test_each_detector_ranks_event_onsets_above_normal_points(scored, quick_config, index, name):
+    """Point-wise evidence ranks the first point of an event (where it starts to differ) above normal points.
+    (The inside of a flat-line or a level shift is not evidence against any one point.)"""
+    ensemble, series, _, p_det, first = scored
+    assert ensemble.names[index] == name
+    onset = np.zeros(len(series.values), dtype=bool)
+    onset[[e.start for e in series.events if e.kind and e.start >= first]] = True
+    normal = clean_normal(series.labels, quick_config.windows.size)
+    normal[:first] = False
+    chosen = onset | normal
+    assert roc_auc(onset[chosen], -p_det[chosen, index]) > 0.7

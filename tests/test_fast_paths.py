@@ -125,7 +125,7 @@ def test_calibrated_tail_equals_scipy_generalised_pareto():
 def test_decisions_are_those_of_the_keras_models_on_a_test_stream(quick_ensemble, quick_run):
     """ONNX Runtime rounds floats differently from Keras (~1e-6): not one decision may change."""
     from anomaly.calibration import anomaly_score, combine
-    from anomaly.detectors.autoencoder import centred, keras
+    from anomaly.detectors.autoencoder import NAIVE, keras, masked
     from anomaly.simulate import simulate
     from anomaly.windows import sliding
 
@@ -140,12 +140,12 @@ def test_decisions_are_those_of_the_keras_models_on_a_test_stream(quick_ensemble
         if not hasattr(detector, "graph_"):
             continue
         model = keras().models.load_model(quick_run / "detectors" / name / "model.keras", compile=False)
-        windows = centred(sliding(scaled, detector.window)[ensemble.window - detector.window:])
-        inputs = windows[:, :, None] if name == "lstm_ae" else windows
-        rebuilt = np.asarray(model(inputs.astype(np.float32), training=False)).reshape(windows.shape)
-        squared = (windows - rebuilt) ** 2
-        last = (squared[:, -2:] * [1.0, 2.0]).sum(axis=1) / 3.0
-        keras_scores = np.sqrt(0.5 * last + 0.5 * squared.mean(axis=1))
+        windows = sliding(scaled, detector.window)[ensemble.window - detector.window:]
+        inputs, last = masked(windows, detector.spread_)
+        inputs = inputs[:, :, None] if name == "lstm_ae" else inputs
+        forecast = np.asarray(model(inputs.astype(np.float32), training=False)).reshape(windows.shape)[:, -1]
+        naive = np.median(windows[:, -NAIVE - 1:-1], axis=1)
+        keras_scores = np.minimum(np.abs(last - forecast), np.abs(windows[:, -1] - naive))
         np.testing.assert_allclose(raw[:, column], keras_scores, rtol=1e-4, atol=1e-6)
         raw[:, column] = keras_scores
     p_value = ensemble.combined_.p_value(combine(ensemble.detector_p_values(raw), ensemble.combine))

@@ -9,7 +9,7 @@ from typing import Self
 import joblib
 import numpy as np
 
-from ..rolling import rolling_median, rolling_median_mad
+from ..rolling import rolling_median
 from .base import (check_phase, check_series, check_windows, phase_features, read_params,
                    require_fitted, write_params)
 from .forest import CompiledForest
@@ -24,12 +24,14 @@ class IForestDetector:
     Features: the last value's deviation from the window median; its step from the
     previous value; the log of the median absolute step over the last ``recent`` points
     (very low for a stuck sensor, high in a variance burst; a median, so that one spike
-    does not linger); the log of the window's median absolute deviation; and the phase
-    as sine and cosine (a value normal at noon may be odd at midnight). No absolute level,
-    so a slow trend does not look anomalous. The logs matter: a forest's splits are drawn
-    within the training range, so a stuck sensor (steps of exactly 0) is only isolated if
-    the quietest normal windows are, and in log space they are. (A "fraction of repeated
-    values" feature was tried: constant in normal data, the forest never splits on it.)
+    does not linger); and the phase as sine and cosine (a value normal at noon may be odd
+    at midnight). No absolute level, so a slow trend does not look anomalous. The log
+    matters: a forest's splits are drawn within the training range, so a stuck sensor
+    (steps of exactly 0) is only isolated if the quietest normal windows are, and in log
+    space they are. (A "fraction of repeated values" feature was tried: constant in normal
+    data, the forest never splits on it. The log of the whole window's median absolute
+    deviation was a feature until it was measured to linger: after a simulated flat-line
+    it stayed low, and flagged every normal point, until half the window had moved on.)
     """
 
     name = "iforest"
@@ -47,7 +49,7 @@ class IForestDetector:
         self._forest_file: bytes | None = None
 
     def features(self, windows: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
-        """Return the ``(n, 6)`` feature matrix the forest sees."""
+        """Return the ``(n, 5)`` feature matrix the forest sees."""
         windows = check_windows(windows, self.window, self.name)
         phase = check_phase(phase, len(windows), self.period, self.name)
         median = np.median(windows, axis=1)
@@ -56,12 +58,11 @@ class IForestDetector:
             windows[:, -1] - median,
             windows[:, -1] - windows[:, -2],
             np.log(np.median(steps, axis=1) + TINY),
-            np.log(np.median(np.abs(windows - median[:, None]), axis=1) + TINY),
             phase_features(phase, len(windows), self.period),
         ])
 
     def features_series(self, values: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
-        """Return the ``(n - window + 1, 6)`` features of every full window of consecutive ``values``.
+        """Return the ``(n - window + 1, 5)`` features of every full window of consecutive ``values``.
 
         ``phase`` is each point's phase, ``(n,)``. Equals :meth:`features` of the sliding
         windows, from rolling medians instead of a median per window.
@@ -69,7 +70,7 @@ class IForestDetector:
         values = check_series(values, self.window, self.name)
         phase = check_phase(phase, len(values), self.period, self.name)
         w, last = self.window, values[self.window - 1:]
-        median, mad = rolling_median_mad(values, w)
+        median = rolling_median(values, w)
         steps = np.abs(np.diff(values))  # steps[k] = |x[k+1] - x[k]|
         # the last `recent` points of the window ending at point t hold steps t-recent+1 .. t-1
         step_median = rolling_median(steps[w - self.recent:], self.recent - 1)
@@ -77,7 +78,6 @@ class IForestDetector:
             last - median,
             last - values[w - 2:-1],
             np.log(step_median + TINY),
-            np.log(mad + TINY),
             phase_features(None if phase is None else phase[w - 1:], len(last), self.period),
         ])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .autoencoder import KerasAutoencoder, centred
+from .autoencoder import KerasAutoencoder
 
 
 class LSTMAutoencoder(KerasAutoencoder):
@@ -20,8 +20,8 @@ class LSTMAutoencoder(KerasAutoencoder):
         self.batch_size = batch_size
         self.learning_rate = learning_rate
 
-    def _inputs(self, windows: np.ndarray) -> np.ndarray:
-        return centred(windows).astype(np.float32)[:, :, None]  # (n, window, 1 feature)
+    def _shaped(self, x: np.ndarray) -> np.ndarray:
+        return x.astype(np.float32)[:, :, None]  # (n, window, 1 feature)
 
     def _build(self, keras):
         layers = keras.layers

@@ -16,6 +16,7 @@ import numpy as np
 from scipy import special
 
 P_FLOOR = 1e-12  # the smallest p-value reported: beyond this, evidence is not measurable
+RESOLUTION = 1e-6  # relative to the largest calibration score: differences below this are rounding, not evidence
 COMBINERS = ("cauchy", "bonferroni")
 
 
@@ -56,8 +57,12 @@ class Calibrator:
                 # exponential tail (shape 0) is the conservative floor.
                 shape, scale = 0.0, float(excess.mean())
             self.gpd_ = (float(shape), float(scale))
-        else:  # a degenerate tail: anything above it is as rare as the sample allows
-            self.gpd_ = (0.0, 1e-12)
+        else:
+            # too few distinct scores above the threshold to fit a shape (quantised or noise-free
+            # data): an exponential tail as wide as they reach. A scale of ~0 here made float-level
+            # differences p = 1e-12 alarms (hundreds per noise-free NAB file).
+            reach = float(excess.mean()) if len(excess) else 0.0
+            self.gpd_ = (0.0, max(reach, RESOLUTION * max(float(np.abs(self.sorted_).max()), 1.0)))
         return self
 
     def p_value(self, scores: np.ndarray) -> np.ndarray:
@@ -70,7 +75,7 @@ class Calibrator:
         p = (1.0 + at_least) / (n + 1.0)
         above = scores > self.threshold_
         if above.any():
-            k = n - np.searchsorted(self.sorted_, self.threshold_, side="right")
+            k = max(n - np.searchsorted(self.sorted_, self.threshold_, side="right"), 1)  # ties at the top: 1/(n+1)
             shape, scale = self.gpd_
             # genpareto.sf(x, shape, scale=scale) without scipy.stats' per-call overhead
             # (~0.2 ms, most of a live point's budget): the same function, inv_boxcox(-x, -c)

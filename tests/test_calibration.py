@@ -84,3 +84,20 @@ def test_manifest_records_target_and_measured_rate(quick_run):
     assert 0 <= manifest["measured_far"] <= 5e-3
     assert manifest["parts"]["validation"] > 1000
     assert {"tensorflow", "keras", "scikit-learn", "statsmodels", "numpy"} <= set(manifest["versions"])
+
+
+def test_a_quantised_sample_does_not_make_rounding_differences_alarms():
+    """Noise-free data gives a handful of distinct scores: a tail that cannot be fitted must still
+    have a width, or a difference of 1e-9 is a p = 1e-12 alarm (hundreds per noise-free NAB file)."""
+    sample = np.r_[np.zeros(80), np.full(10, 0.5), [1.349]]
+    calibrator = Calibrator().fit(sample)
+    p = calibrator.p_value(np.array([1.349 + 1e-9, 1.349 * 1.5, 1.349 * 20]))
+    assert p[0] > 0.005
+    assert p[1] > 1e-3
+    assert p[2] < 1e-6  # far beyond everything normal: still an anomaly
+
+
+def test_a_constant_sample_flags_any_real_change():
+    calibrator = Calibrator().fit(np.zeros(100))
+    p = calibrator.p_value(np.array([1e-12, 0.01]))
+    assert p[0] > 0.005 and p[1] < 1e-6

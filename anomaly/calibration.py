@@ -16,8 +16,10 @@ import numpy as np
 from scipy import special
 
 P_FLOOR = 1e-12  # the smallest p-value reported: beyond this, evidence is not measurable
+MIN_SAMPLE = 10  # fewest scores a calibrator is fitted on (a 100-row history has about 15 per part)
 RESOLUTION = 1e-6  # relative to the largest calibration score: differences below this are rounding, not evidence
 COMBINERS = ("cauchy", "bonferroni")
+CAUCHY_CEILING = 0.99  # larger p-values count as this in the Cauchy combination (see combine)
 
 
 @dataclass
@@ -38,8 +40,8 @@ class Calibrator:
     def fit(self, scores: np.ndarray) -> Calibrator:
         """Learn from ``(n,)`` finite scores of normal points; return ``self``."""
         scores = np.asarray(scores, dtype=np.float64)
-        if scores.ndim != 1 or len(scores) < 20:
-            raise ValueError(f"calibration needs at least 20 scores in a 1-D array, got shape {scores.shape}")
+        if scores.ndim != 1 or len(scores) < MIN_SAMPLE:
+            raise ValueError(f"calibration needs at least {MIN_SAMPLE} scores in a 1-D array, got shape {scores.shape}")
         if not np.isfinite(scores).all():
             raise ValueError("calibration scores must be finite")
         self.sorted_ = np.sort(scores)
@@ -137,7 +139,9 @@ def combine(p_values: np.ndarray, method: str = "cauchy") -> np.ndarray:
     if p.ndim != 2:
         raise ValueError(f"p_values must have shape (n, detectors), got {p.shape}")
     if method == "cauchy":
-        return np.mean(np.tan((0.5 - p) * np.pi), axis=1)
+        # p = 1 maps to -1.6e16: one detector that sees nothing would outvote three at 1e-12.
+        # Capped at CAUCHY_CEILING it weighs -31.8, a full normal point's worth, and no more.
+        return np.mean(np.tan((0.5 - np.minimum(p, CAUCHY_CEILING)) * np.pi), axis=1)
     if method == "bonferroni":
         return -np.log10(np.minimum(p.shape[1] * p.min(axis=1), 1.0))
     raise ValueError(f"combine method must be one of {COMBINERS}, got {method!r}")

@@ -102,13 +102,19 @@ def summarise(flags: np.ndarray, labels: np.ndarray, grace: int = 0, clear: int 
     """Return point-wise, event-wise and false-alarm metrics of ``flags`` against ``labels`` as a flat dict.
 
     False alarms count normal points at least ``clear`` points after any event (0: all normal points).
+    ``normal_after_B`` and ``flagged_after_B``: normal points in each bucket ``B`` of distance after
+    an event's end (``1-9``, ``10-32``, ``33-99``, ``100+``; see :func:`after_events`), and how many
+    were flagged.
     """
     points = point_metrics(flags, labels)
     events = event_metrics(flags, labels, grace=grace)
+    after = after_events(flags, labels)
     return {"point_precision": points.precision, "point_recall": points.recall, "point_f1": points.f1,
             "events": events.events, "detected": events.detected, "alarms": events.alarms,
             "true_alarms": events.true_alarms, "median_delay": events.median_delay,
-            "false_alarms_per_10k": false_alarms_per_10k(flags, labels, clear)}
+            "false_alarms_per_10k": false_alarms_per_10k(flags, labels, clear),
+            **{f"{what}_after_{label}": count for label, n, f in zip(after.labels, after.normal, after.flagged)
+               for what, count in (("normal", n), ("flagged", f))}}
 
 
 @dataclass
@@ -119,6 +125,7 @@ class FileResult:
     trained: str  # "" when trained, else why not (then nothing is flagged)
     scores: dict[str, dict[str, FileScore]]  # detector -> profile -> score
     metrics: dict[str, dict[str, float]]  # detector -> summarise()
+    alpha: float = 1e-3  # the target false-alarm rate the flags were decided at
 
 
 def nab_stream(path: Path, config) -> tuple[Streamed, str]:  # adapts as config.adapt says
@@ -164,7 +171,7 @@ def evaluate_file(path: Path, windows: list[list[str]], config, out: Path | None
         metrics[name] = summarise(flags[scored], labels[scored])
     if out is not None:
         _write_scores(out / path.parent.name / path.name, streamed)
-    return FileResult(path.parent.name, path.name, len(streamed.values), trained, scores, metrics)
+    return FileResult(path.parent.name, path.name, len(streamed.values), trained, scores, metrics, streamed.alpha)
 
 
 def _write_scores(path: Path, streamed: Streamed) -> None:
@@ -210,6 +217,10 @@ def table(results: list[FileResult]) -> dict[str, dict[str, dict[str, float]]]:
             delays = [m.metrics[name]["median_delay"] for m in members if m.metrics[name]["detected"]]
             row["median_delay"] = float(np.median(delays)) if delays else float("nan")
             row["false_alarms_per_10k"] = float(np.nanmean([m.metrics[name]["false_alarms_per_10k"] for m in members]))
+            for key in (k for k in members[0].metrics[name] if k.startswith("normal_after_")):
+                normal = sum(m.metrics[name][key] for m in members)
+                flagged = sum(m.metrics[name]["flagged" + key[6:]] for m in members)
+                row[key[7:]] = flagged / normal / members[0].alpha if normal else float("nan")  # x the target
             row["files"] = len(members)
             summary[group][name] = row
     return summary
@@ -217,8 +228,9 @@ def table(results: list[FileResult]) -> dict[str, dict[str, dict[str, float]]]:
 
 def format_table(summary: dict) -> str:
     """Return the per-group tables as text."""
+    after = [k for k in next(iter(next(iter(summary.values())).values())) if k.startswith("after_")]
     header = (f"{'':10s} {'NAB std':>8s} {'low FP':>7s} {'low FN':>7s} {'ev.recall':>9s} {'ev.prec':>8s}"
-              f" {'delay':>6s} {'FA/10k':>7s}")
+              f" {'delay':>6s} {'FA/10k':>7s}" + "".join(f" {k[6:]:>7s}" for k in after))
     lines = []
     for group, rows in summary.items():
         files = next(iter(rows.values()))["files"]
@@ -226,7 +238,8 @@ def format_table(summary: dict) -> str:
         for name, r in rows.items():
             lines.append(f"{name:10s} {r['standard']:8.1f} {r['reward_low_FP_rate']:7.1f}"
                          f" {r['reward_low_FN_rate']:7.1f} {r['event_recall']:9.2f} {r['event_precision']:8.2f}"
-                         f" {r['median_delay']:6.0f} {r['false_alarms_per_10k']:7.1f}")
+                         f" {r['median_delay']:6.0f} {r['false_alarms_per_10k']:7.1f}"
+                         + "".join(f" {r[k]:6.1f}x" for k in after))
     return "\n".join(lines)
 
 
@@ -237,7 +250,9 @@ def main(argv: list[str] | None = None) -> int:
                     "NAB-style folder (data/<category>/*.csv, labels/combined_windows.json).",
         epilog="NAB scores: 0 = flags nothing, 100 = every label window flagged at its first point. "
                "ev.recall/ev.prec: label windows found / alarms (runs of flags) inside a window. delay: median "
-               "points from a window's start to its first flag. FA/10k: flags per 10,000 points outside windows.")
+               "points from a window's start to its first flag. FA/10k: flags per 10,000 points outside windows. "
+               "1-9, 10-32, 33-99, 100+: normal points that many points after a window's end, their flagged share "
+               "over the target false-alarm rate (1.0x: on target).")
     commands = parser.add_subparsers(dest="command", required=True)
     nab = commands.add_parser("nab", help="run the NAB protocol on a folder")
     nab.add_argument("--root", required=True, help="the NAB-style folder")

@@ -11,6 +11,9 @@ assume consecutive points, so a gap is handled one of two ways:
   warm-up there, as after a reconnect.
 - ``quarantine``: the point after the gap goes to quarantine (reason ``gap``), and the
   stream restarts its warm-up at the next point.
+
+A series trained in sequence mode (too irregular for a grid, see
+:class:`~anomaly.windows.TimeGrid`) has no gaps: its points follow one another.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ class GapHandler:
         """Return the pieces of ``chunk`` (valid points, in order) and the points quarantined for a gap."""
         if len(chunk) == 0:
             return [], []
+        if self.grid.sequence:  # points follow one another whatever their timestamps: no gaps
+            return [Piece(chunk)], []
         positions = self.grid.positions(chunk.timestamps)
         last = self._last
         before = np.r_[positions[0] - 1 if last is None else last[0], positions[:-1]]

@@ -7,6 +7,7 @@ third, and the fourth (never seen before) measures the false-alarm rate we promi
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -24,9 +25,10 @@ from .windows import Scaler, TimeGrid, phases, sliding
 
 logger = logging.getLogger(__name__)
 
-MIN_POINTS = 200
-MAX_GAP_FRACTION = 0.1
-MIN_CALIBRATION = 20  # points each calibration part needs once excluded and implausible points are left out
+MIN_POINTS = 100
+MAX_GAP_FRACTION = 0.1  # more missing grid points than this: sequence mode (see windows.TimeGrid)
+MIN_CALIBRATION = 10  # points each calibration part needs once excluded and implausible points are left out
+MIN_WINDOW = 8  # the shortest detector window, for the shortest histories
 
 
 @dataclass(frozen=True)
@@ -34,11 +36,29 @@ class Regular:
     """A history on its regular grid: consecutive positions, gaps filled by interpolation."""
 
     grid: TimeGrid
-    positions: np.ndarray  # (n,) int64, consecutive
+    positions: np.ndarray  # (n,) int64, consecutive (in sequence mode: each point's own, non-decreasing)
     values: np.ndarray  # (n,) float64
     filled: int  # grid points that were missing and interpolated
     dropped: int  # duplicate or out-of-order rows removed
     excluded: np.ndarray  # (n,) bool: points that must not teach (interpolated over, like gaps)
+
+    @property
+    def sequence(self) -> bool:
+        """Whether the points are taken one after the other, off the grid (see :class:`TimeGrid`)."""
+        return self.grid.sequence
+
+    def on_grid(self, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return the positions and values of the first ``stop`` points filled onto the full grid.
+
+        The same points in grid mode; in sequence mode, the holes between them are interpolated
+        (for what needs a regular series: period detection, the seasonal profile).
+        """
+        positions, values = self.positions[:stop], self.values[:stop]
+        if not self.sequence:
+            return positions, values
+        known, first = np.unique(positions, return_index=True)  # points closer than a step share a position
+        full = np.arange(known[0], known[-1] + 1)
+        return full, np.interp(full, known, values[first])
 
 
 def regularize(timestamps: np.ndarray, values: np.ndarray, grid: TimeGrid | None = None,
@@ -46,10 +66,12 @@ def regularize(timestamps: np.ndarray, values: np.ndarray, grid: TimeGrid | None
     """Put a history onto its sampling grid, or raise ``ValueError`` saying what to fix.
 
     Rows are sorted by time, duplicate timestamps keep their last value, and missing grid
-    points are linearly interpolated (at most 10% of them). ``grid``: the grid to use (a
-    refit keeps its stream's); ``None`` infers it. ``exclude``: ``(n,)`` rows that must not
-    teach (labelled anomalies, points a stream judged anomalous); they are interpolated
-    like gaps, but do not count as missing, and :attr:`Regular.excluded` marks them.
+    points are linearly interpolated. When more than 10% of the grid is missing (irregular
+    sampling), nothing is made up: the points are kept as they are, in sequence mode (see
+    :class:`TimeGrid`). ``grid``: the grid to use (a refit keeps its stream's); ``None``
+    infers it. ``exclude``: ``(n,)`` rows that must not teach (labelled anomalies, points a
+    stream judged anomalous); they are interpolated over, but do not count as missing, and
+    :attr:`Regular.excluded` marks them.
     """
     timestamps = np.asarray(timestamps, dtype=np.float64)
     values = np.asarray(values, dtype=np.float64)
@@ -64,21 +86,24 @@ def regularize(timestamps: np.ndarray, values: np.ndarray, grid: TimeGrid | None
     keep = np.append(np.diff(timestamps) > 0, True)  # last row of each timestamp wins
     dropped = int((~keep).sum()) + int((np.diff(order) < 0).sum())
     timestamps, values, exclude = timestamps[keep], values[keep], exclude[keep]
+    if exclude.all():
+        raise ValueError("every training row is labelled anomalous: nothing normal is left to learn from")
     grid = grid or TimeGrid.infer(timestamps)
     positions = grid.positions(timestamps)
+    unique = np.unique(positions)
+    missing = int(unique[-1] - unique[0] + 1 - len(unique))
+    if grid.sequence or missing > MAX_GAP_FRACTION * (unique[-1] - unique[0] + 1):
+        sequence = grid.as_sequence()
+        if not grid.sequence:
+            logger.info("%d of %d points are missing from the sampling grid (one every %g s): sequence mode, "
+                        "the points are taken as they come", missing, unique[-1] - unique[0] + 1, grid.interval)
+        index = np.arange(len(values))
+        values = np.interp(index, index[~exclude], values[~exclude])
+        return Regular(sequence, positions, values, 0, dropped, exclude)
     positions, first = np.unique(positions, return_index=True)
     values, exclude = values[first], exclude[first]
     full = np.arange(positions[0], positions[-1] + 1)
     filled = len(full) - len(positions)
-    if filled > MAX_GAP_FRACTION * len(full):
-        raise ValueError(f"{filled} of {len(full)} points are missing from the sampling grid "
-                         f"(one every {grid.interval:g} s); at most {MAX_GAP_FRACTION:.0%} may be missing: "
-                         f"train on a stretch with fewer gaps (--head, or cut the file)")
-    if exclude.all():
-        raise ValueError("every training row is labelled anomalous: nothing normal is left to learn from")
-    if np.ptp(values[~exclude]) == 0:
-        raise ValueError("training values are all equal: a constant series has nothing to learn; check "
-                         "--value-column, or train on a stretch where the metric moves")
     excluded = np.zeros(len(full), dtype=bool)
     excluded[positions[exclude] - full[0]] = True
     positions, values = positions[~exclude], values[~exclude]
@@ -119,10 +144,14 @@ def train(timestamps: np.ndarray, values: np.ndarray, config: Config, seed: int 
     clean = data.values[:end_train][~data.excluded[:end_train]]
     scaler = Scaler.fit(clean if len(clean) >= MIN_POINTS // 2 else data.values[:end_train])
     scaled = scaler.transform(data.values)
+    if np.ptp(data.values[~data.excluded]) == 0:
+        logger.warning("the history is constant: any change will be flagged")
     if period is None:
-        period = config.training.period or detect_period(scaled[:end_train], interval=data.grid.interval)
-    logger.info("%d points every %g s; seasonal period %s", n, data.grid.interval,
-                f"{period} points" if period else "none found")
+        period = config.training.period or detect_period(
+            scaler.transform(data.on_grid(end_train)[1]), interval=data.grid.interval)
+    config = fitted_windows(config, end_train, period)
+    logger.info("%d points every %g s%s; seasonal period %s", n, data.grid.interval,
+                " (sequence mode)" if data.sequence else "", f"{period} points" if period else "none found")
 
     fit_seconds = {}
     detectors = {}
@@ -134,6 +163,10 @@ def train(timestamps: np.ndarray, values: np.ndarray, config: Config, seed: int 
         tic = time.perf_counter()
         windows = sliding(scaled[:end_train], detector.window)
         phase = phases(data.positions[detector.window - 1:end_train], period)
+        if getattr(detector, "consecutive_fit", False) and data.sequence:  # a seasonal profile needs the grid
+            positions, grid_values = data.on_grid(end_train)
+            windows = sliding(scaler.transform(grid_values), detector.window)
+            phase = phases(positions[detector.window - 1:], period)
         if not getattr(detector, "consecutive_fit", False):  # shape learners: only clean windows
             keep = ~touched(data.excluded[:end_train], detector.window)[detector.window - 1:]
             if keep.sum() < 10:
@@ -186,7 +219,8 @@ def train(timestamps: np.ndarray, values: np.ndarray, config: Config, seed: int 
     validation_clean = ~tainted[end_ens:]
     flagged = int(validation.is_anomaly[validation_clean].sum())
     report = {
-        "points": n, "interval_s": data.grid.interval, "period": period,
+        "points": n, "interval_s": data.grid.interval, "period": period, "sequence": data.sequence,
+        "window": config.windows.size,
         "filled_gaps": data.filled, "dropped_rows": data.dropped, "excluded": int(data.excluded.sum()),
         "taught_false_alarms": int(false_alarms.sum()),
         "parts": {"train": end_train, "detector_calibration": end_det - end_train,
@@ -203,6 +237,21 @@ def train(timestamps: np.ndarray, values: np.ndarray, config: Config, seed: int 
     logger.info("false-alarm rate on %d held-out validation points: %.2g (target %.2g)",
                 n - end_ens, report["measured_far"], report["target_far"])
     return ensemble, report
+
+
+def fitted_windows(config: Config, train_points: int, period: int) -> Config:
+    """Return ``config`` with detector windows that fit a training part of ``train_points`` points.
+
+    A short history (down to ``MIN_POINTS`` rows) gets shorter windows, and so smaller
+    models: at most a quarter of the training part each (S-H-ESD: half), never below
+    ``MIN_WINDOW``. Long histories keep the configured windows.
+    """
+    size = min(config.windows.size, max(MIN_WINDOW, train_points // 4))
+    shesd = min(registry.shesd_window(config, period), max(MIN_WINDOW, train_points // 2))
+    if (size, shesd) == (config.windows.size, registry.shesd_window(config, period)):
+        return config
+    logger.info("a short history (%d training points): windows of %d points (S-H-ESD %d)", train_points, size, shesd)
+    return dataclasses.replace(config, windows=dataclasses.replace(config.windows, size=size, shesd_size=shesd))
 
 
 def touched(excluded: np.ndarray, window: int) -> np.ndarray:

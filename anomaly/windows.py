@@ -60,10 +60,15 @@ class TimeGrid:
 
     Positions give each point its seasonal phase (``position % period``), so phases agree
     between the training history and a live stream that starts later.
+
+    ``sequence``: the series is too irregular for a grid (training found too many holes).
+    Points are then taken in the order their timestamps give, one after the other, with
+    no gap filling; their positions give them their phase and nothing else.
     """
 
     origin: float  # epoch seconds of position 0
     interval: float  # seconds between points
+    sequence: bool = False
 
     @classmethod
     def infer(cls, timestamps: np.ndarray) -> TimeGrid:
@@ -74,6 +79,10 @@ class TimeGrid:
         if not interval > 0:
             raise ValueError("timestamps must increase: the median step is not positive")
         return cls(float(timestamps[0]), interval)
+
+    def as_sequence(self) -> TimeGrid:
+        """Return this grid in sequence mode (see the class docstring)."""
+        return TimeGrid(self.origin, self.interval, sequence=True)
 
     def positions(self, timestamps: np.ndarray) -> np.ndarray:
         """Return the int64 grid position of each timestamp (nearest interval)."""

@@ -39,7 +39,7 @@ def test_p_values_fall_as_scores_rise():
 
 
 def test_calibrator_rejects_bad_samples():
-    with pytest.raises(ValueError, match="at least 20"):
+    with pytest.raises(ValueError, match="at least 10"):
         Calibrator().fit(np.ones(5))
     with pytest.raises(ValueError, match="finite"):
         Calibrator().fit(np.r_[np.ones(30), np.nan])
@@ -101,3 +101,10 @@ def test_a_constant_sample_flags_any_real_change():
     calibrator = Calibrator().fit(np.zeros(100))
     p = calibrator.p_value(np.array([1e-12, 0.01]))
     assert p[0] > 0.005 and p[1] < 1e-6
+
+
+def test_one_detector_that_sees_nothing_does_not_outvote_the_others():
+    """p = 1 from one detector (a score below its whole calibration sample) must not cancel three at 1e-12."""
+    p = np.array([[1e-12, 1e-12, 1e-12, 1.0], [0.99, 0.99, 0.99, 0.99]])
+    statistic = combine(p, "cauchy")
+    assert statistic[0] > 1e10 and statistic[1] > -40

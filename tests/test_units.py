@@ -115,3 +115,20 @@ def test_timestamps_give_the_exact_calendar_period():
 def test_a_smooth_series_without_a_cycle_gets_no_calendar_period():
     walk = np.cumsum(np.random.default_rng(4).normal(size=2000))  # correlated at every short lag
     assert detect_period(walk, interval=300.0) == 0
+
+
+def test_after_events_buckets_normal_points_by_distance_after_the_last_event():
+    from anomaly.evaluate import after_events, summarise
+
+    labels = np.zeros(200, dtype=bool)
+    labels[50:60] = labels[100] = True
+    flags = np.zeros(200, dtype=bool)
+    flags[[10, 60, 75, 101, 150]] = True  # before any event: in no bucket
+    after = after_events(flags, labels)
+    assert after.labels == ["1-9", "10-32", "33-99", "100+"]
+    # 60..99 follow the first event (distance 1..40), 101..199 the second (1..99)
+    assert after.normal == (9 + 9, 23 + 23, 8 + 67, 0)
+    assert after.flagged == (2, 1, 1, 0)  # 60 and 101; 75 (distance 16); 150 (distance 50)
+    assert after.rates[3] != after.rates[3]  # NaN: no points that far
+    metrics = summarise(flags, labels)
+    assert metrics["normal_after_10-32"] == 46 and metrics["flagged_after_1-9"] == 2

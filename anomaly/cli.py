@@ -218,8 +218,9 @@ def stream_parser() -> argparse.ArgumentParser:
                         help="keep the trained ensemble as it is (default: recalibrate on recent normal points, "
                              "after drift and every 1000 points, and retrain the models in the background)")
     parser.add_argument("--no-refit", action="store_true",
-                        help="adapt the calibration only: never retrain the models (default: retrain them in the "
-                             "background after a lasting change and every 20,000 points, saved as new runs)")
+                        help="adapt the calibration only: never retrain the models (default: retrain them after a "
+                             "lasting change and every 20,000 points, saved as new runs: in the background when "
+                             "live; a replay at --rate 0 waits for each refit where the data asked for it)")
     parser.add_argument("--feedback", metavar="JSONL",
                         help="labels read as they are added: false alarms and missed anomalies (default: "
                              "feedback.jsonl; write them with python -m anomaly.feedback)")
@@ -405,9 +406,14 @@ def _feed(args, config: Config, ensemble, manifest, rate: float, runners: list):
     from .runner import Runner
     from .sources import limited, paced
 
+    # a replay (a file or the simulator at full speed) refits where the data says and waits for it there, so
+    # its verdicts do not depend on the machine's load; a live stream refits in the background
+    replay = rate == 0 and args.source != "-" and not args.source.startswith("tcp://")
+
     def new_runner(refit: bool = False) -> Runner:
         adapt = None if args.no_adapt else config.adapt
-        refitter = _refitter(args, config, manifest) if refit and adapt is not None and adapt.refit else None
+        refitter = (_refitter(args, config, manifest, background=not replay)
+                    if refit and adapt is not None and adapt.refit else None)
         runners.append(Runner(ensemble, args.gaps or config.stream.gaps, config.stream.max_fill, adapt, refitter))
         return runners[-1]
 
@@ -418,8 +424,11 @@ def _feed(args, config: Config, ensemble, manifest, rate: float, runners: list):
     return ((runner, chunk, None) for chunk in chunks)
 
 
-def _refitter(args, config: Config, manifest: dict):
-    """Return the refitter of a stream: the run's own settings, its refits saved beside it in the models folder."""
+def _refitter(args, config: Config, manifest: dict, background: bool = True):
+    """Return the refitter of a stream: the run's own settings, its refits saved beside it in the models folder.
+
+    ``background=False``: each refit trains in this process at the point the adapter asked for it,
+    and the stream waits for it there (replays: the same verdicts whatever the load)."""
     from .refit import Refitter
     from .runs import run_config
 
@@ -427,7 +436,7 @@ def _refitter(args, config: Config, manifest: dict):
     models = Path(args.models)
     folder = models.parent if (models / "manifest.json").is_file() else models
     return Refitter(settings, folder, manifest.get("data", {}).get("refit_of") or manifest["run"],
-                    manifest.get("points", 0))
+                    manifest.get("points", 0), background=background)
 
 
 def _tcp_feed(args, ensemble, new_runner):
@@ -520,6 +529,9 @@ def _summary(c, ensemble, args, stopped: str, seconds: float) -> None:
     if c.rejected:
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(c.by_reason.items()))
         lines.append(f"{c.rejected} input lines rejected ({reasons}); kept in {args.quarantine}")
+    if ensemble.grid.sequence:
+        lines.append("sequence mode: the run's history was too irregular for a time grid, so points are taken "
+                     "in the order of their timestamps and gaps are never filled")
     if c.filled or c.restarts:
         lines.append(f"gaps: {c.filled} missing points filled (status 'filled'), "
                      f"{c.restarts} gaps too long to fill (warm-up started again)")

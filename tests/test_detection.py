@@ -69,3 +69,15 @@ def test_each_detector_ranks_event_onsets_above_normal_points(scored, quick_conf
     normal[:first] = False
     chosen = onset | normal
     assert roc_auc(onset[chosen], -p_det[chosen, index]) > 0.7
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_false_alarm_rate_is_kept_on_fresh_normal_data(quick_ensemble, second_ensemble, quick_config, seed):
+    """The p-value is calibrated: at any threshold the flagged share of fresh normal points is near it."""
+    ensemble = quick_ensemble if seed == 0 else second_ensemble
+    fresh = simulate(60_000, seed=107 + seed, start_index=quick_config.training.n_points,
+                     config=quick_config.simulator)
+    p, _, first = score_series(ensemble, fresh)
+    for target in (1e-2, 1e-3):
+        observed = float(np.mean(p[first:] < target))
+        assert 0.5 * target <= observed <= 2 * target, (target, observed)

@@ -118,8 +118,10 @@ def gpd_fit(excess: np.ndarray) -> tuple[float, float]:
     quartile = y[max(int(n / 4 + 0.5) - 1, 0)]
     theta = 1.0 / y[-1] + (1.0 - np.sqrt(m / (np.arange(1, m + 1) - 0.5))) / (3.0 * quartile)
     k = -np.mean(np.log1p(-theta[:, None] * y), axis=1)
-    profile = n * (np.log(theta / k) + k - 1.0)
-    with np.errstate(over="ignore"):  # a far less likely grid point only gets weight 0
+    # a few tied values can make k 0 (NaN): the caller's shape check then falls back to an exponential tail;
+    # a far less likely grid point only gets weight 0
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        profile = n * (np.log(theta / k) + k - 1.0)
         weights = 1.0 / np.exp(profile[None, :] - profile[:, None]).sum(axis=1)
     theta_hat = float(np.sum(theta * weights))
     k_hat = float(-np.mean(np.log1p(-theta_hat * y)))

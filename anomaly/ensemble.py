@@ -67,6 +67,7 @@ class Ensemble:
         self.combine = combine
         self.calibrators_: dict[str, Calibrator] = {}
         self.combined_: Calibrator | None = None
+        self.trend_ = 0.0  # the history's slope, scaled units per grid step: a drift it showed is no change
 
     @property
     def names(self) -> list[str]:
@@ -165,10 +166,15 @@ class Ensemble:
         return self.combined_.p_value(statistic)
 
     def deseasoned(self, timestamps: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """Return values scaled and without the seasonal profile (S-H-ESD's), the level drift is watched on."""
-        scaled = self.scaler.transform(values)
+        """Return values scaled, without the seasonal profile (S-H-ESD's) and the history's trend.
+
+        This is the level drift is watched on: a trend the training history already showed
+        is not a change.
+        """
+        positions = self.grid.positions(timestamps)
+        scaled = self.scaler.transform(values) - self.trend_ * positions
         shesd = self.detectors.get("shesd")
-        phase = phases(self.grid.positions(timestamps), self.period)
+        phase = phases(positions, self.period)
         if shesd is None or phase is None:
             return scaled
         return scaled - shesd.profile_[phase]
@@ -184,7 +190,7 @@ class Ensemble:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         meta = {"detectors": self.names, "scaler": self.scaler.to_dict(), "grid": self.grid.to_dict(),
-                "period": self.period, "target_far": self.target_far, "combine": self.combine}
+                "period": self.period, "target_far": self.target_far, "combine": self.combine, "trend": self.trend_}
         (directory / "ensemble.json").write_text(json.dumps(meta, indent=2))
         arrays = {f"{name}.{key}": value for name, cal in self.calibrators_.items()
                   for key, value in cal.to_arrays().items()}
@@ -201,6 +207,7 @@ class Ensemble:
         detectors = {name: REGISTRY[name].load(directory / "detectors" / name) for name in meta["detectors"]}
         ensemble = cls(detectors, Scaler(**meta["scaler"]), TimeGrid(**meta["grid"]), meta["period"],
                        meta["target_far"], meta["combine"])
+        ensemble.trend_ = float(meta.get("trend", 0.0))
         with np.load(directory / "calibration.npz") as arrays:
             def part(prefix):
                 return {k.split(".", 1)[1]: arrays[k] for k in arrays.files if k.startswith(prefix + ".")}

@@ -180,6 +180,7 @@ def train(timestamps: np.ndarray, values: np.ndarray, config: Config, seed: int 
 
     ensemble = Ensemble(detectors, scaler, data.grid, period, config.calibration.target_far,
                         config.calibration.combine)
+    ensemble.trend_ = trend(*data.on_grid(end_train), scaler, period)
     if end_train < ensemble.window:
         raise ValueError(f"history too short: the first part needs {ensemble.window} points")
     tainted = touched(data.excluded, ensemble.window)  # points whose window holds an excluded one
@@ -237,6 +238,22 @@ def train(timestamps: np.ndarray, values: np.ndarray, config: Config, seed: int 
     logger.info("false-alarm rate on %d held-out validation points: %.2g (target %.2g)",
                 n - end_ens, report["measured_far"], report["target_far"])
     return ensemble, report
+
+
+def trend(positions: np.ndarray, values: np.ndarray, scaler: Scaler, period: int) -> float:
+    """Return the slope of a history on its grid, in scaled units per grid step.
+
+    With three whole periods or more: the Theil-Sen slope (the median of the pairwise
+    slopes) of the means of whole periods, so that the seasonal cycle cancels and an odd
+    period does not count. Otherwise the least-squares slope.
+    """
+    from scipy.stats import theilslopes
+
+    scaled = scaler.transform(values)
+    if period >= 2 and len(scaled) >= 3 * period:
+        means = scaled[:len(scaled) // period * period].reshape(-1, period).mean(axis=1)[-500:]
+        return float(theilslopes(means).slope / period)
+    return float(np.polyfit(positions - positions[0], scaled, 1)[0]) if len(scaled) >= 2 else 0.0
 
 
 def fitted_windows(config: Config, train_points: int, period: int) -> Config:

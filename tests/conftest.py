@@ -35,6 +35,13 @@ def quick_ensemble(quick_run):
     return load_run(quick_run)[0]
 
 
+@pytest.fixture(scope="session")
+def second_ensemble(quick_config):
+    """A quick ensemble trained with another seed, on another simulated history (for statistical claims)."""
+    history = simulate(quick_config.training.n_points, seed=1, config=quick_config.simulator)
+    return train(history.timestamps, history.values, quick_config, seed=1)[0]
+
+
 def score_series(ensemble, series):
     """Return per-point decisions arrays for a whole series, NaN/False for warm-up points."""
     d = ensemble.decide(ensemble.scaler.transform(series.values), ensemble.grid.positions(series.timestamps))

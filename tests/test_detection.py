@@ -11,14 +11,6 @@ from conftest import score_series
 
 from anomaly.evaluate import after_events, clean_normal, event_recall, false_alarm_rate, roc_auc
 from anomaly.simulate import ANOMALY_KINDS, simulate
-from anomaly.training import train
-
-
-@pytest.fixture(scope="module")
-def second_ensemble(quick_config):
-    """A quick ensemble trained with another seed, on another simulated history."""
-    history = simulate(quick_config.training.n_points, seed=1, config=quick_config.simulator)
-    return train(history.timestamps, history.values, quick_config, seed=1)[0]
 
 
 @pytest.fixture(scope="module", params=[0, 1], ids=["seed0", "seed1"])

@@ -58,6 +58,9 @@ class Calibrator:
                 # threshold, and it makes rare scores look impossible: too many alarms. The
                 # exponential tail (shape 0) is the conservative floor.
                 shape, scale = 0.0, float(excess.mean())
+            # the shape of a few dozen tail scores is uncertain by about 1/sqrt(k); a tail too light
+            # makes every rare normal point an alarm far beyond the sample, so err heavier by that much
+            shape += 1.0 / np.sqrt(len(excess))
             self.gpd_ = (float(shape), float(scale))
         else:
             # too few distinct scores above the threshold to fit a shape (quantised or noise-free

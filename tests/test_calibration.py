@@ -16,9 +16,24 @@ def test_p_values_of_fresh_draws_are_uniform():
     p = cal.p_value(rng.normal(size=50_000))
     for level in (0.5, 0.1, 0.01):  # inside the sample: counting, nearly exact
         assert 0.8 * level < np.mean(p < level) < 1.25 * level
-    # in the fitted tail the Gaussian's light tail is modelled as exponential (shape >= 0):
-    # deliberately conservative, so fewer alarms than promised rather than more
-    assert 0.5 * 0.001 < np.mean(p < 0.001) < 1.5 * 0.001
+    # in the fitted tail the Gaussian's light tail is modelled as exponential (shape >= 0), made a
+    # little heavier still for the uncertainty of its shape: deliberately conservative, so fewer alarms
+    # than promised rather than more (measured: 0.4x here)
+    assert 0.3 * 0.001 < np.mean(p < 0.001) < 1.5 * 0.001
+
+
+def test_a_small_heavy_tailed_sample_rarely_breaks_the_promise():
+    """Real metrics have heavy tails and short histories. From 100 points the tail's shape is a guess; taken
+    at face value, one calibration in ten flagged 6.8x the target on Student-t(3) scores; erring heavier
+    by the shape's uncertainty (1/sqrt(k)), at most 2.5x."""
+    rng = np.random.default_rng(3)
+    ratios = []
+    for _ in range(30):
+        calibrator = Calibrator().fit(np.abs(rng.standard_t(3, size=100)))
+        p = calibrator.p_value(np.abs(rng.standard_t(3, size=100_000)))
+        ratios.append(np.mean(p < 1e-3) / 1e-3)
+    assert np.percentile(ratios, 90) <= 2.5, sorted(ratios)
+    assert np.mean(ratios) >= 0.2  # still alarms: not blind
 
 
 def test_tail_beyond_the_sample_keeps_falling():
@@ -28,7 +43,9 @@ def test_tail_beyond_the_sample_keeps_falling():
     p = cal.p_value(np.array([scores.max(), scores.max() + 2, scores.max() + 6]))
     assert p[0] > p[1] > p[2] > 0
     assert p[1] < 1 / 2001  # beyond the sample, below what counting could say
-    assert np.isclose(p[2], np.exp(-(scores.max() + 6)), rtol=5)  # the true exponential tail, roughly
+    # the true exponential tail, erring heavier (fewer alarms) by the shape's uncertainty: 1/sqrt(100) here
+    true = np.exp(-(scores.max() + 6))
+    assert true < p[2] < 100 * true
 
 
 def test_p_values_fall_as_scores_rise():
@@ -94,7 +111,7 @@ def test_a_quantised_sample_does_not_make_rounding_differences_alarms():
     p = calibrator.p_value(np.array([1.349 + 1e-9, 1.349 * 1.5, 1.349 * 20]))
     assert p[0] > 0.005
     assert p[1] > 1e-3
-    assert p[2] < 1e-6  # far beyond everything normal: still an anomaly
+    assert p[2] < 1e-4  # far beyond everything normal: still an anomaly, ten times past the default threshold
 
 
 def test_a_constant_sample_flags_any_real_change():

@@ -400,5 +400,5 @@ def recalibrated(ensemble, raw: np.ndarray, original=None, taught: np.ndarray | 
     statistic = combine(p_detectors[plausibly_normal(p_detectors)], ensemble.combine)
     taught_statistic = (combine(new.detector_p_values(taught), ensemble.combine)
                         if len(taught) and len(statistic) >= MIN_EMPIRICAL else np.empty(0))
-    new.combined_ = taught_calibrator(statistic, taught_statistic, ensemble.alpha)
+    new.combined_ = taught_calibrator(statistic, taught_statistic, ensemble.alpha, cautious=False)
     return new

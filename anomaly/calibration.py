@@ -29,10 +29,14 @@ class Calibrator:
     Inside the sample: ``p(s) = (1 + #{cal >= s}) / (n + 1)``. Beyond the ``tail_size``
     largest calibration scores, a generalised Pareto tail fitted to them takes over
     (peaks over threshold), so p-values keep falling smoothly past the sample's maximum.
-    Its shape is kept >= 0 (no lighter than exponential), erring toward fewer alarms.
+    Its shape is kept >= 0 (no lighter than exponential), erring toward fewer alarms, and
+    (``cautious``) raised by ``1/sqrt(k)``, about one standard error of a shape fitted on
+    ``k`` tail scores: taken at face value, an unlucky short sample made one calibration
+    in ten flag 6.8x the target on heavy-tailed scores.
     """
 
     tail_size: int = 0  # 0: 5% of the sample, between 30 and 500 points
+    cautious: bool = True  # err heavier by the tail shape's uncertainty (see fit)
     sorted_: np.ndarray | None = None
     threshold_: float = np.inf
     gpd_: tuple[float, float] = (0.0, 1.0)  # shape, scale
@@ -60,7 +64,7 @@ class Calibrator:
                 shape, scale = 0.0, float(excess.mean())
             # the shape of a few dozen tail scores is uncertain by about 1/sqrt(k); a tail too light
             # makes every rare normal point an alarm far beyond the sample, so err heavier by that much
-            shape += 1.0 / np.sqrt(len(excess))
+            shape += 1.0 / np.sqrt(len(excess)) if self.cautious else 0.0
             self.gpd_ = (float(shape), float(scale))
         else:
             # too few distinct scores above the threshold to fit a shape (quantised or noise-free
@@ -201,7 +205,8 @@ def anomaly_score(p_value: np.ndarray, alpha: float) -> np.ndarray:
     return evidence / (evidence - np.log10(alpha))
 
 
-def taught_calibrator(sample: np.ndarray, taught: np.ndarray, alpha: float, rounds: int = 8) -> Calibrator:
+def taught_calibrator(sample: np.ndarray, taught: np.ndarray, alpha: float, rounds: int = 8,
+                      cautious: bool = True) -> Calibrator:
     """Return a calibrator fitted on normal ``sample`` scores plus ``taught`` ones: points a person marked normal.
 
     A false alarm marked by a person is a normal point the sample did not represent. Each
@@ -214,11 +219,11 @@ def taught_calibrator(sample: np.ndarray, taught: np.ndarray, alpha: float, roun
     taught = np.asarray(taught, dtype=np.float64)
     taught = taught[np.isfinite(taught)]
     if len(taught) == 0:
-        return Calibrator().fit(sample)
+        return Calibrator(cautious=cautious).fit(sample)
     # w copies of a score s give it p >= w / N with N = len(sample) + w len(taught)
     copies = max(1, int(np.ceil(2 * alpha * len(sample) / max(1 - 2 * alpha * len(taught), 0.5))))
     for _ in range(rounds):
-        calibrator = Calibrator().fit(np.concatenate([sample, np.repeat(taught, copies)]))
+        calibrator = Calibrator(cautious=cautious).fit(np.concatenate([sample, np.repeat(taught, copies)]))
         if calibrator.p_value(taught).min() >= 2 * alpha:
             break
         copies *= 2

@@ -1,4 +1,4 @@
-"""Isolation Forest (scikit-learn) on features centred on each window's last point."""
+"""Isolation Forest (scikit-learn) on features of each window's last point."""
 
 from __future__ import annotations
 
@@ -21,11 +21,12 @@ TINY = 1e-6  # scaled units: far below real noise, far above float rounding
 class IForestDetector:
     """Isolation Forest over lag features of the window's end.
 
-    Features: the last value's deviation from the window median; its step from the
-    previous value; the log of the median absolute step over the last ``recent`` points
-    (very low for a stuck sensor, high in a variance burst; a median, so that one spike
-    does not linger); and the phase as sine and cosine (a value normal at noon may be odd
-    at midnight). No absolute level, so a slow trend does not look anomalous. The log
+    Features: the last value's deviation from the median of the ``recent`` values before
+    it (a window-wide median kept a level change "anomalous" for half a window after it);
+    its step from the previous value; the log of the median absolute step over the last
+    ``recent`` points (very low for a stuck sensor, high in a variance burst; a median, so
+    that one spike does not linger); and the phase as sine and cosine (a value normal at
+    noon may be odd at midnight). No absolute level, so a slow trend does not look anomalous. The log
     matters: a forest's splits are drawn within the training range, so a stuck sensor
     (steps of exactly 0) is only isolated if the quietest normal windows are, and in log
     space they are. (A "fraction of repeated values" feature was tried: constant in normal
@@ -48,14 +49,19 @@ class IForestDetector:
         self.compiled_: CompiledForest | None = None
         self._forest_file: bytes | None = None
 
+    @property
+    def _recent(self) -> int:
+        """Points before the last that its deviation is measured from (the window must hold them and it)."""
+        return min(self.recent, self.window - 1)
+
     def features(self, windows: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
         """Return the ``(n, 5)`` feature matrix the forest sees."""
         windows = check_windows(windows, self.window, self.name)
         phase = check_phase(phase, len(windows), self.period, self.name)
-        median = np.median(windows, axis=1)
+        before = np.median(windows[:, -self._recent - 1:-1], axis=1)
         steps = np.abs(np.diff(windows[:, -self.recent:], axis=1))
         return np.column_stack([
-            windows[:, -1] - median,
+            windows[:, -1] - before,
             windows[:, -1] - windows[:, -2],
             np.log(np.median(steps, axis=1) + TINY),
             phase_features(phase, len(windows), self.period),
@@ -70,12 +76,12 @@ class IForestDetector:
         values = check_series(values, self.window, self.name)
         phase = check_phase(phase, len(values), self.period, self.name)
         w, last = self.window, values[self.window - 1:]
-        median = rolling_median(values, w)
+        before = rolling_median(values[w - 1 - self._recent:-1], self._recent)
         steps = np.abs(np.diff(values))  # steps[k] = |x[k+1] - x[k]|
         # the last `recent` points of the window ending at point t hold steps t-recent+1 .. t-1
         step_median = rolling_median(steps[w - self.recent:], self.recent - 1)
         return np.column_stack([
-            last - median,
+            last - before,
             last - values[w - 2:-1],
             np.log(step_median + TINY),
             phase_features(None if phase is None else phase[w - 1:], len(last), self.period),

@@ -223,7 +223,8 @@ class Refitter:
 
     def close(self) -> None:
         """Stop: a refit still training is abandoned (its run is never half-written: see :mod:`anomaly.runs`)."""
-        self.abandoned += int(self.busy)
+        # an inline refit finished after the last point is not "still training": it was just never needed
+        self.abandoned += int(self._training is not None or self._loading is not None)
         if self._executor is not None:
             for process in list(getattr(self._executor, "_processes", {}).values()):
                 process.terminate()  # training can take a while; nothing of it is needed any more

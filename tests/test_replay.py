@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import multiprocessing
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path

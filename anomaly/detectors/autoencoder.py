@@ -51,15 +51,6 @@ def keras():
     return _keras
 
 
-def centred(windows: np.ndarray) -> np.ndarray:
-    """Return windows minus their own median: the models learn shapes, not levels.
-
-    A slow trend or a lasting change of level would otherwise look anomalous forever;
-    the start of a level shift still shows as a step inside the window.
-    """
-    return windows - np.median(windows, axis=1, keepdims=True)
-
-
 def masked(windows: np.ndarray, floor: float, median: np.ndarray | None = None,
            mad: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Return what the model sees of each window and the value it must predict, ``(n, window)`` and ``(n,)``.

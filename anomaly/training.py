@@ -29,6 +29,7 @@ MIN_POINTS = 100
 MAX_GAP_FRACTION = 0.1  # more missing grid points than this: sequence mode (see windows.TimeGrid)
 MIN_CALIBRATION = 10  # points each calibration part needs once excluded and implausible points are left out
 MIN_WINDOW = 8  # the shortest detector window, for the shortest histories
+MAX_FILL_FACTOR = 50  # a sequence is put on its grid (period, profile) only while that grid is at most 50x its points
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,8 @@ class Regular:
         if not self.sequence:
             return positions, values
         known, first = np.unique(positions, return_index=True)  # points closer than a step share a position
+        if known[-1] - known[0] + 1 > MAX_FILL_FACTOR * len(known):  # too sparse to fill: as they come
+            return known, values[first]
         full = np.arange(known[0], known[-1] + 1)
         return full, np.interp(full, known, values[first])
 

@@ -69,7 +69,7 @@ class RefitData:
 
     timestamps: np.ndarray  # (n,) epoch seconds of the kept points past warm-up (gap fillers included)
     values: np.ndarray  # (n,)
-    exclude: np.ndarray  # (n,) bool: not admitted (confident anomalies and their margins, labelled anomalies)
+    exclude: np.ndarray  # (n,) bool: not admitted (confident anomalies and their margins, labelled anomalies) or flagged
     labels: list[Label]  # feedback so far: false alarms are taught to the new calibration
     reason: str
     flagged: np.ndarray | None = None  # (n,) bool: what the models in use decided (None: not known)
@@ -241,9 +241,13 @@ class Adapter:
         self._refit_tried = count  # "more history" next when this has doubled
         # filled points carry the series across short gaps, as they did for scoring (a refit's history
         # would otherwise count them missing and could be refused)
+        # every flagged point stays out too, even one recalibration admits (a marginal flag, an alarm
+        # taken as a lasting change): the models never learn what they called anomalous, and
+        # training keeps out every window that holds one
         kept = self.kept
         points = kept.usable | kept.filled
-        return RefitData(kept.timestamps[points], kept.values[points], (~admitted & kept.usable)[points],
+        exclude = (~admitted | (kept.alarms & (kept.marks != NORMAL))) & kept.usable
+        return RefitData(kept.timestamps[points], kept.values[points], exclude[points],
                          list(self._labels), reason, kept.alarms[points])
 
     def models_swapped(self, ensemble) -> None:
@@ -385,7 +389,10 @@ def recalibrated(ensemble, raw: np.ndarray, original=None, taught: np.ndarray | 
     combination. Both samples are normal scores. Pooling them keeps one unusual recent
     stretch from collapsing a threshold (measured on NAB's noise-free series: thresholds
     fitted on a few hundred near-identical scores alarmed on float-level differences),
-    while the recent sample soon outweighs a short training head. ``taught``: ``(m, k)``
+    while the recent sample soon outweighs a short training head. The combination's
+    calibration sample is pooled with the trained one too: on its own, each recalibration
+    moved the threshold by chance, and on a stream without drift the events right at the
+    threshold were found by the trained ensemble and missed after adapting (1 in 89). ``taught``: ``(m, k)``
     scores of points labelled false alarms (see :func:`~anomaly.calibration.taught_calibrator`).
     """
     cut = len(raw) // 3
@@ -398,7 +405,8 @@ def recalibrated(ensemble, raw: np.ndarray, original=None, taught: np.ndarray | 
         for i, name in enumerate(ensemble.names)}
     p_detectors = new.detector_p_values(raw[cut:])
     statistic = combine(p_detectors[plausibly_normal(p_detectors)], ensemble.combine)
+    statistic = np.concatenate([original.combined_.sorted_, statistic])  # pooled too, for the same reason
     taught_statistic = (combine(new.detector_p_values(taught), ensemble.combine)
                         if len(taught) and len(statistic) >= MIN_EMPIRICAL else np.empty(0))
-    new.combined_ = taught_calibrator(statistic, taught_statistic, ensemble.alpha, cautious=False)
+    new.combined_ = taught_calibrator(statistic, taught_statistic, ensemble.alpha)
     return new

@@ -66,7 +66,7 @@ def train_refit(config: Config, data: RefitData, period: int, grid, models_dir: 
     ensemble, report = train(data.timestamps, data.values, config, exclude=data.exclude, labels=data.labels,
                              period=period, grid=grid)
     keeps_promise(report)
-    beats_models_in_use(report, data)
+    beats_models_in_use(report, data, ensemble)
     report["data"] = {"source": "refit", "reason": data.reason, "refit_of": parent}
     directory = Path(models_dir) if models_dir else Path(tempfile.mkdtemp(prefix="anomaly-refit-"))
     current = latest_run(directory)
@@ -92,22 +92,29 @@ def keeps_promise(report: dict, level: float = 0.01) -> None:
                          "keeping the models in use")
 
 
-def beats_models_in_use(report: dict, data: RefitData) -> None:
-    """Raise ``ValueError`` unless the new models flag fewer held-out points than the models in use did.
+def beats_models_in_use(report: dict, data: RefitData, ensemble) -> None:
+    """Raise ``ValueError`` unless the new ``ensemble`` flags fewer recent points than the models in use did.
 
-    Both are judged on the same recent points, the refit's validation part (admitted
-    points only: normal by the adapter's judgement), which the new models never trained
-    on. A tie keeps the models in use: a swap must earn its place (measured on NAB: refits
-    that only kept the promise on their own validation part later alarmed more, e.g. 18
-    against 3 flags per 500 points on cpu_utilization_asg_misconfiguration).
+    Both are judged on the same recent points, every point of the refit's validation part
+    (which the new models never trained on), the ones the models in use flagged included:
+    the new models learned nothing from those, so whether they flag them too is the test.
+    A tie keeps the models in use: a swap must earn its place (measured on NAB: refits that
+    only kept the promise on their own validation part later alarmed more, e.g. 18 against
+    3 flags per 500 points on cpu_utilization_asg_misconfiguration). Except when the refit
+    is for ``more history``: models trained on a short head (less than a seasonal cycle,
+    say) then tie on points where neither flags anything, and only the new ones know the cycle.
     """
     if data.flagged is None:
         return
-    recent = (data.timestamps >= report["validation_start"]) & ~data.exclude
-    before, after = int(data.flagged[recent].sum()), report["validation_flags"]
-    report["validation_flags_before"] = before
-    if after >= before:
-        raise ValueError(f"the new models flagged {after} held-out points, the models in use {before}: "
+    from .evaluate import stream_series
+
+    recent = data.timestamps >= report["validation_start"]
+    decided = stream_series(ensemble, data.timestamps, data.values, chunk=4096)
+    before = int(data.flagged[recent].sum())
+    after = int(decided.flags[decided.timestamps >= report["validation_start"]].sum())
+    report["recent_flags"], report["recent_flags_before"] = after, before
+    if after > before or (after == before and data.reason != "more history"):
+        raise ValueError(f"the new models flagged {after} recent points, the models in use {before}: "
                          "keeping the models in use")
 
 

@@ -218,9 +218,9 @@ def train(timestamps: np.ndarray, values: np.ndarray, config: Config, seed: int 
     statistic = combine(p_ens, ensemble.combine)
     taught_statistic = combine(ensemble.detector_p_values(taught), ensemble.combine) \
         if len(statistic) >= MIN_EMPIRICAL else np.empty(0)  # below that, the analytic p-value decides
-    # the detectors' p-values erred heavy already (cautious tails); their combination is not made
-    # more cautious again
-    ensemble.combined_ = taught_calibrator(statistic, taught_statistic, alpha, cautious=False)
+    # cautious as well: this calibrator maps the statistic back to the rate measured on held-out points, which
+    # undoes the detectors' caution (measured on NAB: 30 flags per 10k normal points against 6 per detector)
+    ensemble.combined_ = taught_calibrator(statistic, taught_statistic, alpha)
     validation = ensemble.decide(*part(end_ens, n))
     validation_clean = ~tainted[end_ens:]
     flagged = int(validation.is_anomaly[validation_clean].sum())

@@ -144,6 +144,40 @@ def test_across_a_gap_s_h_esd_deseasons_each_point_at_its_own_phase():
     stats = detector.series_stats(values, phase)
     deseasoned = sliding(values - detector.profile_[phase], detector.window)  # the numpy reference
     level = np.median(deseasoned, axis=1)
-    spread = np.maximum(1.4826 * np.median(np.abs(deseasoned - level[:, None]), axis=1), 1e-3)
+    spread = np.maximum(1.4826 * np.median(np.abs(deseasoned - level[:, None]), axis=1), detector.floor_)
     np.testing.assert_array_equal(stats.center, level + detector.profile_[phase[detector.window - 1:]])
     np.testing.assert_array_equal(stats.spread, spread)
+
+
+def test_s_h_esd_flags_a_level_shift_where_it_happens_not_for_half_a_window_after():
+    """The window median stays on the old level for half a window; the point's own deviation does not."""
+    detector = make("shesd")
+    detector.fit(*windows_and_phase(normal_series(), detector.window))
+    values = normal_series(600, seed=11)
+    values[400:] += 1.5  # 15 noise sd, for good
+    scores = score_consecutive(detector, values, np.arange(len(values)) % PERIOD)
+    first = detector.window - 1  # scores[j] belongs to point j + first
+    assert scores[400 - first] > 1  # the generalised ESD calls the shift an anomaly where it happens
+    assert scores[403 - first:424 - first].max() < 1  # and the new level normal two points later
+
+
+def test_s_h_esd_takes_no_window_as_quieter_than_the_quietest_of_training():
+    """After a stuck stretch the window's MAD is 0: ordinary points measured with it were hundreds of sd off."""
+    rng = np.random.default_rng(0)
+    detector = REGISTRY["shesd"](window=48, period=0)
+    detector.fit(sliding(0.1 * rng.normal(size=1500), 48))
+    values = 0.1 * rng.normal(size=400)
+    values[200:260] = 0.0  # a sensor stuck for longer than the window
+    scores = score_consecutive(detector, values, None)
+    after = scores[260 - 47:300 - 47]  # the 40 ordinary points after it
+    assert 0 < detector.floor_ < 0.1
+    assert (after > 1).sum() <= 1
+
+
+def test_an_s_h_esd_saved_before_its_spread_floor_is_refused(tmp_path):
+    detector = make("shesd")
+    detector.fit(*windows_and_phase(normal_series(), detector.window))
+    detector.save(tmp_path)
+    np.savez(tmp_path / "state.npz", profile=detector.profile_)  # as older versions wrote it
+    with pytest.raises(ValueError, match="train new models"):
+        REGISTRY["shesd"].load(tmp_path)

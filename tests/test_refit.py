@@ -67,20 +67,32 @@ def test_a_refit_after_a_lasting_change_swaps_in_new_models_and_saves_them_as_a_
     assert load_run(run)[0].grid == ensemble.grid
 
 
-def test_new_models_swap_in_only_when_they_keep_the_promise_and_beat_the_models_in_use():
+def test_new_models_swap_in_only_when_they_keep_the_promise_and_beat_the_models_in_use(quick_ensemble):
     from anomaly.refit import beats_models_in_use, keeps_promise
 
-    t = np.arange(1000.0)
-    data = RefitData(t, t, np.zeros(1000, dtype=bool), [], "test", flagged=t % 100 == 0)  # 10 flags
-    report = {"validation_points": 200, "validation_flags": 13, "target_far": 1e-3, "validation_start": 800.0}
+    report = {"validation_points": 200, "validation_flags": 13, "target_far": 1e-3}
     with pytest.raises(ValueError, match="13 of 200"):
         keeps_promise(report)  # 13 flags where 0.2 are expected
     report["validation_flags"] = 1
     keeps_promise(report)  # one flag in 200 is within chance
-    beats_models_in_use(report, data)  # 1 against the 2 the models in use raised there
-    report["validation_flags"] = 2
+
+    t, v = normal(1500, 20_000)
+    v = v.copy()
+    v[[1200, 1300, 1400]] += 40.0  # three spikes in the recent stretch: the new models flag them too
+    report["validation_start"] = float(t[1100])
+
+    def judged(flags_before: int, reason: str = "test"):
+        flagged = np.zeros(len(v), dtype=bool)
+        flagged[1100:1100 + flags_before] = True  # what the models in use flagged there
+        beats_models_in_use(report, RefitData(t, v, flagged.copy(), [], reason, flagged=flagged), quick_ensemble)
+
+    judged(4)  # 3 against the 4 the models in use raised on the same points, excluded ones included
+    assert report["recent_flags"] == 3
     with pytest.raises(ValueError, match="keeping the models in use"):
-        beats_models_in_use(report, data)  # a tie keeps them
+        judged(3)  # a tie keeps them
+    judged(3, "more history")  # unless they outgrew a short head
+    with pytest.raises(ValueError, match="keeping the models in use"):
+        judged(2, "more history")
 
 
 def test_a_refit_never_displaces_a_run_trained_meanwhile(quick_run, quick_config, tmp_path):
@@ -113,6 +125,7 @@ def test_a_refit_learns_only_from_admitted_points(quick_ensemble):
     data = runner.adapter.refit_request(trained_on=10**9)
     burst = np.isin(data.timestamps, timestamps[3000:3010])
     assert burst.sum() == 10 and data.exclude[burst].all()
+    assert data.exclude[data.flagged].all()  # every flagged point, however marginally
     assert data.exclude.mean() < 0.05  # ordinary points still teach
 
 

@@ -21,6 +21,9 @@ from typing import Protocol, Self, runtime_checkable
 import numpy as np
 
 
+NAIVE = 3  # points before the scored one whose median is the naive forecast (autoencoders, S-H-ESD)
+
+
 class NotFittedError(RuntimeError):
     """Raised when ``score`` or ``save`` is called before ``fit``."""
 

@@ -3,6 +3,11 @@
 Training fits the seasonal profile once with robust STL. Online, each window's values
 become residuals ``x - seasonal[phase] - median(window)`` (the median stands in for the
 trend), and the last point is tested with the generalised ESD on median/MAD statistics.
+The last point's deviation is the smaller of its residual and its deviation from the
+median of the ``NAIVE`` deseasoned points just before it, so that it is the point's own:
+after a level shift the window median stays on the old level for half a window, and every
+normal point of the new level would be "anomalous" until then (measured on NAB's
+machine_temperature: runs of 5-20 flags after each shift, 202 flags outside the labels).
 On a consecutive series (streaming), the median, the MAD and the last point's rank come
 from compiled rolling statistics (:mod:`anomaly.rolling`): O(window) per point, no STL.
 """
@@ -16,11 +21,13 @@ from typing import NamedTuple, Self
 import numpy as np
 from scipy import special
 
-from ..rolling import rolling_exceedances, rolling_median_mad
-from .base import check_phase, check_series, check_windows, read_params, require_fitted, write_params
+from ..rolling import rolling_exceedances, rolling_median, rolling_median_mad
+from .base import NAIVE, check_phase, check_series, check_windows, read_params, require_fitted, write_params
 
 DIRECTIONS = ("both", "pos", "neg")
 MAD_TO_SD = 1.4826  # MAD of a normal sample times this estimates its standard deviation
+SPREAD_FLOOR = 1e-3  # scaled units: the least spread, for series with no noise at all
+QUIETEST = 0.05  # quantile of the training windows' spreads that any window's spread is held to
 
 
 def esd_critical_values(n: int, max_anoms: int, alpha: float, two_sided: bool = True) -> np.ndarray:
@@ -34,6 +41,13 @@ def esd_critical_values(n: int, max_anoms: int, alpha: float, two_sided: bool = 
     p = 1 - alpha / ((2 if two_sided else 1) * (n - i + 1))
     t = special.stdtrit(n - i - 1, p)  # the Student-t quantile (what scipy.stats.t.ppf computes)
     return (n - i) * t / np.sqrt((n - i - 1 + t**2) * (n - i + 1))
+
+
+def phase_of_series(last_phase: np.ndarray | None, window: int, period: int) -> np.ndarray | None:
+    """Return the phase of every point of a consecutive series, from the phases of its windows' last points."""
+    if last_phase is None:
+        return None
+    return np.concatenate([np.mod(last_phase[0] - np.arange(window - 1, 0, -1), period), last_phase])
 
 
 class SeriesStats(NamedTuple):
@@ -66,6 +80,7 @@ class SHESD:
         self.stl_periods = stl_periods
         self.seed = seed  # unused: the fit is deterministic; kept for a uniform constructor
         self.profile_: np.ndarray | None = None
+        self.floor_ = SPREAD_FLOOR  # the least spread a window is measured with (see fit)
 
     def _check_params(self) -> None:
         if self.direction not in DIRECTIONS:
@@ -88,6 +103,14 @@ class SHESD:
             self.profile_ = seasonal_profile(series, phase, self.period, self.stl_periods)
         else:
             self.profile_ = np.zeros(max(self.period, 1))
+        # no window is taken as quieter than the quietest normal ones of training: on a stretch
+        # of repeated values (a metric that sits at 0 for hours) the MAD is 0, and every
+        # ordinary point after it would be hundreds of "sd" away (measured on NAB's
+        # rogue_agent_key_hold: 64 flags outside the labels, one every return from zero)
+        self.floor_ = SPREAD_FLOOR
+        self.floor_ = float(np.quantile(self.series_stats(
+            np.concatenate([windows[0, :-1], series]), phase_of_series(phase, self.window, self.period)).spread,
+            QUIETEST))
         return self
 
     @functools.cached_property
@@ -110,7 +133,7 @@ class SHESD:
         level = np.median(deseasoned, axis=1)
         residual = deseasoned - level[:, None]
         # a floor on the spread: quantised or flat data has MAD 0
-        spread = np.maximum(MAD_TO_SD * np.median(np.abs(residual), axis=1), 1e-3)
+        spread = np.maximum(MAD_TO_SD * np.median(np.abs(residual), axis=1), self.floor_)
         return level, residual, spread
 
     def expected(self, windows: np.ndarray, phase: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -127,15 +150,19 @@ class SHESD:
     def score(self, windows: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
         """Return ``(n,)`` scores: ESD statistic of the last point over its critical value."""
         _, residual, spread = self._residuals(windows, phase)
-        z = residual / spread[:, None]
-        if self.direction == "both":
-            z = np.abs(z)
-        elif self.direction == "neg":
-            z = -z
-        last = z[:, -1]
-        rank = (z[:, :-1] > last[:, None]).sum(axis=1)  # 0 when the last point is the most extreme
+        z = self._directed(residual / spread[:, None])
+        rank = (z[:, :-1] > z[:, -1:]).sum(axis=1)  # 0 when the last point is the most extreme
+        deseasoned = self._deseasoned(windows, check_phase(phase, len(windows), self.period, self.name))
+        naive = np.median(deseasoned[:, -NAIVE - 1:-1], axis=1)
+        last = np.minimum(z[:, -1], self._directed((deseasoned[:, -1] - naive) / spread))
         critical = self._critical
         return last / critical[np.minimum(rank, len(critical) - 1)]
+
+    def _directed(self, z: np.ndarray) -> np.ndarray:
+        """Return standardised deviations ``z`` as the test reads them: higher is more anomalous."""
+        if self.direction == "both":
+            return np.abs(z)
+        return -z if self.direction == "neg" else z
 
     def series_stats(self, values: np.ndarray, phase: np.ndarray | None = None) -> SeriesStats:
         """Return score, expected value and spread of every full window of consecutive ``values``.
@@ -150,13 +177,11 @@ class SHESD:
         phase = check_phase(phase, len(values), self.period, self.name)
         deseasoned = values - self.profile_[phase] if phase is not None else values
         level, mad = rolling_median_mad(deseasoned, self.window)
-        spread = np.maximum(MAD_TO_SD * mad, 1e-3)
+        spread = np.maximum(MAD_TO_SD * mad, self.floor_)
         rank = rolling_exceedances(deseasoned, self.window, level, spread, self.direction)
-        last = (deseasoned[self.window - 1:] - level) / spread
-        if self.direction == "both":
-            last = np.abs(last)
-        elif self.direction == "neg":
-            last = -last
+        last = deseasoned[self.window - 1:]
+        naive = rolling_median(deseasoned[self.window - NAIVE - 1:-1], NAIVE)
+        last = np.minimum(self._directed((last - level) / spread), self._directed((last - naive) / spread))
         critical = self._critical
         score = last / critical[np.minimum(rank, len(critical) - 1)]
         seasonal = self.profile_[phase[self.window - 1:]] if phase is not None else 0.0
@@ -173,7 +198,7 @@ class SHESD:
             "window": self.window, "period": self.period, "alpha": self.alpha,
             "max_anoms": self.max_anoms, "direction": self.direction,
             "stl_periods": self.stl_periods, "seed": self.seed})
-        np.savez(directory / "state.npz", profile=self.profile_)
+        np.savez(directory / "state.npz", profile=self.profile_, floor=self.floor_)
 
     @classmethod
     def load(cls, directory: Path) -> Self:
@@ -181,4 +206,8 @@ class SHESD:
         detector = cls(**read_params(directory, cls.name))
         with np.load(directory / "state.npz") as state:
             detector.profile_ = state["profile"]
+            if "floor" not in state.files:
+                raise ValueError(f"{directory}: saved by an older version whose S-H-ESD scored against the window "
+                                 "median alone; train new models (python train.py)")
+            detector.floor_ = float(state["floor"])
         return detector

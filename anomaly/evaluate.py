@@ -247,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m anomaly.evaluate",
         description="Evaluate the ensemble on labelled data. `nab`: the Numenta Anomaly Benchmark protocol on a "
-                    "NAB-style folder (data/<category>/*.csv, labels/combined_windows.json).",
+                    "NAB-style folder (data/<category>/*.csv, labels/combined_windows.json). `sim`: recall per "
+                    "anomaly kind and flags after events on a fresh simulated stream. `drift`: false alarms after "
+                    "sudden level shifts on the simulator.",
         epilog="NAB scores: 0 = flags nothing, 100 = every label window flagged at its first point. "
                "ev.recall/ev.prec: label windows found / alarms (runs of flags) inside a window. delay: median "
                "points from a window's start to its first flag. FA/10k: flags per 10,000 points outside windows. "
@@ -271,6 +273,16 @@ def main(argv: list[str] | None = None) -> int:
     drift.add_argument("--seed", type=int, default=11, help="simulator seed (default 11)")
     drift.add_argument("--no-adapt", action="store_true", help="keep the ensemble as trained")
     drift.add_argument("--no-refit", action="store_true", help="adapt the calibration only: never retrain the models")
+    sim = commands.add_parser("sim", help="recall per anomaly kind and flags after events on the simulator",
+                              description="Stream a fresh simulated stream with injected anomalies, continuing after "
+                                          "the run's training data; print, for the ensemble and each detector "
+                                          "alone, the recall of every anomaly kind and how often normal points are "
+                                          "flagged by how far after an event's end they come.")
+    sim.add_argument("--models", default="models", help="a models folder or one run (default: models)")
+    sim.add_argument("--points", type=int, default=30_000, help="simulated points (default 30,000)")
+    sim.add_argument("--seed", type=int, default=5, help="simulator seed (default 5)")
+    sim.add_argument("--no-adapt", action="store_true", help="keep the ensemble as trained")
+    sim.add_argument("--no-refit", action="store_true", help="adapt the calibration only: never retrain the models")
     args = parser.parse_args(argv)
 
     from .cli import UserError, _config, _setup_logging
@@ -278,8 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging()
     for name in ("anomaly.training", "anomaly.refit", "anomaly.adapt"):  # one line per file is enough
         logging.getLogger(name).setLevel(logging.WARNING)
-    if args.command == "drift":
-        return _drift(args)
+    if args.command in ("drift", "sim"):
+        return _drift(args) if args.command == "drift" else _sim(args)
     try:
         config = _config(args)
         if args.no_adapt or args.no_refit:
@@ -301,28 +313,75 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _drift(args) -> int:
-    """``evaluate drift``: refits (unless turned off) are inline, so the numbers do not depend on timing."""
-    from .recovery import drift_recovery
+def _simulated_run(args):
+    """Return the run of ``--models`` with its manifest, adaptation and inline refitter, or ``None`` (error said)."""
     from .refit import Refitter
-    from .runs import load_run, run_config, simulator_start
+    from .runs import load_run, run_config
 
     try:
         ensemble, manifest = load_run(args.models)
     except (FileNotFoundError, ValueError) as exc:
         print(f"evaluate: error: {exc}", file=sys.stderr)
-        return 2
+        return None
     config = run_config(manifest)
     adapt = None if args.no_adapt else config.adapt
     refitter = (Refitter(config, trained_on=manifest.get("points", 0), background=False)
                 if adapt is not None and adapt.refit and not args.no_refit else None)
+    return ensemble, manifest, config, adapt, refitter
+
+
+def _run_line(manifest: dict, args, adapt, refitter, seconds: float) -> str:
+    mode = "no adaptation" if adapt is None else "recalibration only" if refitter is None else "recalibration + refits"
+    return (f"run {manifest['run']}, {mode}, {args.points:,} points (seed {args.seed}), {seconds:.0f} s"
+            + (f", {refitter.refits} refits swapped in, {len(refitter.failures)} turned down" if refitter else ""))
+
+
+def _drift(args) -> int:
+    """``evaluate drift``: refits (unless turned off) are inline, so the numbers do not depend on timing."""
+    from .recovery import drift_recovery
+    from .runs import simulator_start
+
+    if (run := _simulated_run(args)) is None:
+        return 2
+    ensemble, manifest, _, adapt, refitter = run
     started = time.perf_counter()
     recovery = drift_recovery(ensemble, args.points, args.seed, simulator_start(manifest), adapt, refitter)
-    mode = "no adaptation" if adapt is None else "recalibration only" if refitter is None else "recalibration + refits"
-    print(f"run {manifest['run']}, {mode}, {args.points:,} points (seed {args.seed}), "
-          f"{time.perf_counter() - started:.0f} s" + (f", {refitter.refits} refits swapped in, "
-                                                      f"{len(refitter.failures)} turned down" if refitter else ""))
+    print(_run_line(manifest, args, adapt, refitter, time.perf_counter() - started))
     print(recovery.format())
+    return 0
+
+
+def _sim(args) -> int:
+    """``evaluate sim``: recall per kind and flagged normal points by distance after events, per detector."""
+    from .runs import simulator_start
+    from .simulate import simulate
+
+    if (run := _simulated_run(args)) is None:
+        return 2
+    ensemble, manifest, config, adapt, refitter = run
+    started = time.perf_counter()
+    series = simulate(args.points, seed=args.seed, anomalies=True, start_index=simulator_start(manifest),
+                      config=config.simulator)
+    streamed = stream_series(ensemble, series.timestamps, series.values, adapt=adapt, refitter=refitter)
+    print(_run_line(manifest, args, adapt, refitter, time.perf_counter() - started))
+    labels = series.labels.copy()
+    labels[:ensemble.window - 1] = False  # warm-up: not scored
+    kinds = sorted({event.kind for event in series.events})
+    print(f"{len(series.events)} injected anomalies; target false-alarm rate {ensemble.alpha:g}; recall per kind "
+          "(a flag in the event or the 5 points after it); normal points flagged by distance after an event's "
+          "end, over the target")
+    rows = []
+    for name in [ENSEMBLE, *streamed.names]:
+        flags = streamed.flags_of(name)
+        recall = event_recall(flags, series.events, grace=5, scored_from=ensemble.window)
+        after = after_events(flags[ensemble.window - 1:], labels[ensemble.window - 1:])
+        rows.append((name, recall, after))
+    header = f"{'':10s} {'recall':>6s}" + "".join(f" {k[:8]:>8s}" for k in kinds)
+    header += "".join(f" {label:>7s}" for label in rows[0][2].labels)
+    print(header)
+    for name, recall, after in rows:
+        print(f"{name:10s} {recall['all']:6.2f}" + "".join(f" {recall.get(k, float('nan')):8.2f}" for k in kinds)
+              + "".join(f" {rate / ensemble.alpha:6.1f}x" for rate in after.rates))
     return 0
 
 

@@ -73,3 +73,20 @@ def test_the_false_alarm_rate_is_kept_on_fresh_normal_data(quick_ensemble, secon
     for target in (1e-2, 1e-3):
         observed = float(np.mean(p[first:] < target))
         assert 0.5 * target <= observed <= 2 * target, (target, observed)
+
+
+def test_evaluate_sim_reports_recall_per_kind_and_flags_after_events_for_every_detector(quick_run, capsys):
+    from anomaly.evaluate import main
+
+    assert main(["sim", "--models", str(quick_run), "--points", "6000", "--no-adapt"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line.split() for line in out.splitlines() if line.split()}
+    header = next(line.split() for line in out.splitlines() if line.split()[:1] == ["recall"])
+    assert header[-4:] == ["1-9", "10-32", "33-99", "100+"]
+    for name in ("ensemble", "dense_ae", "lstm_ae", "iforest", "shesd"):
+        row = lines[name]
+        assert len(row) == len(header) + 1
+        assert 0 <= float(row[1]) <= 1  # recall
+    assert float(lines["ensemble"][1]) >= 0.8
+    assert float(lines["ensemble"][-3].rstrip("x")) <= 2  # 10-32 points after an event: at most twice the target
+    assert main(["sim", "--models", str(quick_run / "missing")]) == 2

@@ -164,10 +164,7 @@ class Refitter:
             return
         logger.info("refit: retraining the models on %d recent points (%s)", len(data.values), data.reason)
         self._started = time.perf_counter()
-        # the stream's period is kept; a stream without one (a head shorter than the three cycles detection
-        # needs: a day of 5-minute points is 288) looks for one in the longer history
-        args = (self.config, data, ensemble.period or None, ensemble.grid, self.models_dir, self.parent,
-                self.move_latest)
+        args = (self.config, data, ensemble.period, ensemble.grid, self.models_dir, self.parent, self.move_latest)
         if not self.background:
             try:
                 self._ready = self._load(train_refit(*args))

@@ -181,3 +181,12 @@ def test_an_s_h_esd_saved_before_its_spread_floor_is_refused(tmp_path):
     np.savez(tmp_path / "state.npz", profile=detector.profile_)  # as older versions wrote it
     with pytest.raises(ValueError, match="train new models"):
         REGISTRY["shesd"].load(tmp_path)
+
+
+def test_a_forest_saved_without_its_compiled_trees_is_refused_not_unpickled(tmp_path):
+    detector = make("iforest")
+    detector.fit(*windows_and_phase(normal_series(), detector.window))
+    detector.save(tmp_path)
+    (tmp_path / "compiled.npz").unlink()  # as versions before the compiled forest wrote it
+    with pytest.raises(ValueError, match="train new models"):
+        REGISTRY["iforest"].load(tmp_path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Self
 
@@ -131,10 +130,9 @@ class IForestDetector:
         forest_file = directory / "forest.joblib"
         detector._forest_file = forest_file.read_bytes() if forest_file.is_file() else None
         compiled = directory / "compiled.npz"
-        if compiled.is_file():
-            with np.load(compiled) as arrays:
-                detector.compiled_ = CompiledForest.from_arrays(arrays)
-        else:  # a run saved before the compiled forest was stored
-            detector.forest_ = joblib.load(io.BytesIO(detector._forest_file))
-            detector.compiled_ = CompiledForest(detector.forest_)
+        if not compiled.is_file():  # the scikit-learn file is a pickle: never loaded, only kept
+            raise ValueError(f"{directory}: saved by an older version without the compiled forest; "
+                             "train new models (python train.py)")
+        with np.load(compiled, allow_pickle=False) as arrays:
+            detector.compiled_ = CompiledForest.from_arrays(arrays)
         return detector

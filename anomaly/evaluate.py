@@ -268,21 +268,13 @@ def main(argv: list[str] | None = None) -> int:
                                 description="Stream simulated points with drift and anomalies, continuing after "
                                             "the run's training data; print the false-alarm rate by distance from "
                                             "each sudden level shift, and the recall of anomalies after them.")
-    drift.add_argument("--models", default="models", help="a models folder or one run (default: models)")
-    drift.add_argument("--points", type=int, default=100_000, help="simulated points (default 100,000)")
-    drift.add_argument("--seed", type=int, default=11, help="simulator seed (default 11)")
-    drift.add_argument("--no-adapt", action="store_true", help="keep the ensemble as trained")
-    drift.add_argument("--no-refit", action="store_true", help="adapt the calibration only: never retrain the models")
+    _simulated_arguments(drift, points=100_000, seed=11)
     sim = commands.add_parser("sim", help="recall per anomaly kind and flags after events on the simulator",
                               description="Stream a fresh simulated stream with injected anomalies, continuing after "
                                           "the run's training data; print, for the ensemble and each detector "
                                           "alone, the recall of every anomaly kind and how often normal points are "
                                           "flagged by how far after an event's end they come.")
-    sim.add_argument("--models", default="models", help="a models folder or one run (default: models)")
-    sim.add_argument("--points", type=int, default=30_000, help="simulated points (default 30,000)")
-    sim.add_argument("--seed", type=int, default=5, help="simulator seed (default 5)")
-    sim.add_argument("--no-adapt", action="store_true", help="keep the ensemble as trained")
-    sim.add_argument("--no-refit", action="store_true", help="adapt the calibration only: never retrain the models")
+    _simulated_arguments(sim, points=30_000, seed=5)
     args = parser.parse_args(argv)
 
     from .cli import UserError, _config, _setup_logging
@@ -290,8 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging()
     for name in ("anomaly.training", "anomaly.refit", "anomaly.adapt"):  # one line per file is enough
         logging.getLogger(name).setLevel(logging.WARNING)
-    if args.command in ("drift", "sim"):
-        return _drift(args) if args.command == "drift" else _sim(args)
+    if args.command != "nab":
+        return {"drift": _drift, "sim": _sim}[args.command](args)
     try:
         config = _config(args)
         if args.no_adapt or args.no_refit:
@@ -311,6 +303,15 @@ def main(argv: list[str] | None = None) -> int:
         indent=2, default=float))
     print(f"\nper-file scores and summary.json in {out}/")
     return 0
+
+
+def _simulated_arguments(parser: argparse.ArgumentParser, points: int, seed: int) -> None:
+    """Add the options of a command that streams the simulator through a saved run."""
+    parser.add_argument("--models", default="models", help="a models folder or one run (default: models)")
+    parser.add_argument("--points", type=int, default=points, help=f"simulated points (default {points:,})")
+    parser.add_argument("--seed", type=int, default=seed, help=f"simulator seed (default {seed})")
+    parser.add_argument("--no-adapt", action="store_true", help="keep the ensemble as trained")
+    parser.add_argument("--no-refit", action="store_true", help="adapt the calibration only: never retrain the models")
 
 
 def _simulated_run(args):

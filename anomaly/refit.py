@@ -108,7 +108,8 @@ def beats_models_in_use(report: dict, data: RefitData, ensemble) -> None:
     from .evaluate import stream_series
 
     recent = data.timestamps >= report["validation_start"]
-    decided = stream_series(ensemble, data.timestamps, data.values, chunk=4096)
+    first = max(0, int(np.argmax(recent)) - ensemble.window)  # the recent points, with a window of history
+    decided = stream_series(ensemble, data.timestamps[first:], data.values[first:], chunk=4096)
     before = int(data.flagged[recent].sum())
     after = int(decided.flags[decided.timestamps >= report["validation_start"]].sum())
     report["recent_flags"], report["recent_flags_before"] = after, before

@@ -124,8 +124,8 @@ class SHESD:
         lags = np.arange(self.window) - (self.window - 1)  # position of each column vs the last
         return windows - self.profile_[np.mod(phase[:, None] + lags, self.period)]
 
-    def _residuals(self, windows, phase) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Return deseasoned level ``(n,)``, residuals ``(n, window)`` and spread ``(n,)``."""
+    def _residuals(self, windows, phase) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Return deseasoned windows ``(n, window)``, their level ``(n,)``, residuals ``(n, window)`` and spread ``(n,)``."""
         require_fitted(self, "profile_")
         windows = check_windows(windows, self.window, self.name)
         phase = check_phase(phase, len(windows), self.period, self.name)
@@ -134,7 +134,7 @@ class SHESD:
         residual = deseasoned - level[:, None]
         # a floor on the spread: quantised or flat data has MAD 0
         spread = np.maximum(MAD_TO_SD * np.median(np.abs(residual), axis=1), self.floor_)
-        return level, residual, spread
+        return deseasoned, level, residual, spread
 
     def expected(self, windows: np.ndarray, phase: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(center, spread)`` of each window's last point, both ``(n,)`` in scaled units.
@@ -142,17 +142,16 @@ class SHESD:
         ``center`` is seasonal profile plus the window's deseasoned median; ``spread`` is the
         MAD-based standard deviation of the residuals.
         """
-        level, _, spread = self._residuals(windows, phase)
+        _, level, _, spread = self._residuals(windows, phase)
         phase = check_phase(phase, len(level), self.period, self.name)
         seasonal = self.profile_[phase] if phase is not None else 0.0
         return level + seasonal, spread
 
     def score(self, windows: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
         """Return ``(n,)`` scores: ESD statistic of the last point over its critical value."""
-        _, residual, spread = self._residuals(windows, phase)
+        deseasoned, _, residual, spread = self._residuals(windows, phase)
         z = self._directed(residual / spread[:, None])
         rank = (z[:, :-1] > z[:, -1:]).sum(axis=1)  # 0 when the last point is the most extreme
-        deseasoned = self._deseasoned(windows, check_phase(phase, len(windows), self.period, self.name))
         naive = np.median(deseasoned[:, -NAIVE - 1:-1], axis=1)
         last = np.minimum(z[:, -1], self._directed((deseasoned[:, -1] - naive) / spread))
         critical = self._critical

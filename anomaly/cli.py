@@ -145,7 +145,8 @@ def train_and_save(config: Config, models: str | Path, seed: int | None = None, 
         except ValueError as exc:
             raise UserError(str(exc)) from None
         if history.skipped:
-            logger.warning("skipped %d unreadable rows of %s", history.skipped, data)
+            reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(history.reasons.items()))
+            logger.warning("skipped %d unreadable rows of %s (%s)", history.skipped, data, reasons)
         timestamps, values, source = history.timestamps, history.values, str(data)
         logger.info("training on %d rows of %s", len(values), data)
     else:
@@ -414,7 +415,9 @@ def _feed(args, config: Config, ensemble, manifest, rate: float, runners: list):
         adapt = None if args.no_adapt else config.adapt
         refitter = (_refitter(args, config, manifest, background=not replay)
                     if refit and adapt is not None and adapt.refit else None)
-        runners.append(Runner(ensemble, args.gaps or config.stream.gaps, config.stream.max_fill, adapt, refitter))
+        horizon = None if args.source == "sim" else config.stream.future_horizon_s  # the simulator keeps its own time
+        runners.append(Runner(ensemble, args.gaps or config.stream.gaps, config.stream.max_fill, adapt, refitter,
+                              future_horizon=horizon))
         return runners[-1]
 
     if args.source.startswith("tcp://"):  # several streams, one models folder: recalibration only

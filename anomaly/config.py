@@ -108,6 +108,7 @@ class StreamConfig:
     gaps: str = "fill"  # missing grid points: "fill" (interpolated, status "filled") or "quarantine"
     max_fill: int = 0  # longest gap filled, in points; 0: the longest detector window (beyond: warm-up again)
     feedback: str = "feedback.jsonl"  # labels read while streaming (see anomaly.feedback)
+    future_horizon_s: float = 86_400.0  # a point stamped this far past the last one and the wall clock is quarantined
 
 
 @dataclass(frozen=True)

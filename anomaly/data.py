@@ -6,14 +6,16 @@ seconds / milliseconds. Everything becomes float epoch seconds.
 
 from __future__ import annotations
 
-import csv
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 EPOCH_MS_ABOVE = 1e11  # numbers this large are milliseconds (1e11 s is the year 5138)
+FIRST_EPOCH_S, LAST_EPOCH_S = -62_135_596_800.0, 253_402_300_799.0  # years 1 to 9999: what a datetime can hold
+SHOWN_TEXT = 40  # characters of an unreadable text quoted in its error
 
 
 TIME_FORMATS = ("auto", "iso", "epoch-s", "epoch-ms")
@@ -29,34 +31,64 @@ def epoch_seconds(number: float | np.ndarray, form: str = "auto"):
     return number
 
 
+def shown(text: str) -> str:
+    """Return ``repr(text)``, cut to its first ``SHOWN_TEXT`` characters: error messages stay one short line."""
+    return repr(text) if len(text) <= SHOWN_TEXT else repr(text[:SHOWN_TEXT]) + "..."
+
+
+def number(text: str) -> float:
+    """Return the number ``text`` writes in plain decimal or exponent form (``-1.5``, ``2e-3``).
+
+    Python's ``float`` also reads ``1_000`` and digits of other scripts; a metric line
+    that does is more likely garbage than a number, so those raise ``ValueError``.
+    ``nan`` and ``inf`` are read (as non-finite numbers, which the runner rejects by name).
+    """
+    if not text.isascii() or "_" in text:
+        raise ValueError(f"{shown(text)} is not a plain decimal number")
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{shown(text)} is not a number") from None
+
+
 def parse_timestamp(text: str, form: str = "auto") -> float:
     """Return epoch seconds of a timestamp in ``form``: one of ``TIME_FORMATS``.
 
-    ``auto`` takes ISO 8601 (no zone means UTC) or an epoch number, read as milliseconds
-    when it is larger than 1e11 (year 5138 in seconds). ``iso``, ``epoch-s`` and
-    ``epoch-ms`` take only that form. Raises ``ValueError`` with the offending text.
+    ``auto`` takes ISO 8601 (no zone means UTC) or an epoch number (see :func:`number`),
+    read as milliseconds when it is larger than 1e11 (year 5138 in seconds). ``iso``,
+    ``epoch-s`` and ``epoch-ms`` take only that form. A time outside the years 1 to 9999
+    cannot be written back as a date and is refused. Raises ``ValueError`` with the
+    offending text.
     """
     if form not in TIME_FORMATS:
         raise ValueError(f"time format must be one of {TIME_FORMATS}, got {form!r}")
     text = text.strip()
     if form != "iso":
         try:
-            number = float(text)
+            epoch = number(text)
         except ValueError:
             if form != "auto":
-                raise ValueError(f"timestamp {text!r} is not an epoch number ({form})") from None
+                raise ValueError(f"timestamp {shown(text)} is not an epoch number ({form})") from None
         else:
-            if not np.isfinite(number):
-                raise ValueError(f"timestamp {text!r} is not finite")
-            return float(epoch_seconds(number, form))
+            if not np.isfinite(epoch):
+                raise ValueError(f"timestamp {shown(text)} is not finite")
+            return _in_range(float(epoch_seconds(epoch, form)), text)
+    if not text.isascii():
+        raise ValueError(f"timestamp {shown(text)} is not ISO 8601 (ASCII digits only)")
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"timestamp {text!r} is not ISO 8601" + (" nor an epoch number" if form == "auto" else "")) \
-            from None
+        raise ValueError(f"timestamp {shown(text)} is not ISO 8601"
+                         + (" nor an epoch number" if form == "auto" else "")) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
+    return _in_range(moment.timestamp(), text)
+
+
+def _in_range(seconds: float, text: str) -> float:
+    if not FIRST_EPOCH_S <= seconds <= LAST_EPOCH_S:
+        raise ValueError(f"timestamp {shown(text)} is out of range (years 1 to 9999 in UTC)")
+    return seconds
 
 
 def format_timestamp(epoch_s: float) -> str:
@@ -70,36 +102,28 @@ class History:
 
     timestamps: np.ndarray
     values: np.ndarray
-    skipped: int = 0  # rows whose value or timestamp could not be read
+    skipped: int = 0  # rows that could not be read, or held a non-finite value
+    reasons: dict[str, int] = field(default_factory=dict)  # how many rows were skipped for each reason
 
 
 def read_csv(path: str | Path, time_column: str = "timestamp", value_column: str = "value",
              head: int | None = None, time_format: str = "auto") -> History:
-    """Read a CSV with a header into a :class:`History`.
+    """Read a CSV with a header into a :class:`History`, by the rules every source follows (:mod:`anomaly.parse`).
 
-    Rows with an unreadable timestamp or value are skipped and counted. Raises
-    ``ValueError`` naming the columns when the header lacks them.
+    ``head`` counts data rows, read or not. Rows with an unreadable timestamp or value are
+    skipped and counted by reason. Raises ``ValueError`` naming the columns when the header
+    lacks them, ``OSError`` when the file cannot be read.
     """
-    timestamps, values, skipped = [], [], 0
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        header = reader.fieldnames or []
-        missing = [c for c in (time_column, value_column) if c not in header]
-        if missing:
-            raise ValueError(f"{path}: no column {missing[0]!r} in the header {header}; "
-                             f"choose columns with --time-column/--value-column")
-        for row in reader:
-            if head is not None and len(values) + skipped >= head:
-                break
-            try:
-                stamp = parse_timestamp(row[time_column] or "", time_format)
-                value = float(row[value_column])
-            except (TypeError, ValueError):
-                skipped += 1
-                continue
-            if not np.isfinite(value):
-                skipped += 1
-                continue
-            timestamps.append(stamp)
-            values.append(value)
-    return History(np.array(timestamps, dtype=np.float64), np.array(values, dtype=np.float64), skipped)
+    from .sources import csv_chunks, limited
+
+    timestamps, values, reasons = [], [], Counter()
+    for chunk in limited(csv_chunks(path, time_column, value_column, time_format=time_format), head):
+        reasons.update(rejected.reason.split(":")[0] for rejected in chunk.rejected)
+        finite = np.isfinite(chunk.values)
+        if not finite.all():
+            reasons["non-finite value"] += int((~finite).sum())
+        timestamps.append(chunk.timestamps[finite])
+        values.append(chunk.values[finite])
+    joined = (np.concatenate(timestamps) if timestamps else np.empty(0),
+              np.concatenate(values) if values else np.empty(0))
+    return History(*joined, sum(reasons.values()), dict(reasons))

@@ -26,6 +26,7 @@ from .windows import Scaler, TimeGrid, phases
 PART = 2048  # most points per scoring task
 MIN_PART = 256  # fewest points per scoring task (ONNX Runtime batches well from here)
 PARALLEL_FROM = 256  # blocks this large are scored on all cores; a live point stays on one thread
+SCALED_LIMIT = 1e6  # |scaled value| beyond which a point is anomalous outright (float32 networks would overflow)
 
 
 @functools.cache
@@ -107,14 +108,22 @@ class Ensemble:
                                 for i, name in enumerate(self.names)])
 
     def decide(self, scaled: np.ndarray, positions: np.ndarray) -> Decisions:
-        """Score every point of ``scaled`` that has a full window (see :meth:`raw_scores`)."""
+        """Score every point of ``scaled`` that has a full window (see :meth:`raw_scores`).
+
+        A point more than ``SCALED_LIMIT`` spreads from the center is anomalous whatever the
+        detectors say: they see it clipped there, and a run of such values looks flat to them.
+        """
         if self.combined_ is None:
             raise RuntimeError("Ensemble: not calibrated; train it with anomaly.training.train()")
+        beyond = ~(np.abs(scaled[self.window - 1:]) < SCALED_LIMIT)
+        scaled = np.clip(scaled, -SCALED_LIMIT, SCALED_LIMIT)
         columns, expected = self._score_all(scaled, positions)
         center, spread = expected if expected is not None else self._rolling_band(scaled)
         raw = np.column_stack(columns)
         p_detectors = self.detector_p_values(raw)
         p_value = self.combined_p_value(p_detectors)
+        if beyond.any():
+            p_value = np.where(beyond, np.finfo(float).tiny, p_value)
         return Decisions(raw, p_detectors, p_value, anomaly_score(p_value, self.alpha), p_value < self.alpha,
                          self.scaler.inverse(center), spread * self.scaler.scale)
 

@@ -11,6 +11,8 @@ silently dropped: the caller sends them to the quarantine sink.
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +25,8 @@ from .records import Chunk, Decision, DecisionBlock, Rejected
 from .simulate import Point
 
 __all__ = ["Counts", "Decision", "DecisionBlock", "Rejected", "Runner"]
+
+JUMP_CONFIRM = 3  # points in a row beyond the horizon, in order and close together: the clock really moved
 
 
 @dataclass
@@ -39,13 +43,21 @@ class Counts:
 class Runner:
     """Scores a stream point by point (or block by block) with a trained :class:`Ensemble`."""
 
+    future_horizon: float | None = None
+    _ahead: list[float] = []  # the latest points beyond the horizon, in a row (see :meth:`_in_the_future`)
+    _wall_clock: Callable[[], float] = staticmethod(time.time)
+
     def __init__(self, ensemble: Ensemble, gaps: str = "fill", max_fill: int = 0,
-                 adapt: AdaptConfig | None = None, refitter=None):
+                 adapt: AdaptConfig | None = None, refitter=None, future_horizon: float | None = None,
+                 wall_clock: Callable[[], float] = time.time):
         """``gaps``: ``fill`` or ``quarantine`` (see :mod:`anomaly.gaps`); ``max_fill`` 0 means the longest window.
 
         ``adapt``: how to adapt to drift (:mod:`anomaly.adapt`); ``None`` keeps the ensemble as trained.
         ``refitter``: a :class:`~anomaly.refit.Refitter` that retrains the models when the adapter
         asks (``None``: the models stay; calibration still adapts).
+        ``future_horizon``: seconds; a timestamp further than this past both the stream's last
+        point and ``wall_clock()`` is rejected as in the future (``None``: no such check, for
+        sources with a clock of their own such as the simulator).
         """
         self.ensemble = ensemble
         self.adapter = Adapter(ensemble, adapt) if adapt is not None and adapt.enabled else None
@@ -56,30 +68,61 @@ class Runner:
         self._last_timestamp = -math.inf
         self._gaps = GapHandler(ensemble.grid, gaps, max_fill or ensemble.window)
         self.counts = Counts()
+        self.future_horizon = future_horizon
+        self._wall_clock = wall_clock
+        self._ahead = []
 
-    def check(self, point: Point, position: int) -> Rejected | None:
+    def check(self, point: Point, position: int, now: float | None = None) -> Rejected | None:
         """Return why ``point`` cannot be scored, or ``None`` when it is valid (and remember it).
 
-        A valid point has a finite value and a timestamp after the previous valid one: the
+        A valid point has a finite value and a timestamp after the previous valid one, not
+        in the future (see :meth:`_in_the_future`; ``now`` defaults to the wall clock): the
         rules :meth:`process` applies to a whole chunk at once.
         """
-        if not math.isfinite(point.value):
-            reason = "non-finite value"
-        elif not math.isfinite(point.timestamp):
-            reason = "non-finite timestamp"
-        elif point.timestamp <= self._last_timestamp:
-            reason = "duplicate timestamp" if point.timestamp == self._last_timestamp else "timestamp out of order"
+        reason = self._reason(point.timestamp, point.value, now)
+        return None if reason is None else Rejected(f"{point.timestamp},{point.value}", reason, position)
+
+    def _reason(self, timestamp: float, value: float, now: float | None) -> str | None:
+        if not math.isfinite(value):
+            return "non-finite value"
+        if not math.isfinite(timestamp):
+            return "non-finite timestamp"
+        if timestamp <= self._last_timestamp:
+            return "duplicate timestamp" if timestamp == self._last_timestamp else "timestamp out of order"
+        if self._in_the_future(timestamp, now):
+            return "timestamp in the future"
+        self._last_timestamp, self._ahead = timestamp, []
+        return None
+
+    def _in_the_future(self, timestamp: float, now: float | None) -> bool:
+        """Whether ``timestamp`` (after the last valid one) lies beyond the horizon, and is not a real jump.
+
+        Beyond the horizon means later than both the last valid point and the wall clock by
+        more than ``future_horizon``: one line stamped 9999-12-31 would otherwise make every
+        later line "out of order". When ``JUMP_CONFIRM`` such points come in a row, in order
+        and each within the horizon of the one before, the stream's clock really moved (a
+        replay of data stamped after today, a gap of days): the last of them is accepted.
+        """
+        if self.future_horizon is None:
+            return False
+        now = self._wall_clock() if now is None else now
+        if timestamp <= max(self._last_timestamp, now) + self.future_horizon:
+            return False
+        ahead = self._ahead
+        if ahead and ahead[-1] < timestamp <= ahead[-1] + self.future_horizon:
+            ahead.append(timestamp)
         else:
-            self._last_timestamp = point.timestamp
-            return None
-        return Rejected(f"{point.timestamp},{point.value}", reason, position)
+            self._ahead = ahead = [timestamp]
+        return len(ahead) < JUMP_CONFIRM
 
     def _validate(self, timestamps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, list[str | None]]:
         """Vectorised :meth:`check` of a chunk: the mask of valid points and each one's reason or ``None``.
 
         A point whose value and timestamp are finite is valid when its timestamp exceeds
         every earlier such point's: one rejected for order is at most that maximum, so it
-        cannot move it, and the running maximum is the last valid timestamp.
+        cannot move it, and the running maximum is the last valid timestamp. A chunk with a
+        point beyond the horizon is checked point by point instead (rare: such a point must
+        not move the maximum).
         """
         if len(values) == 0:
             return np.zeros(0, dtype=bool), []
@@ -88,8 +131,13 @@ class Runner:
         latest = np.maximum.accumulate(np.where(candidate, timestamps, -math.inf))
         before = np.concatenate([[self._last_timestamp], np.maximum(latest[:-1], self._last_timestamp)])
         valid = candidate & (timestamps > before)
+        if self.future_horizon is not None:
+            now = self._wall_clock()
+            if self._ahead or (valid & (timestamps > np.maximum(before, now) + self.future_horizon)).any():
+                reasons = [self._reason(t, v, now) for t, v in zip(timestamps.tolist(), values.tolist())]
+                return np.array([r is None for r in reasons]), reasons
         if valid.any():
-            self._last_timestamp = max(self._last_timestamp, float(latest[-1]))
+            self._last_timestamp, self._ahead = max(self._last_timestamp, float(latest[-1])), []
         reasons: list[str | None] = [None] * len(values)
         for i in np.flatnonzero(~valid):
             if not finite_value[i]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import SimulatorConfig
-from .parse import MAX_LINE, parse_csv_lines, parse_line, split_fields
+from .parse import MAX_LINE, line_fields, parse_csv_lines, parse_line
 from .records import Chunk
 from .simulate import Point, Simulator
 
@@ -145,13 +145,19 @@ def csv_chunks(path: str | Path, time_column: str = "timestamp", value_column: s
     ``chunk_bytes`` of text are parsed together (0: one line per chunk, for paced replay).
     Raises ``ValueError`` at once when the header lacks the time or value column.
     """
-    # a BOM is not part of the header; undecodable bytes stay visible (\xNN) in the quarantine
-    handle = open(path, encoding="utf-8-sig", errors="backslashreplace")
-    header = split_fields(handle.readline().rstrip("\n"))
+    # a BOM is not part of the header; undecodable bytes stay visible (\xNN) in the quarantine; only \n ends a
+    # line (a lone \r inside one is the parser's to reject, not a line end)
+    handle = open(path, encoding="utf-8-sig", errors="backslashreplace", newline="\n")
+    header = line_fields(handle.readline(MAX_LINE + 2).rstrip("\n"))
+    if isinstance(header, str):
+        handle.close()
+        raise ValueError(f"{path}: the header line cannot be read: {header}")
+    header = [name.strip() for name in header]
     for column in (time_column, value_column):
         if column not in header:
             handle.close()
-            raise ValueError(f"{path}: no column {column!r} in the header {header}")
+            raise ValueError(f"{path}: no column {column!r} in the header {header}; "
+                             "choose columns with --time-column/--value-column")
     layout = (len(header), header.index(time_column), header.index(value_column),
               header.index(label_column) if label_column in header else None, time_format)
 
@@ -166,7 +172,7 @@ def csv_chunks(path: str | Path, time_column: str = "timestamp", value_column: s
             if cut < 0:
                 partial.append(text)
                 continue
-            yield ("".join(partial) + text[:cut]).split("\n")
+            yield ("".join(partial) + text[:cut]).replace("\r\n", "\n").split("\n")
             partial = [text[cut + 1:]]
         if tail := "".join(partial):
             yield [tail]

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anomaly.data import parse_timestamp
-from anomaly.parse import parse_csv_lines, split_fields
+from anomaly.data import number, parse_timestamp
+from anomaly.parse import line_fields, parse_csv_lines
 from anomaly.records import Chunk, DecisionBlock
 from anomaly.runner import Runner
 from anomaly.simulate import Point
@@ -40,11 +40,11 @@ LINES = st.one_of(
 
 def one_line(line: str) -> tuple[float, float] | None:
     """The per-line rules the block parser must agree with: (timestamp, value) or None."""
-    fields = split_fields(line)
-    if len(fields) != 2:
+    fields = line_fields(line)
+    if isinstance(fields, str) or len(fields) != 2:
         return None
     try:
-        return parse_timestamp(fields[0]), float(fields[1])
+        return parse_timestamp(fields[0]), number(fields[1].strip())
     except ValueError:
         return None
 
@@ -97,7 +97,7 @@ def test_csv_source_numbers_lines_and_handles_bom_and_missing_newline(tmp_path):
     points = [(int(p), v) for c in chunks for p, v in zip(c.positions, c.values)]
     rejected = {r.position: r.reason for c in chunks for r in c.rejected}
     assert points == [(2, 1.0), (5, 3.0)]
-    assert rejected[3] == "empty line" and "could not convert" in rejected[4]
+    assert rejected[3] == "empty line" and "not a number" in rejected[4]
     with pytest.raises(ValueError, match="no column 'load'"):
         csv_chunks(path, value_column="load")
 

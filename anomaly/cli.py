@@ -9,12 +9,14 @@ import argparse
 import dataclasses
 import logging
 import math
+import os
 import sys
 import time
 from pathlib import Path
 
 from .config import Config, load_config, quick
 from .data import TIME_FORMATS
+from .server import Limits
 
 DEFAULT_MODELS = "models"
 SINK_PROCESS_FROM = 50_000  # replays this long format their output in a child process (~0.5 s to start)
@@ -225,6 +227,21 @@ def stream_parser() -> argparse.ArgumentParser:
     parser.add_argument("--feedback", metavar="JSONL",
                         help="labels read as they are added: false alarms and missed anomalies (default: "
                              "feedback.jsonl; write them with python -m anomaly.feedback)")
+    tcp = parser.add_argument_group("TCP server (--source tcp://HOST:PORT)")
+    tcp.add_argument("--allow-remote", action="store_true",
+                     help="allow binding an address other than loopback (every client that can reach it is served: "
+                          "add --auth-token)")
+    tcp.add_argument("--auth-token", metavar="TOKEN", default=os.environ.get("ANOMALY_AUTH_TOKEN"),
+                     help="clients must send 'AUTH TOKEN' as their first line (default: $ANOMALY_AUTH_TOKEN; none)")
+    tcp.add_argument("--max-clients", type=_positive_int, default=Limits.max_clients, metavar="N",
+                     help=f"connections at once; more are told the server is full (default: {Limits.max_clients})")
+    tcp.add_argument("--max-line", type=_positive_int, default=Limits.max_line, metavar="BYTES",
+                     help=f"longest line accepted; a longer one is rejected (default: {Limits.max_line:,})")
+    tcp.add_argument("--max-unread", type=_positive_int, default=Limits.max_outbox, metavar="BYTES",
+                     help=f"replies a client may leave unread before it is dropped (default: {Limits.max_outbox:,})")
+    tcp.add_argument("--idle-timeout", type=_rate, default=Limits.idle_timeout, metavar="SECONDS",
+                     help=f"drop a client that sends nothing for this long; 0: never "
+                          f"(default: {Limits.idle_timeout:g})")
     parser.add_argument("--time-column", default="timestamp", help="timestamp column of a CSV source")
     parser.add_argument("--value-column", default="value", help="value column of a CSV source")
     parser.add_argument("--time-format", choices=TIME_FORMATS, default="auto",
@@ -332,8 +349,14 @@ def run_stream(args, config: Config) -> int:
     stopped = ""  # why the stream ended early, if it did
     started = time.perf_counter()
     next_poll = 0.0
+    ended = Ended()  # streams that are over (TCP clients gone): counted, their runners let go
     try:
         for runner, chunk, reply in feed:
+            if chunk is None:  # a stream is over: close its incidents, keep its counts, let its runner go
+                for event in ended.add(runner, filters.pop(runner, None), runners):
+                    for sink in alerts:
+                        sink.write(event)
+                continue
             if (now := time.monotonic()) >= next_poll and not args.no_adapt:  # a stat() twice a second
                 next_poll = now + FEEDBACK_POLL_S
                 _apply_feedback(feedback, runners)
@@ -364,8 +387,8 @@ def run_stream(args, config: Config) -> int:
         for sink in alerts:
             sink.write(event)
     problems = _close_all(sinks + [quarantine] + alerts)
-    _summary(_total(runners), ensemble, args, stopped, time.perf_counter() - started)
-    incidents = sum(alarm.count for alarm in filters.values())
+    _summary(_total(runners, ended.counts), ensemble, args, stopped, time.perf_counter() - started)
+    incidents = sum(alarm.count for alarm in filters.values()) + ended.incidents
     print(f"{incidents} incidents" + (f" ({still_open} still open at the end)" if still_open else ""), file=sys.stderr)
     for sink in alerts:
         if hasattr(sink, "failed"):
@@ -443,12 +466,24 @@ def _refitter(args, config: Config, manifest: dict, background: bool = True):
 
 
 def _tcp_feed(args, ensemble, new_runner):
-    from .server import LineServer, feed, parse_address
+    from .server import LineServer, feed, is_loopback, parse_address
 
     try:
         host, port = parse_address(args.source)
-        server = LineServer(host, port, ensemble.grid.interval, float(ensemble.grid.timestamp(0)), args.time_format)
-    except (ValueError, OSError) as exc:
+    except ValueError as exc:
+        raise UserError(f"--source {args.source}: {exc}") from None
+    if not is_loopback(host):
+        if not args.allow_remote:
+            raise UserError(f"--source {args.source}: {host} is not loopback: every machine that can reach it would "
+                            "be served; add --allow-remote (and --auth-token) if that is what you want")
+        print(f"warning: serving {host}, not loopback: any client that can reach this port is served"
+              + ("; each must send AUTH first" if args.auth_token else ", without authentication (see --auth-token)"),
+              file=sys.stderr)
+    limits = Limits(args.max_clients, args.max_line, args.max_unread, args.idle_timeout)
+    try:
+        server = LineServer(host, port, ensemble.grid.interval, float(ensemble.grid.timestamp(0)), args.time_format,
+                            limits, args.auth_token or None)
+    except OSError as exc:
         raise UserError(f"--source {args.source}: {exc}") from None
     host, port = server.address
     print(f"listening on tcp://{host}:{port}; send lines with: python -m anomaly.client tcp://{host}:{port}",
@@ -459,7 +494,7 @@ def _tcp_feed(args, ensemble, new_runner):
         try:
             for runner, chunk, reply in feed(server, new_runner):
                 yield runner, chunk, reply
-                if left is not None:
+                if left is not None and chunk is not None:
                     left -= len(chunk) + len(chunk.rejected)
                     if left <= 0:
                         return
@@ -469,19 +504,40 @@ def _tcp_feed(args, ensemble, new_runner):
     return chunks()
 
 
-def _total(runners: list):
-    """Return the counts of all runners added up."""
+def _total(runners: list, ended=None):
+    """Return the counts of all runners added up (and ``ended``, the counts of streams already over)."""
     from .runner import Counts
 
     total = Counts()
-    for runner in runners:
-        for key, value in vars(runner.counts).items():
+    for counts in [runner.counts for runner in runners] + ([ended] if ended is not None else []):
+        for key, value in vars(counts).items():
             if key == "by_reason":
                 for reason, n in value.items():
                     total.by_reason[reason] = total.by_reason.get(reason, 0) + n
             else:
                 setattr(total, key, getattr(total, key) + value)
     return total
+
+
+class Ended:
+    """What remains of streams that are over: their counts and incidents, for the summary."""
+
+    def __init__(self):
+        from .runner import Counts
+
+        self.counts = Counts()
+        self.incidents = 0
+
+    def add(self, runner, alarm, runners: list) -> list:
+        """Fold ``runner``'s counts in, let it go; return the events that close its open incident."""
+        self.counts = _total([runner], self.counts)
+        runner.close()
+        runners.remove(runner)
+        if alarm is None:
+            return []
+        events = alarm.close()
+        self.incidents += alarm.count
+        return events
 
 
 def _alert_sinks(args, config: Config) -> list:

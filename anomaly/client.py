@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import socket
 import sys
 import threading
@@ -24,9 +25,9 @@ from .sources import paced
 
 def file_lines(path: str) -> Iterator[str]:
     """Yield the lines of a text file (``-`` for stdin), header included: the server skips it."""
-    handle = sys.stdin if path == "-" else open(path, encoding="utf-8-sig", errors="backslashreplace")
+    handle = sys.stdin if path == "-" else open(path, encoding="utf-8-sig", errors="backslashreplace", newline="\n")
     with handle:
-        for line in handle:
+        for line in handle:  # only \n ends a line: a stray \r inside one is the server's to reject
             yield line.rstrip("\n")
 
 
@@ -41,6 +42,8 @@ def simulator_lines(seed: int, start_index: int) -> Iterator[str]:
 def describe(reply: dict) -> str | None:
     """Return the line to print for a reply, or ``None`` for a normal point."""
     if "rejected" in reply:
+        if "position" not in reply:  # the connection itself was refused
+            return f"REFUSED by the server: {reply['rejected']}"
         return f"REJECTED line {reply['position']}: {reply['rejected']}  ({reply['raw'][:60]!r})"
     if reply.get("is_anomaly"):
         fired = ", ".join(f"{k[2:]} (p={v:.1e})" for k, v in reply.items() if k.startswith("p_") and k != "p_value"
@@ -64,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", type=int, default=40_000,
                         help="simulator point to start at (default: 40000, after the default training history)")
     parser.add_argument("--output", metavar="JSONL", help="keep every reply in this file")
+    parser.add_argument("--auth-token", metavar="TOKEN", default=os.environ.get("ANOMALY_AUTH_TOKEN"),
+                        help="the server's token, sent first as 'AUTH TOKEN' (default: $ANOMALY_AUTH_TOKEN)")
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
     args = parser.parse_args(argv)
 
@@ -79,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     rate = args.rate if args.rate is not None else (20.0 if args.source == "sim" else 0.0)
     lines = simulator_lines(args.seed, args.start) if args.source == "sim" else file_lines(args.source)
     lines = paced(itertools.islice(lines, args.limit), rate)
+    if args.auth_token:
+        lines = itertools.chain([f"AUTH {args.auth_token}"], lines)
     sent = [0]
 
     def send() -> None:  # the replies are read meanwhile on the main thread

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from .config import SimulatorConfig
-from .parse import MAX_LINE, line_fields, parse_csv_lines, parse_line
-from .records import Chunk
+from .parse import MAX_LINE, SHOWN, line_fields, parse_csv_lines, parse_line
+from .records import Chunk, Rejected
 from .simulate import Point, Simulator
 
 REPLAY_BYTES = 1 << 20  # text read per replay chunk: about 30,000 lines of timestamp,value
@@ -50,10 +50,11 @@ class LineReader:
     with ``timestamp`` is a header. Line numbers count from 1.
     """
 
-    def __init__(self, interval: float, start: float, time_format: str = "auto"):
+    def __init__(self, interval: float, start: float, time_format: str = "auto", max_line: int = MAX_LINE):
         self.interval = interval
         self.clock = start
         self.time_format = time_format
+        self.max_line = max_line  # characters; a longer line is rejected (and only its start kept)
         self.lines = 0
 
     def chunk(self, lines: list[str]) -> Chunk | None:
@@ -61,10 +62,12 @@ class LineReader:
         items = []
         for line in lines:
             self.lines += 1
-            if self.lines == 1 and line.strip().lstrip("\ufeff").lower().startswith("timestamp"):
+            if self.lines == 1 and line[:100].strip().lstrip("\ufeff").lower().startswith("timestamp"):
                 continue
-            item = parse_line(line.lstrip("\ufeff") if self.lines == 1 else line, self.lines, self.clock,
-                              self.interval, self.time_format)
+            if isinstance(line, TooLong) or len(line) > self.max_line:
+                item = Rejected(line[:SHOWN] + "...", f"line too long (over {self.max_line:,} characters)", self.lines)
+            else:
+                item = parse_line(line, self.lines, self.clock, self.interval, self.time_format)
             if isinstance(item, Point):
                 self.clock = max(self.clock, item.timestamp)  # an out-of-order line must not turn back the clock
             items.append(_point_chunk(item, self.lines, line))
@@ -82,31 +85,52 @@ def text_chunks(batches: Iterable[list[str]], interval: float, start: float,
             yield chunk
 
 
-class LineSplitter:
-    """Cuts arriving bytes into text lines; a line longer than ``MAX_LINE`` keeps only its start.
+class TooLong(str):
+    """The start of a line that ran past the longest line allowed: rejected, never parsed."""
 
-    Pieces of an unfinished line are joined once it ends, so a long line costs linear time.
+
+class LineSplitter:
+    """Cuts arriving bytes into text lines; a line longer than ``max_line`` bytes keeps only its start.
+
+    Pieces of an unfinished line are joined once it ends, so a long line costs linear time,
+    and no more than ``max_line`` bytes of one line are ever held.
     """
 
-    def __init__(self):
+    def __init__(self, max_line: int = MAX_LINE):
         self._partial: list[bytes] = []
-        self._size = 0
+        self._size = 0  # bytes of the unfinished line, counting what was not kept
+        self.max_line = max_line
 
     def feed(self, data: bytes) -> list[str]:
-        """Return the lines that ``data`` completes (without their line ends)."""
+        """Return the lines that ``data`` completes (without their line ends); too long ones as :class:`TooLong`."""
         *complete, tail = data.split(b"\n")
-        if complete:
-            complete[0] = b"".join(self._partial) + complete[0]
-            self._partial, self._size = [], 0
-        if self._size <= MAX_LINE:  # beyond it the line is rejected anyway: keep no more of it
-            self._partial.append(tail)
-            self._size += len(tail)
-        return [_decode(line) for line in complete]
+        lines = []
+        if complete and self._size:
+            self._add(complete.pop(0))
+            lines.append(self._take())
+        if len(data) <= self.max_line:  # the common case: no line in it can be too long
+            lines += [_decode(piece) for piece in complete]
+        else:
+            for piece in complete:
+                self._add(piece)
+                lines.append(self._take())
+        self._add(tail)
+        return lines
 
     def end(self) -> list[str]:
         """Return the last line if the input ended without a line end."""
-        tail, self._partial, self._size = b"".join(self._partial), [], 0
-        return [_decode(tail)] if tail else []
+        return [self._take()] if self._size else []
+
+    def _add(self, piece: bytes) -> None:
+        if self._size <= self.max_line:  # beyond it the line is rejected anyway: keep no more of it
+            self._partial.append(piece[:self.max_line + 1 - self._size])
+        self._size += len(piece)
+
+    def _take(self) -> str:
+        line = _decode(b"".join(self._partial))
+        too_long = self._size > self.max_line
+        self._partial, self._size = [], 0
+        return TooLong(line) if too_long else line
 
 
 def arriving_lines(fd: int, most: int, read_bytes: int = 1 << 16) -> Iterator[list[str]]:

@@ -132,11 +132,15 @@ def train_and_save(config: Config, models: str | Path, seed: int | None = None, 
     """
     from .data import read_csv
     from .feedback import read_feedback
-    from .runs import write_run
+    from .runs import check_writable, write_run
     from .simulate import simulate
     from .training import train
 
     seed = config.training.seed if seed is None else seed
+    try:  # before minutes of training, not after
+        check_writable(models)
+    except OSError as exc:
+        raise UserError(f"cannot save runs in {models}: {exc.strerror or exc}") from None
     if data:
         try:
             history = read_csv(data, time_column, value_column, head, time_format)

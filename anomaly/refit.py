@@ -60,7 +60,7 @@ def train_refit(config: Config, data: RefitData, period: int, grid, models_dir: 
     ``move_latest`` and it still names ``parent`` or an earlier refit of it (a run trained
     meanwhile with ``train.py`` is never displaced).
     """
-    from .runs import latest_run, write_run
+    from .runs import write_run
     from .training import train
 
     ensemble, report = train(data.timestamps, data.values, config, exclude=data.exclude, labels=data.labels,
@@ -69,10 +69,11 @@ def train_refit(config: Config, data: RefitData, period: int, grid, models_dir: 
     beats_models_in_use(report, data, ensemble)
     report["data"] = {"source": "refit", "reason": data.reason, "refit_of": parent}
     directory = Path(models_dir) if models_dir else Path(tempfile.mkdtemp(prefix="anomaly-refit-"))
-    current = latest_run(directory)
-    manifest_parent = _root_of(current) if current is not None else None
-    move = move_latest and current is not None and (current.name == parent or manifest_parent == parent)
-    run = write_run(directory, ensemble, report, move_latest=move)
+
+    def still_ours(current: Path | None) -> bool:  # decided under the models folder's lock
+        return current is not None and (current.name == parent or _root_of(current) == parent)
+
+    run = write_run(directory, ensemble, report, move_latest=still_ours if move_latest else False)
     return str(run), report
 
 
@@ -203,10 +204,10 @@ class Refitter:
         return None
 
     def _load(self, result: tuple[str, dict]):
-        from .ensemble import Ensemble
+        from .runs import load_run
 
         run, report = result
-        ensemble = Ensemble.load(Path(run))
+        ensemble = load_run(Path(run))[0]  # verified: the file is read back as the child wrote it
         probe = np.zeros(ensemble.window)  # scoring once opens the ONNX sessions here, not on the stream
         ensemble.raw_scores(probe, np.arange(ensemble.window))
         if self.models_dir is None:  # nowhere to keep it: it lives on in memory only

@@ -1,18 +1,27 @@
-"""Trained runs on disk: written atomically, with a pointer to the latest.
+"""Trained runs on disk: written atomically, hashed, verified before they are trusted.
 
 ``models/<run>/`` holds ``manifest.json`` and the ensemble; ``models/LATEST`` names the
-newest run. A run is built in a hidden temporary folder and renamed into place with
-``os.replace``, and LATEST is swapped the same way, so a crash mid-training leaves the
-previous run and pointer untouched.
+newest run. A run is built in a hidden temporary folder, every file fsynced, and renamed
+into place with ``os.replace``; LATEST is swapped the same way under a lock file
+(``models/.lock``), so a crash mid-training leaves the previous run and pointer untouched,
+and a refit and a ``train.py`` running at once cannot both move it. The manifest holds the
+SHA-256 of every other file of the run, checked at load: a changed or truncated file is a
+one-line error naming it. A run holds data only (JSON, numpy arrays without pickles, ONNX
+graphs, Keras files that are never loaded): loading one runs no code from it.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import platform
 import shutil
 import tempfile
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -20,6 +29,9 @@ from pathlib import Path
 from .ensemble import Ensemble
 
 LATEST = "LATEST"
+LOCK = ".lock"
+STAGING = ".tmp-"  # prefix of a run being written
+STALE_S = 3600  # a staging folder older than this was left by a crash: the next run removes it
 PACKAGES = ("numpy", "scipy", "scikit-learn", "statsmodels", "tensorflow", "keras", "matplotlib")
 
 
@@ -34,29 +46,129 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def write_run(models_dir: str | Path, ensemble: Ensemble, manifest: dict, move_latest: bool = True) -> Path:
-    """Save ``ensemble`` and ``manifest`` as a new run; point LATEST at it (if ``move_latest``); return its path."""
+def check_writable(models_dir: str | Path) -> None:
+    """Create ``models_dir`` if needed and check that a run can be written there; raises ``OSError`` if not."""
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
+    handle, probe = tempfile.mkstemp(prefix=STAGING, dir=models_dir)
+    os.close(handle)
+    os.unlink(probe)
+
+
+def file_hashes(run: Path) -> dict[str, str]:
+    """Return the SHA-256 (hex) of every file under ``run`` but ``manifest.json``, by relative path."""
+    hashes = {}
+    for path in sorted(p for p in run.rglob("*") if p.is_file()):
+        name = path.relative_to(run).as_posix()
+        if name != "manifest.json":
+            hashes[name] = _sha256(path)
+    return hashes
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_run(run: Path, manifest: dict) -> None:
+    """Raise ``ValueError`` naming the first file of ``run`` that is missing or not as it was saved."""
+    hashes = manifest.get("files")
+    if not isinstance(hashes, dict) or not hashes:
+        raise ValueError(f"{run}: saved without file hashes (by an older version): train new models "
+                         "(python train.py)")
+    for name, expected in hashes.items():
+        path = run / name
+        if ".." in Path(name).parts or not path.is_file():
+            raise ValueError(f"{path}: missing from the run: train new models or restore the run")
+        if _sha256(path) != expected:
+            raise ValueError(f"{path}: changed or truncated since it was saved (SHA-256 differs from "
+                             "manifest.json): train new models or restore the run")
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file under ``folder``, then the folders themselves, to the disk."""
+    for path in sorted(folder.rglob("*"), key=lambda p: -len(p.parts)):  # files before their folders
+        _fsync(path)
+    _fsync(folder)
+
+
+def _fsync(path: Path) -> None:
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def remove_stale(models_dir: Path, older_than_s: float = STALE_S) -> list[str]:
+    """Remove staging folders and pointer files left by crashed writers; return their names."""
+    removed = []
+    now = time.time()
+    for path in list(models_dir.glob(STAGING + "*")) + list(models_dir.glob(f".{LATEST}-*")):
+        try:
+            if now - path.stat().st_mtime > older_than_s:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+                removed.append(path.name)
+        except OSError:
+            pass  # another writer's, or already gone
+    return removed
+
+
+@contextmanager
+def locked(models_dir: Path):
+    """Hold ``models_dir``'s lock file exclusively (waiting for it) while moving LATEST."""
+    with open(models_dir / LOCK, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def write_run(models_dir: str | Path, ensemble: Ensemble, manifest: dict,
+              move_latest: bool | Callable[[Path | None], bool] = True) -> Path:
+    """Save ``ensemble`` and ``manifest`` as a new run and return its path.
+
+    LATEST moves to it when ``move_latest`` is true, or, when it is a function, when it
+    returns true for the run LATEST names at that moment (under the lock, so no other
+    writer moves LATEST in between).
+    """
+    models_dir = Path(models_dir)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale(models_dir)
     name = datetime.now(timezone.utc).strftime("run-%Y%m%d-%H%M%S-%f")
-    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=models_dir))
+    staging = Path(tempfile.mkdtemp(prefix=STAGING, dir=models_dir))
     try:
         ensemble.save(staging)
         manifest = {"run": name, "created": datetime.now(timezone.utc).isoformat(),
-                    "versions": library_versions(), **manifest}
+                    "versions": library_versions(), **manifest, "files": file_hashes(staging)}
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+        _fsync_tree(staging)
         final = models_dir / name
         os.replace(staging, final)
+        _fsync(models_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     if move_latest:
-        handle, path = tempfile.mkstemp(prefix=f".{LATEST}-", dir=models_dir)  # one per writer
-        os.close(handle)
-        pointer = Path(path)
-        pointer.write_text(name + "\n")
-        os.replace(pointer, models_dir / LATEST)
+        with locked(models_dir):
+            if move_latest is True or move_latest(latest_run(models_dir)):
+                _point_latest(models_dir, name)
     return final
+
+
+def _point_latest(models_dir: Path, name: str) -> None:
+    handle, path = tempfile.mkstemp(prefix=f".{LATEST}-", dir=models_dir)  # one per writer
+    try:
+        os.write(handle, (name + "\n").encode())
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+    os.replace(path, models_dir / LATEST)
+    _fsync(models_dir)
 
 
 def latest_run(models_dir: str | Path) -> Path | None:
@@ -84,9 +196,18 @@ def resolve_run(path: str | Path) -> Path:
 
 
 def load_run(path: str | Path) -> tuple[Ensemble, dict]:
-    """Return the ensemble and manifest of a run (or of a models folder's latest run)."""
+    """Return the ensemble and manifest of a run (or of a models folder's latest run), verified first.
+
+    Raises ``ValueError`` naming the file when the run is not as it was saved (see
+    :func:`verify_run`), ``FileNotFoundError`` when there is no run.
+    """
     run = resolve_run(path)
-    return Ensemble.load(run), json.loads((run / "manifest.json").read_text())
+    try:
+        manifest = json.loads((run / "manifest.json").read_text())
+    except ValueError as exc:
+        raise ValueError(f"{run / 'manifest.json'}: not valid JSON ({exc})") from None
+    verify_run(run, manifest)
+    return Ensemble.load(run), manifest
 
 
 def simulator_start(manifest: dict) -> int:

@@ -77,4 +77,4 @@ def test_a_crash_while_saving_leaves_the_previous_run_in_place(quick_ensemble, t
     with pytest.raises(RuntimeError, match="disk full"):
         write_run(tmp_path, quick_ensemble, {"note": "second"})
     assert latest_run(tmp_path) == first
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["LATEST", first.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".lock", "LATEST", first.name])

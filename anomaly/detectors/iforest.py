@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Self
 
-import joblib
 import numpy as np
 
 from ..rolling import rolling_median
@@ -44,9 +43,8 @@ class IForestDetector:
         self.max_samples = max_samples
         self.recent = recent
         self.seed = seed
-        self.forest_ = None  # the fitted sklearn.ensemble.IsolationForest, after fit (load keeps its file)
+        self.forest_ = None  # the fitted sklearn.ensemble.IsolationForest, after fit (never saved: a pickle)
         self.compiled_: CompiledForest | None = None
-        self._forest_file: bytes | None = None
 
     @property
     def _recent(self) -> int:
@@ -97,7 +95,6 @@ class IForestDetector:
             n_estimators=self.n_estimators, max_samples=min(self.max_samples, len(features)),
             random_state=self.seed).fit(features)
         self.compiled_ = CompiledForest(self.forest_)
-        self._forest_file = None
         return self
 
     def score(self, windows: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
@@ -116,21 +113,15 @@ class IForestDetector:
         write_params(directory, self.name, {
             "window": self.window, "period": self.period, "n_estimators": self.n_estimators,
             "max_samples": self.max_samples, "recent": self.recent, "seed": self.seed})
-        if self.forest_ is not None:
-            joblib.dump(self.forest_, directory / "forest.joblib")
-        elif self._forest_file is not None:
-            (directory / "forest.joblib").write_bytes(self._forest_file)
         np.savez(directory / "compiled.npz", **self.compiled_.to_arrays())
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        """Read a saved detector: the compiled forest for scoring; the scikit-learn file kept as bytes."""
+        """Read a saved detector: its compiled forest, numpy arrays only (nothing in a run is unpickled)."""
         directory = Path(directory)
         detector = cls(**read_params(directory, cls.name))
-        forest_file = directory / "forest.joblib"
-        detector._forest_file = forest_file.read_bytes() if forest_file.is_file() else None
         compiled = directory / "compiled.npz"
-        if not compiled.is_file():  # the scikit-learn file is a pickle: never loaded, only kept
+        if not compiled.is_file():  # older runs kept only a scikit-learn pickle, which is never loaded
             raise ValueError(f"{directory}: saved by an older version without the compiled forest; "
                              "train new models (python train.py)")
         with np.load(compiled, allow_pickle=False) as arrays:

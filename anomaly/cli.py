@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import math
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -107,8 +108,11 @@ def train_parser() -> argparse.ArgumentParser:
 
 
 def train_main(argv: list[str] | None = None) -> int:
+    from .signals import interrupted_exit_code, terminate_like_interrupt
+
     args = train_parser().parse_args(argv)
     _setup_logging(args.quiet)
+    terminate_like_interrupt()  # SIGTERM cleans up as Ctrl-C does: no staging folder is left behind
     try:
         config = _config(args)
         run = train_and_save(config, args.models, args.seed, args.data, args.head,
@@ -116,9 +120,9 @@ def train_main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"train.py: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("train.py: interrupted; models/ is unchanged", file=sys.stderr)
-        return 130
+        return interrupted_exit_code(exc)
     print(f"saved {run}")
     return 0
 
@@ -259,17 +263,20 @@ def stream_parser() -> argparse.ArgumentParser:
 
 
 def stream_main(argv: list[str] | None = None) -> int:
+    from .signals import interrupted_exit_code, terminate_like_interrupt
+
     args = stream_parser().parse_args(argv)
     _setup_logging()
+    terminate_like_interrupt()
     try:
         config = _config(args)
         return run_stream(args, config)
     except UserError as exc:
         print(f"stream.py: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # during training or loading; the stream loop has its own summary
+    except KeyboardInterrupt as exc:  # during training or loading; the stream loop stops gracefully instead
         print("stream.py: interrupted; models/ is unchanged", file=sys.stderr)
-        return 130
+        return interrupted_exit_code(exc)
 
 
 def _load_or_train(args, config: Config):
@@ -316,6 +323,7 @@ def run_stream(args, config: Config) -> int:
     from .plot import LivePlot, has_display
     from .sink_process import SinkProcess, make_sinks
     from .feedback import FeedbackFile
+    from .signals import GracefulStop, StopRequested
     from .sinks import QuarantineSink
 
     ensemble, manifest = _load_or_train(args, config)
@@ -354,44 +362,61 @@ def run_stream(args, config: Config) -> int:
     started = time.perf_counter()
     next_poll = 0.0
     ended = Ended()  # streams that are over (TCP clients gone): counted, their runners let go
-    try:
-        for runner, chunk, reply in feed:
-            if chunk is None:  # a stream is over: close its incidents, keep its counts, let its runner go
-                for event in ended.add(runner, filters.pop(runner, None), runners):
+    with GracefulStop() as stop:  # Ctrl-C, SIGTERM: finish what was read, then stop
+        chunks = iter(feed)
+        try:
+            while True:
+                try:
+                    with stop.waiting():  # a signal interrupts the wait for input, never a chunk being scored
+                        runner, chunk, reply = next(chunks)
+                except (StopIteration, StopRequested):
+                    break
+                if chunk is None:  # a stream is over: close its incidents, keep its counts, let its runner go
+                    for event in ended.add(runner, filters.pop(runner, None), runners):
+                        for sink in alerts:
+                            sink.write(event)
+                    continue
+                if (now := time.monotonic()) >= next_poll and not args.no_adapt:  # a stat() twice a second
+                    next_poll = now + FEEDBACK_POLL_S
+                    _apply_feedback(feedback, runners)
+                block, rejected = runner.process(chunk)
+                for line in rejected:
+                    quarantine.write(line)
+                for sink in sinks:
+                    sink.write_block(block)
+                if reply is not None:
+                    reply(block, rejected)
+                alarm = filters.setdefault(runner, AlarmFilter(config.alerts.k, config.alerts.n, cooldown))
+                for event in alarm.update(block):
                     for sink in alerts:
                         sink.write(event)
-                continue
-            if (now := time.monotonic()) >= next_poll and not args.no_adapt:  # a stat() twice a second
-                next_poll = now + FEEDBACK_POLL_S
-                _apply_feedback(feedback, runners)
-            block, rejected = runner.process(chunk)
-            for line in rejected:
-                quarantine.write(line)
-            for sink in sinks:
-                sink.write_block(block)
-            if reply is not None:
-                reply(block, rejected)
-            alarm = filters.setdefault(runner, AlarmFilter(config.alerts.k, config.alerts.n, cooldown))
-            for event in alarm.update(block):
-                for sink in alerts:
-                    sink.write(event)
-    except KeyboardInterrupt:
-        stopped = "stopped"
-    except BrokenPipeError:  # the reader of our output went away (| head): stop quietly
-        stopped = "stopped: the output was closed"
-    except OSError as exc:  # a full disk, say: in one line, after closing what can be closed
-        _close_all(sinks + [quarantine])
-        raise UserError(f"writing the output failed: {exc}") from None
-    finally:
-        feed.close()
-        for runner in runners:
-            runner.close()
+                if stop.requested:
+                    break
+        except BrokenPipeError:  # the reader of our output went away (| head): stop quietly
+            stopped = "stopped: the output was closed"
+        except OSError as exc:  # a full disk, say: in one line, after closing what can be closed
+            _close_all(sinks + [quarantine])
+            raise UserError(f"writing the output failed: {exc}") from None
+        finally:
+            feed.close()
+            for runner in runners:
+                runner.close()
+        if stop.requested:
+            stopped = "stopped" if stop.signum == signal.SIGINT else "stopped by SIGTERM"
+        stop.finishing = True  # a second Ctrl-C now stops waiting for the output to be written
+        _finish(args, ensemble, sinks, quarantine, alerts, filters, ended, runners, stopped,
+                time.perf_counter() - started)
+    return stop.exit_code or 0
+
+
+def _finish(args, ensemble, sinks, quarantine, alerts, filters, ended, runners, stopped, seconds) -> None:
+    """Close what is still open (incidents, sinks) and print the summary of a stream."""
     still_open = sum(alarm.open is not None for alarm in filters.values())
     for event in (e for alarm in filters.values() for e in alarm.close()):  # the end closes what is open
         for sink in alerts:
             sink.write(event)
     problems = _close_all(sinks + [quarantine] + alerts)
-    _summary(_total(runners, ended.counts), ensemble, args, stopped, time.perf_counter() - started)
+    _summary(_total(runners, ended.counts), ensemble, args, stopped, seconds)
     incidents = sum(alarm.count for alarm in filters.values()) + ended.incidents
     print(f"{incidents} incidents" + (f" ({still_open} still open at the end)" if still_open else ""), file=sys.stderr)
     for sink in alerts:
@@ -409,7 +434,6 @@ def run_stream(args, config: Config) -> int:
               file=sys.stderr)
     for problem in problems:
         print(f"stream.py: warning: {problem}", file=sys.stderr)
-    return 0
 
 
 def _apply_feedback(feedback, runners: list) -> None:

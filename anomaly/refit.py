@@ -19,6 +19,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import signal
 import tempfile
 import time
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -42,6 +43,7 @@ def _quiet_child() -> None:
     for name in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[name] = "1"
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group: the stream decides, and stops us
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):
@@ -168,10 +170,15 @@ class Refitter:
         self._started = time.perf_counter()
         args = (self.config, data, ensemble.period, ensemble.grid, self.models_dir, self.parent, self.move_latest)
         if not self.background:
+            from .signals import StopRequested, interruptible
+
             try:
-                self._ready = self._load(train_refit(*args))
+                with interruptible():  # a stop signal drops the refit, not the points already scored
+                    self._ready = self._load(train_refit(*args))
             except ValueError as exc:
                 self._failed(str(exc))
+            except StopRequested:
+                self._failed("stopped before it finished")
             return
         if self._executor is None:
             self._executor = ProcessPoolExecutor(1, multiprocessing.get_context("spawn"), initializer=_quiet_child)
@@ -234,9 +241,13 @@ class Refitter:
         # an inline refit finished after the last point is not "still training": it was just never needed
         self.abandoned += int(self._training is not None or self._loading is not None)
         if self._executor is not None:
-            for process in list(getattr(self._executor, "_processes", {}).values()):
+            processes = list((getattr(self._executor, "_processes", None) or {}).values())
+            for process in processes:
                 process.terminate()  # training can take a while; nothing of it is needed any more
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            for process in processes:
+                process.join(timeout=10)
+            # waiting lets the executor's manager thread see its workers gone and end now, not at exit
+            self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
         if self._loader is not None:
             self._loader.shutdown(wait=True)

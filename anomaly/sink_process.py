@@ -67,7 +67,7 @@ class SinkProcess:
             self._raise_failure()
 
     def _send(self, message) -> None:
-        """Send ``message`` whole: a Ctrl-C arriving meanwhile is raised after it, not halfway through.
+        """Send ``message`` whole: a Ctrl-C arriving meanwhile is handled after it, not halfway through.
 
         A message cut in two would leave the child unable to read anything after it.
         """
@@ -80,8 +80,11 @@ class SinkProcess:
             self._sender.send(message)
         finally:
             signal.signal(signal.SIGINT, previous)
-        if interrupted:
-            raise KeyboardInterrupt
+        if interrupted:  # now handled as it would have been (a graceful stop notes it; the default raises)
+            if callable(previous):
+                previous(signal.SIGINT, None)
+            elif previous != signal.SIG_IGN:
+                raise KeyboardInterrupt
 
     def _raise_failure(self) -> None:
         code = self._process.exitcode

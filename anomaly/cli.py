@@ -47,10 +47,24 @@ def _config(args) -> Config:
         raise UserError(f"config file {args.config}: {exc}") from None
     if getattr(args, "quick", False):
         config = quick(config)
+    if getattr(args, "detectors", None):
+        config = dataclasses.replace(config, ensemble=dataclasses.replace(
+            config.ensemble, detectors=_detector_names(args.detectors)))
     if getattr(args, "target_far", None) is not None:
         config = dataclasses.replace(config, calibration=dataclasses.replace(
             config.calibration, target_far=args.target_far))
     return config
+
+
+def _detector_names(text: str) -> tuple[str, ...]:
+    """Return the detector names of ``a,b,c``; raises :class:`UserError` for an unknown or repeated one."""
+    from .detectors import REGISTRY
+
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in REGISTRY]
+    if unknown or not names or len(set(names)) != len(names):
+        raise UserError(f"--detectors {text!r}: give distinct names from {', '.join(REGISTRY)}")
+    return names
 
 
 def _positive_int(text: str) -> int:
@@ -102,6 +116,10 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, metavar="N", help="random seed (default: from config, 0)")
     parser.add_argument("--target-far", type=_far, metavar="RATE",
                         help="false-alarm rate to calibrate for, as a fraction of normal points (default 0.001)")
+    parser.add_argument("--detectors", metavar="A,B,C",
+                        help="the detectors of the ensemble (default: [ensemble] detectors of the settings, "
+                             "dense_ae,lstm_ae,iforest,shesd); registered: dense_ae, lstm_ae, iforest, shesd, "
+                             "ocsvm, kmeans, zscore, ewma, holt_winters, adwin")
     parser.add_argument("--quick", action="store_true", help="tiny models in seconds, for demos and tests")
     parser.add_argument("--quiet", action="store_true", help="print only the result")
     return parser
@@ -175,6 +193,7 @@ def train_and_save(config: Config, models: str | Path, seed: int | None = None, 
     except ValueError as exc:
         raise UserError(str(exc)) from None
     report["data"] = {"source": source, "head": head, "seed": seed, "feedback": feedback}
+    report["detectors"] = list(ensemble.names)
     if labels:
         logger.info("feedback: %d labels; %d points left out as anomalies, %d false-alarm points taught",
                     len(labels), report["excluded"], report["taught_false_alarms"])

@@ -70,12 +70,59 @@ class SHESDConfig:
 
 
 @dataclass(frozen=True)
+class OCSVMConfig:
+    nu: float = 0.05  # share of training windows the SVM may leave outside
+    n_components: int = 100  # Nystroem kernel approximation size
+    gamma: float = 0.0  # RBF width on standardised features; 0: one over the number of features
+    recent: int = 8
+
+
+@dataclass(frozen=True)
+class KMeansConfig:
+    n_clusters: int = 16
+    recent: int = 8
+
+
+@dataclass(frozen=True)
+class ZScoreConfig:
+    pass  # the window (windows.size) is all a rolling robust z-score needs
+
+
+@dataclass(frozen=True)
+class EWMAConfig:
+    alpha: float = 0.3  # weight of the newest point in the moving average
+
+
+@dataclass(frozen=True)
+class HoltWintersConfig:
+    pass  # smoothing constants and the seasonal profile are fitted by statsmodels
+
+
+@dataclass(frozen=True)
+class ADWINConfig:
+    delta: float = 0.002  # ADWIN's confidence: the chance of calling a change where there is none
+    min_part: int = 4  # fewest points on either side of a split
+
+
+@dataclass(frozen=True)
 class DetectorsConfig:
-    enabled: tuple[str, ...] = ("dense_ae", "lstm_ae", "iforest", "shesd")
     dense_ae: DenseAEConfig = field(default_factory=DenseAEConfig)
     lstm_ae: LSTMAEConfig = field(default_factory=LSTMAEConfig)
     iforest: IForestConfig = field(default_factory=IForestConfig)
     shesd: SHESDConfig = field(default_factory=SHESDConfig)
+    ocsvm: OCSVMConfig = field(default_factory=OCSVMConfig)
+    kmeans: KMeansConfig = field(default_factory=KMeansConfig)
+    zscore: ZScoreConfig = field(default_factory=ZScoreConfig)
+    ewma: EWMAConfig = field(default_factory=EWMAConfig)
+    holt_winters: HoltWintersConfig = field(default_factory=HoltWintersConfig)
+    adwin: ADWINConfig = field(default_factory=ADWINConfig)
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """Which registered detectors the ensemble holds (train.py --detectors overrides)."""
+
+    detectors: tuple[str, ...] = ("dense_ae", "lstm_ae", "iforest", "shesd")
 
 
 @dataclass(frozen=True)
@@ -147,6 +194,7 @@ class Config:
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
     windows: WindowConfig = field(default_factory=WindowConfig)
     detectors: DetectorsConfig = field(default_factory=DetectorsConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)

@@ -140,8 +140,8 @@ def nab_stream(path: Path, config) -> tuple[Streamed, str]:  # adapts as config.
     try:
         ensemble, report = train(history.timestamps[:head], history.values[:head], config)
     except ValueError as exc:  # e.g. a constant head: nothing to learn, so nothing is flagged
-        n, k = len(history.values), len(config.detectors.enabled)
-        return Streamed(list(config.detectors.enabled), config.calibration.target_far, history.timestamps,
+        n, k = len(history.values), len(config.ensemble.detectors)
+        return Streamed(list(config.ensemble.detectors), config.calibration.target_far, history.timestamps,
                         history.values, np.zeros(n), np.ones((n, k)), np.zeros(n, dtype=bool)), str(exc)
     refitter = None
     if config.adapt.enabled and config.adapt.refit:  # inline: the scores do not depend on timing

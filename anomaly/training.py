@@ -158,7 +158,7 @@ def train(timestamps: np.ndarray, values: np.ndarray, config: Config, seed: int 
 
     fit_seconds = {}
     detectors = {}
-    for name in config.detectors.enabled:
+    for name in config.ensemble.detectors:
         detector = registry.build(name, config, period, seed)
         if end_train < detector.window + 10:
             raise ValueError(f"the training part ({end_train} points) is too short for {name}'s "

@@ -15,6 +15,12 @@ TINY = {
     "lstm_ae": {"window": 16, "units": 6, "epochs": 2},
     "iforest": {"window": 16, "n_estimators": 40, "max_samples": 128},
     "shesd": {"window": 48},
+    "ocsvm": {"window": 16, "n_components": 50},
+    "kmeans": {"window": 16, "n_clusters": 8},
+    "zscore": {"window": 16},
+    "ewma": {"window": 16},
+    "holt_winters": {"window": 16},
+    "adwin": {"window": 16},
 }
 
 
@@ -42,7 +48,8 @@ def fitted(request):
 
 
 def test_every_detector_is_registered_under_its_name():
-    assert set(REGISTRY) == {"dense_ae", "lstm_ae", "iforest", "shesd"}
+    assert set(REGISTRY) == {"dense_ae", "lstm_ae", "iforest", "shesd", "ocsvm", "kmeans", "zscore", "ewma", "holt_winters",
+                             "adwin"}
     assert all(cls.name == key for key, cls in REGISTRY.items())
 
 

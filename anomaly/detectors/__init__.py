@@ -5,15 +5,23 @@ from __future__ import annotations
 from ..config import Config
 from .base import Detector, NotFittedError
 from .dense_ae import DenseAutoencoder
+from .distance import KMeansDetector, OneClassSVMDetector
 from .iforest import IForestDetector
 from .lstm_ae import LSTMAutoencoder
 from .shesd import SHESD
+from .statistical import ADWINChange, EWMAResidual, HoltWintersResidual, RobustZScore
 
 REGISTRY: dict[str, type] = {
     "dense_ae": DenseAutoencoder,
     "lstm_ae": LSTMAutoencoder,
     "iforest": IForestDetector,
     "shesd": SHESD,
+    "ocsvm": OneClassSVMDetector,
+    "kmeans": KMeansDetector,
+    "zscore": RobustZScore,
+    "ewma": EWMAResidual,
+    "holt_winters": HoltWintersResidual,
+    "adwin": ADWINChange,
 }
 
 

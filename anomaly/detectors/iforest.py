@@ -7,25 +7,15 @@ from typing import Self
 
 import numpy as np
 
-from ..rolling import rolling_median
-from .base import (check_phase, check_series, check_windows, phase_features, read_params,
-                   require_fitted, write_params)
+from .base import read_params, require_fitted, write_params
+from .features import LagFeatures
 from .forest import CompiledForest
 
 
-TINY = 1e-6  # scaled units: far below real noise, far above float rounding
+class IForestDetector(LagFeatures):
+    """Isolation Forest over lag features of the window's end (see :class:`~.features.LagFeatures`).
 
-
-class IForestDetector:
-    """Isolation Forest over lag features of the window's end.
-
-    Features: the last value's deviation from the median of the ``recent`` values before
-    it (a window-wide median kept a level change "anomalous" for half a window after it);
-    its step from the previous value; the log of the median absolute step over the last
-    ``recent`` points (very low for a stuck sensor, high in a variance burst; a median, so
-    that one spike does not linger); and the phase as sine and cosine (a value normal at
-    noon may be odd at midnight). No absolute level, so a slow trend does not look anomalous. The log
-    matters: a forest's splits are drawn within the training range, so a stuck sensor
+    The log of the step feature matters: a forest's splits are drawn within the training range, so a stuck sensor
     (steps of exactly 0) is only isolated if the quietest normal windows are, and in log
     space they are. (A "fraction of repeated values" feature was tried: constant in normal
     data, the forest never splits on it. The log of the whole window's median absolute
@@ -46,48 +36,9 @@ class IForestDetector:
         self.forest_ = None  # the fitted sklearn.ensemble.IsolationForest, after fit (never saved: a pickle)
         self.compiled_: CompiledForest | None = None
 
-    @property
-    def _recent(self) -> int:
-        """Points before the last that its deviation is measured from (the window must hold them and it)."""
-        return min(self.recent, self.window - 1)
-
-    def features(self, windows: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
-        """Return the ``(n, 5)`` feature matrix the forest sees."""
-        windows = check_windows(windows, self.window, self.name)
-        phase = check_phase(phase, len(windows), self.period, self.name)
-        before = np.median(windows[:, -self._recent - 1:-1], axis=1)
-        steps = np.abs(np.diff(windows[:, -self.recent:], axis=1))
-        return np.column_stack([
-            windows[:, -1] - before,
-            windows[:, -1] - windows[:, -2],
-            np.log(np.median(steps, axis=1) + TINY),
-            phase_features(phase, len(windows), self.period),
-        ])
-
-    def features_series(self, values: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
-        """Return the ``(n - window + 1, 5)`` features of every full window of consecutive ``values``.
-
-        ``phase`` is each point's phase, ``(n,)``. Equals :meth:`features` of the sliding
-        windows, from rolling medians instead of a median per window.
-        """
-        values = check_series(values, self.window, self.name)
-        phase = check_phase(phase, len(values), self.period, self.name)
-        w, last = self.window, values[self.window - 1:]
-        before = rolling_median(values[w - 1 - self._recent:-1], self._recent)
-        steps = np.abs(np.diff(values))  # steps[k] = |x[k+1] - x[k]|
-        # the last `recent` points of the window ending at point t hold steps t-recent+1 .. t-1
-        step_median = rolling_median(steps[w - self.recent:], self.recent - 1)
-        return np.column_stack([
-            last - before,
-            last - values[w - 2:-1],
-            np.log(step_median + TINY),
-            phase_features(None if phase is None else phase[w - 1:], len(last), self.period),
-        ])
-
     def fit(self, windows: np.ndarray, phase: np.ndarray | None = None) -> Self:
         """Fit the forest on normal windows; return ``self``."""
-        if not 2 <= self.recent <= self.window:
-            raise ValueError(f"iforest: recent must be in [2, window={self.window}], got {self.recent}")
+        self.check_recent()
         from sklearn.ensemble import IsolationForest  # here: streaming a saved run never needs scikit-learn
 
         features = self.features(windows, phase)

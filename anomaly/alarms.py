@@ -35,7 +35,8 @@ class Incident:
     peak_value: float = math.nan
     expected: float = math.nan  # at the peak, in the series' units
     spread: float = math.nan
-    detectors: list[str] = field(default_factory=list)  # whose own p-value fell below the threshold
+    detectors: list[str] = field(default_factory=list)  # whose own p-value fell below the threshold, strongest first
+    evidence: dict[str, float] = field(default_factory=dict)  # each of those detectors' smallest p-value in it
     true_kind: str = ""  # the simulator's truth: the first labelled kind it flagged, else "normal"
 
     def to_dict(self) -> dict:
@@ -43,7 +44,7 @@ class Incident:
 
     def snapshot(self) -> Incident:
         """Return a copy that later points of the stream leave as it is."""
-        return replace(self, detectors=list(self.detectors))
+        return replace(self, detectors=list(self.detectors), evidence=dict(self.evidence))
 
 
 @dataclass(frozen=True)
@@ -110,8 +111,10 @@ class AlarmFilter:
         if block is None:
             return
         incident.end = float(block.timestamps[i])
-        fired = [name for name, p in zip(block.names, block.p_detectors[i]) if p < block.alpha]
-        incident.detectors += [name for name in fired if name not in incident.detectors]
+        for name, p in zip(block.names, block.p_detectors[i].tolist()):
+            if p < block.alpha and p < incident.evidence.get(name, math.inf):
+                incident.evidence[name] = p
+        incident.detectors = sorted(incident.evidence, key=incident.evidence.get)  # ordered by evidence
         if block.score[i] > incident.peak_score:
             incident.peak_score = float(block.score[i])
             incident.peak_timestamp = float(block.timestamps[i])

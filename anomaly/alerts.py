@@ -31,7 +31,8 @@ def describe(event: AlarmEvent) -> str:
     """Return the one-line message of an incident event."""
     i = event.incident
     expected = f"  expected {i.expected:.4g} ± {i.spread:.2g}" if math.isfinite(i.expected) else ""
-    detectors = ", ".join(i.detectors) or "combined evidence"
+    detectors = ", ".join(f"{name} (p={i.evidence[name]:.0e})" if name in i.evidence else name
+                          for name in i.detectors) or "combined evidence"  # strongest evidence first
     truth = f"  [true: {i.true_kind}]" if i.true_kind else ""
     if event.kind == "opened":
         return (f"ANOMALY {format_timestamp(i.start)}  incident #{i.id} opened  value {i.peak_value:.4g}{expected}"

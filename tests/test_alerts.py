@@ -152,3 +152,13 @@ def test_a_stalled_webhook_never_holds_up_the_stream():
 def test_webhook_needs_an_http_address():
     with pytest.raises(ValueError, match="http"):
         WebhookAlerts("ftp://example.org")
+
+
+def test_an_incident_orders_the_detectors_that_fired_by_their_strongest_evidence():
+    f = AlarmFilter(cooldown=5)
+    b = block([1, 1, 0])
+    b.p_detectors = np.array([[1e-4, 0.5], [2e-4, 1e-7], [0.5, 0.5]])  # shesd fires first, the forest stronger
+    incident = (f.update(b) + f.close())[-1].incident
+    assert incident.detectors == ["iforest", "shesd"]
+    assert incident.evidence == {"iforest": 1e-7, "shesd": 1e-4}
+    assert payload((f.update(block([1, 0])) + f.close())[-1])["incident"]["detectors"] == ["shesd"]

@@ -13,13 +13,25 @@ from typing import Self
 
 import numpy as np
 
-from ..rolling import rolling_median_mad
+from ..rolling import rolling_median, rolling_median_mad
 from ..windows import sliding
-from .base import check_phase, check_series, check_windows, read_params, require_fitted, write_params
+from .base import NAIVE, check_phase, check_series, check_windows, read_params, require_fitted, write_params
 
 MAD_TO_SD = 1.4826
 FLOOR_QUANTILE = 0.05  # spreads are held to at least this quantile of the training windows' (a stuck stretch has 0)
 TINY = 1e-9
+
+
+def guarded(last: np.ndarray, forecast: np.ndarray, naive: np.ndarray) -> np.ndarray:
+    """Return the smaller (in size) of the last point's deviations from ``forecast`` and from ``naive``.
+
+    ``naive`` is the median of the ``NAIVE`` points before the last. A forecast that smoothed
+    an anomaly into its state is off for several points after the anomaly ends; the naive
+    one is back on track two points later, so the step back to normal is not flagged (as
+    for the autoencoders).
+    """
+    error, naive_error = last - forecast, last - naive
+    return np.where(np.abs(naive_error) < np.abs(error), naive_error, error)
 
 
 class _Statistical:
@@ -106,8 +118,9 @@ class EWMAResidual(_Statistical):
     """The last point's residual from an exponentially weighted moving average of the points before it.
 
     The forecast weighs the point ``k`` steps back by ``(1 - alpha) ** (k - 1)`` (over the
-    window, normalised); the residual is measured in the typical residual of the training
-    windows (MAD), so a score of 5 means five usual forecast errors.
+    window, normalised); the residual (the smaller of it and the naive one, see
+    :func:`guarded`) is measured in the typical residual of the training windows (MAD), so a
+    score of 5 means five usual forecast errors.
     """
 
     name = "ewma"
@@ -129,7 +142,8 @@ class EWMAResidual(_Statistical):
         return weights / weights.sum()
 
     def _residuals(self, windows: np.ndarray) -> np.ndarray:
-        return windows[:, -1] - windows[:, :-1] @ self._weights
+        naive = np.median(windows[:, -NAIVE - 1:-1], axis=1)
+        return guarded(windows[:, -1], windows[:, :-1] @ self._weights, naive)
 
     def fit(self, windows: np.ndarray, phase: np.ndarray | None = None) -> Self:
         """Learn the typical forecast error; return ``self``."""
@@ -147,7 +161,8 @@ class EWMAResidual(_Statistical):
         require_fitted(self, "spread_")
         values = self._check_series(values, phase)
         forecast = sliding(values[:-1], self.window - 1) @ self._weights
-        return np.abs(values[self.window - 1:] - forecast) / self.spread_
+        naive = rolling_median(values[self.window - NAIVE - 1:-1], NAIVE)
+        return np.abs(guarded(values[self.window - 1:], forecast, naive)) / self.spread_
 
 
 class ADWINChange(_Statistical):
@@ -206,7 +221,8 @@ class HoltWintersResidual(_Statistical):
     constants and the seasonal profile by phase. A window is scored by running the same
     recursions over its points (level from the first deseasoned point, no trend yet; the
     profile stays as fitted) and comparing its last point with the one-step forecast; the
-    residual is measured in the typical residual of the training windows (MAD).
+    residual (the smaller of it and the naive one, see :func:`guarded`) is measured in the
+    typical residual of the training windows (MAD).
     """
 
     name = "holt_winters"
@@ -255,7 +271,8 @@ class HoltWintersResidual(_Statistical):
             previous = level
             level = self.alpha_ * deseasoned[:, k] + (1 - self.alpha_) * (level + trend)
             trend = self.beta_ * (level - previous) + (1 - self.beta_) * trend
-        return deseasoned[:, -1] - (level + trend)
+        naive = np.median(deseasoned[:, -NAIVE - 1:-1], axis=1)
+        return guarded(deseasoned[:, -1], level + trend, naive)
 
     def score(self, windows: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
         """Return ``(n,)`` |residual| / typical residual of each window's last point."""

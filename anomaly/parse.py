@@ -73,7 +73,9 @@ def parse_line(line: str, position: int, clock: float, interval: float, time_for
     A bare value is stamped ``clock + interval`` (the next grid point after ``clock``).
     Never raises: a line that breaks the rules is returned as :class:`Rejected`.
     """
-    text = line.strip().lstrip(BOM) if len(line) <= MAX_LINE else line
+    if len(line) > MAX_LINE:
+        return _rejected(line, f"line too long (over {MAX_LINE:,} characters)", position)
+    text = line.strip().lstrip(BOM)
     if text.startswith("{"):
         return _json_line(line, text, position, clock, interval, time_format)
     fields = line_fields(line)
@@ -96,8 +98,6 @@ def parse_line(line: str, position: int, clock: float, interval: float, time_for
 
 def _json_line(line: str, text: str, position: int, clock: float, interval: float, form: str) -> Point | Rejected:
     """Parse one JSON object line (see :func:`parse_line`); numbers stay text until :func:`number` reads them."""
-    if len(line) > MAX_LINE:
-        return _rejected(line, f"line too long (over {MAX_LINE:,} characters)", position)
     if "\r" in text:
         return Rejected(line, "carriage return inside the line", position)
     if _json_depth(text) > MAX_JSON_DEPTH:

@@ -43,9 +43,7 @@ class Counts:
 class Runner:
     """Scores a stream point by point (or block by block) with a trained :class:`Ensemble`."""
 
-    future_horizon: float | None = None
-    _ahead: list[float] = []  # the latest points beyond the horizon, in a row (see :meth:`_in_the_future`)
-    _wall_clock: Callable[[], float] = staticmethod(time.time)
+    future_horizon: float | None = None  # (a class default: validation alone needs no ensemble)
 
     def __init__(self, ensemble: Ensemble, gaps: str = "fill", max_fill: int = 0,
                  adapt: AdaptConfig | None = None, refitter=None, future_horizon: float | None = None,
@@ -70,7 +68,7 @@ class Runner:
         self.counts = Counts()
         self.future_horizon = future_horizon
         self._wall_clock = wall_clock
-        self._ahead = []
+        self._ahead: list[float] = []  # the latest points beyond the horizon, in a row (see _in_the_future)
 
     def check(self, point: Point, position: int, now: float | None = None) -> Rejected | None:
         """Return why ``point`` cannot be scored, or ``None`` when it is valid (and remember it).

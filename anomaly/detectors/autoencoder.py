@@ -16,13 +16,12 @@ import numpy as np
 
 from ..rolling import rolling_median, rolling_median_mad
 from ..windows import sliding
-from .base import (NAIVE, check_phase, check_series, check_windows, read_params, require_fitted,
+from .base import (MAD_TO_SD, NAIVE, check_phase, check_series, check_windows, read_params, require_fitted,
                    write_params)
 from .onnx_export import session, to_onnx
 
 SCORE_BATCH = 1024  # windows per ONNX Runtime call: the fastest size measured here
 CLIP = 4.0  # past points further than this many robust sd from the past's median are winsorised
-MAD_TO_SD = 1.4826
 SPREAD_FLOOR = 1e-3  # scaled units: the least clipping scale, for series with no noise at all
 
 

@@ -21,7 +21,9 @@ from typing import Protocol, Self, runtime_checkable
 import numpy as np
 
 
-NAIVE = 3  # points before the scored one whose median is the naive forecast (autoencoders, S-H-ESD)
+NAIVE = 3  # points before the scored one whose median is the naive forecast (autoencoders, S-H-ESD, forecasts)
+MAD_TO_SD = 1.4826  # MAD of a normal sample times this estimates its standard deviation
+QUIETEST = 0.05  # quantile of the training windows' spreads that any window's spread is held to (S-H-ESD, z-score)
 
 
 class NotFittedError(RuntimeError):

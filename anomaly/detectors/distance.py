@@ -25,10 +25,10 @@ def squared_distances(rows: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 class _Standardised(LagFeatures):
-    """Lag features, centred and scaled by the training windows' median and interquartile range."""
+    """Lag features, centred and scaled by the training windows' median and interquartile range.
 
-    center_: np.ndarray | None = None
-    scale_: np.ndarray | None = None
+    A subclass sets ``center_`` and ``scale_`` to ``None`` until :meth:`_fit_scaling`.
+    """
 
     def _fit_scaling(self, features: np.ndarray) -> np.ndarray:
         self.center_ = np.median(features, axis=0)

@@ -22,12 +22,10 @@ import numpy as np
 from scipy import special
 
 from ..rolling import rolling_exceedances, rolling_median, rolling_median_mad
-from .base import NAIVE, check_phase, check_series, check_windows, read_params, require_fitted, write_params
+from .base import MAD_TO_SD, NAIVE, QUIETEST, check_phase, check_series, check_windows, read_params, require_fitted, write_params
 
 DIRECTIONS = ("both", "pos", "neg")
-MAD_TO_SD = 1.4826  # MAD of a normal sample times this estimates its standard deviation
 SPREAD_FLOOR = 1e-3  # scaled units: the least spread, for series with no noise at all
-QUIETEST = 0.05  # quantile of the training windows' spreads that any window's spread is held to
 
 
 def esd_critical_values(n: int, max_anoms: int, alpha: float, two_sided: bool = True) -> np.ndarray:

@@ -1,6 +1,6 @@
-"""Three classic statistical detectors of a window's last point: robust z-score, EWMA residual, ADWIN.
+"""Classic statistical detectors of a window's last point: robust z-score, EWMA and Holt-Winters residuals, ADWIN.
 
-They learn almost nothing (a spread, a floor) and cost a few array operations per window:
+They learn little (a spread, a floor, smoothing constants) and cost a few array operations per window:
 the baselines a learned detector has to beat. Each scores with ``score`` on windows and
 with ``score_series`` on a consecutive series (rolling statistics, the same numbers).
 """
@@ -15,10 +15,9 @@ import numpy as np
 
 from ..rolling import rolling_median, rolling_median_mad
 from ..windows import sliding
-from .base import NAIVE, check_phase, check_series, check_windows, read_params, require_fitted, write_params
+from .base import (MAD_TO_SD, NAIVE, QUIETEST, check_phase, check_series, check_windows, read_params,
+                   require_fitted, write_params)
 
-MAD_TO_SD = 1.4826
-FLOOR_QUANTILE = 0.05  # spreads are held to at least this quantile of the training windows' (a stuck stretch has 0)
 TINY = 1e-9
 
 
@@ -41,20 +40,20 @@ class _Statistical:
     window: int
     period: int
     seed: int
-    _state: tuple[str, ...] = ()  # learned attributes, saved and loaded
+    _state: tuple[str, ...] = ()  # learned attributes (without their trailing _), saved and loaded
 
     def _params(self) -> dict:
         return {"window": self.window, "period": self.period, "seed": self.seed}
 
-    def _check(self, windows, phase) -> np.ndarray:
+    def _check(self, windows, phase) -> tuple[np.ndarray, np.ndarray | None]:
+        """Return ``windows`` and ``phase`` checked (see :func:`~.base.check_windows`, :func:`~.base.check_phase`)."""
         windows = check_windows(windows, self.window, self.name)
-        check_phase(phase, len(windows), self.period, self.name)
-        return windows
+        return windows, check_phase(phase, len(windows), self.period, self.name)
 
-    def _check_series(self, values, phase) -> np.ndarray:
+    def _check_series(self, values, phase) -> tuple[np.ndarray, np.ndarray | None]:
+        """Return a consecutive series and its phases, checked."""
         values = check_series(values, self.window, self.name)
-        check_phase(phase, len(values), self.period, self.name)
-        return values
+        return values, check_phase(phase, len(values), self.period, self.name)
 
     def save(self, directory: Path) -> None:
         require_fitted(self, self._state[0] + "_")
@@ -68,7 +67,8 @@ class _Statistical:
         detector = cls(**read_params(directory, cls.name))
         with np.load(directory / "state.npz") as state:
             for key in cls._state:
-                setattr(detector, key + "_", float(state[key]))
+                value = state[key]
+                setattr(detector, key + "_", float(value) if value.ndim == 0 else value)
         return detector
 
 
@@ -94,21 +94,21 @@ class RobustZScore(_Statistical):
 
     def fit(self, windows: np.ndarray, phase: np.ndarray | None = None) -> Self:
         """Learn the least spread a window is measured with; return ``self``."""
-        _, spread = self._stats(self._check(windows, phase))
-        self.floor_ = max(float(np.quantile(spread, FLOOR_QUANTILE)), TINY)
+        _, spread = self._stats(self._check(windows, phase)[0])
+        self.floor_ = max(float(np.quantile(spread, QUIETEST)), TINY)
         return self
 
     def score(self, windows: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
         """Return ``(n,)`` |z| of each window's last point."""
         require_fitted(self, "floor_")
-        windows = self._check(windows, phase)
+        windows, _ = self._check(windows, phase)
         center, spread = self._stats(windows)
         return np.abs(windows[:, -1] - center) / np.maximum(spread, self.floor_)
 
     def score_series(self, values: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
         """Return :meth:`score` of every full window of consecutive ``values`` (rolling median and MAD)."""
         require_fitted(self, "floor_")
-        values = self._check_series(values, phase)
+        values, _ = self._check_series(values, phase)
         center, mad = rolling_median_mad(values[:-1], self.window - 1)
         last = values[self.window - 1:]
         return np.abs(last - center) / np.maximum(MAD_TO_SD * mad, self.floor_)
@@ -147,19 +147,19 @@ class EWMAResidual(_Statistical):
 
     def fit(self, windows: np.ndarray, phase: np.ndarray | None = None) -> Self:
         """Learn the typical forecast error; return ``self``."""
-        residuals = self._residuals(self._check(windows, phase))
+        residuals = self._residuals(self._check(windows, phase)[0])
         self.spread_ = max(MAD_TO_SD * float(np.median(np.abs(residuals - np.median(residuals)))), TINY)
         return self
 
     def score(self, windows: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
         """Return ``(n,)`` |residual| / typical residual of each window's last point."""
         require_fitted(self, "spread_")
-        return np.abs(self._residuals(self._check(windows, phase))) / self.spread_
+        return np.abs(self._residuals(self._check(windows, phase)[0])) / self.spread_
 
     def score_series(self, values: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
         """Return :meth:`score` of every full window of consecutive ``values``."""
         require_fitted(self, "spread_")
-        values = self._check_series(values, phase)
+        values, _ = self._check_series(values, phase)
         forecast = sliding(values[:-1], self.window - 1) @ self._weights
         naive = rolling_median(values[self.window - NAIVE - 1:-1], NAIVE)
         return np.abs(guarded(values[self.window - 1:], forecast, naive)) / self.spread_
@@ -189,14 +189,21 @@ class ADWINChange(_Statistical):
 
     def fit(self, windows: np.ndarray, phase: np.ndarray | None = None) -> Self:
         """Learn the typical within-window variance; return ``self``."""
-        windows = self._check(windows, phase)
+        windows, _ = self._check(windows, phase)
         self.variance_ = max(float(np.median(windows.var(axis=1))), TINY)
         return self
 
     def score(self, windows: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
         """Return ``(n,)`` the largest split statistic of each window (above 1: a change)."""
         require_fitted(self, "variance_")
-        windows = self._check(windows, phase)
+        return self._statistic(self._check(windows, phase)[0])
+
+    def score_series(self, values: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
+        """Return :meth:`score` of every full window of consecutive ``values``."""
+        require_fitted(self, "variance_")
+        return self._statistic(sliding(self._check_series(values, phase)[0], self.window))
+
+    def _statistic(self, windows: np.ndarray) -> np.ndarray:
         w, parts = self.window, np.arange(self.min_part, self.window - self.min_part + 1)
         totals = np.cumsum(windows, axis=1)
         older = totals[:, parts - 1] / parts
@@ -205,12 +212,6 @@ class ADWINChange(_Statistical):
         log_term = np.log(2.0 * np.log(w) / self.delta)  # ADWIN's delta' over the splits it tries
         bound = np.sqrt(2.0 / harmonic * self.variance_ * log_term) + 2.0 / (3.0 * harmonic) * log_term
         return (np.abs(older - newer) / bound).max(axis=1)
-
-    def score_series(self, values: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
-        """Return :meth:`score` of every full window of consecutive ``values``."""
-        require_fitted(self, "variance_")
-        values = self._check_series(values, phase)
-        return self.score(sliding(values, self.window), None)
 
 
 class HoltWintersResidual(_Statistical):
@@ -226,7 +227,7 @@ class HoltWintersResidual(_Statistical):
     """
 
     name = "holt_winters"
-    _state = ("spread", "alpha", "beta")
+    _state = ("spread", "alpha", "beta", "profile")
 
     def __init__(self, window: int = 32, period: int = 0, seed: int = 0):
         self.window, self.period, self.seed = window, period, seed
@@ -237,8 +238,7 @@ class HoltWintersResidual(_Statistical):
         """Fit the smoothing constants and profile on the windows' last points, in order; return ``self``."""
         from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
-        windows = self._check(windows, phase)
-        phase = check_phase(phase, len(windows), self.period, self.name)
+        windows, phase = self._check(windows, phase)
         series = windows[:, -1]
         seasonal = "add" if phase is not None and len(series) >= 2 * self.period + 10 else None
         with warnings.catch_warnings():  # a fit that stops short of convergence still gives usable constants
@@ -277,27 +277,11 @@ class HoltWintersResidual(_Statistical):
     def score(self, windows: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
         """Return ``(n,)`` |residual| / typical residual of each window's last point."""
         require_fitted(self, "spread_")
-        windows = self._check(windows, phase)
-        phase = check_phase(phase, len(windows), self.period, self.name)
-        return np.abs(self._residuals(windows, phase)) / self.spread_
+        return np.abs(self._residuals(*self._check(windows, phase))) / self.spread_
 
     def score_series(self, values: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
         """Return :meth:`score` of every full window of consecutive ``values``."""
         require_fitted(self, "spread_")
-        values = self._check_series(values, phase)
-        phase = check_phase(phase, len(values), self.period, self.name)
+        values, phase = self._check_series(values, phase)
         last = None if phase is None else phase[self.window - 1:]
-        return self.score(sliding(values, self.window), last)
-
-    def save(self, directory: Path) -> None:
-        super().save(directory)
-        with np.load(Path(directory) / "state.npz") as state:
-            arrays = dict(state)
-        np.savez(Path(directory) / "state.npz", **arrays, profile=self.profile_)
-
-    @classmethod
-    def load(cls, directory: Path) -> Self:
-        detector = super().load(directory)
-        with np.load(Path(directory) / "state.npz") as state:
-            detector.profile_ = state["profile"]
-        return detector
+        return np.abs(self._residuals(sliding(values, self.window), last)) / self.spread_

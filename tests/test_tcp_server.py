@@ -131,14 +131,17 @@ def test_a_client_that_never_reads_is_dropped_and_its_memory_freed(quick_run, tm
         exchange(server.address, normal_lines(1000))
         time.sleep(0.3)
         start = server.rss_kb()
-        with socket.create_connection(server.address) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            payload = ("\n".join(normal_lines(20_000)) + "\n").encode()
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
+            sock.connect(server.address)
+            sock.settimeout(10)
+            chunk = ("\n".join(normal_lines(2_000)) + "\n").encode()
+            deadline = time.monotonic() + 120  # however slow the machine: send until the server drops us
             try:
-                sock.sendall(payload)  # the server stops reading once it has dropped us
-            except OSError:
+                while time.monotonic() < deadline:
+                    sock.sendall(chunk)
+            except OSError:  # reset or stalled: the server dropped us and stopped reading
                 pass
-            time.sleep(1.0)
         assert server.alive()
         assert len(exchange(server.address, normal_lines(50))) == 50
         assert server.rss_kb() <= 1.10 * start + 20_000

@@ -118,7 +118,7 @@ def train_parser() -> argparse.ArgumentParser:
                         help="false-alarm rate to calibrate for, as a fraction of normal points (default 0.001)")
     parser.add_argument("--detectors", metavar="A,B,C",
                         help="the detectors of the ensemble (default: [ensemble] detectors of the settings, "
-                             "dense_ae,lstm_ae,iforest,shesd); registered: dense_ae, lstm_ae, iforest, shesd, "
+                             "dense_ae,shesd,holt_winters,ewma); registered: dense_ae, lstm_ae, iforest, shesd, "
                              "ocsvm, kmeans, zscore, ewma, holt_winters, adwin")
     parser.add_argument("--quick", action="store_true", help="tiny models in seconds, for demos and tests")
     parser.add_argument("--quiet", action="store_true", help="print only the result")

@@ -14,9 +14,10 @@ In one run, on the same simulated stream (a labelled metric with injected anomal
 - memory: peak resident memory of that replay after 100,000 points and after all of them;
 - live: points written one at a time to ``stream.py --source - --output -`` at a fixed rate;
   the time from writing a point to reading its record back (p50, p99);
-- naive: a per-point loop as the seed scripts do it: each autoencoder's ``predict`` and the
-  forest's ``score_samples`` on the window ending at the point, and S-H-ESD refitting
-  robust STL on the trailing two periods, on a short prefix;
+- naive: a per-point loop as the seed scripts do it, over the run's detectors: each
+  autoencoder's Keras ``predict`` on the window ending at the point, S-H-ESD refitting
+  robust STL and Holt-Winters refitting statsmodels' smoothing on the trailing two periods,
+  any other detector's ``score`` on that one window; on a short prefix;
 - river: ``HalfSpaceTrees`` with its defaults (behind river's ``MinMaxScaler``, as river's
   documentation uses it), ``score_one`` then ``learn_one`` per point.
 
@@ -117,32 +118,67 @@ def live_latency(models: Path, values_csv: Path, work: Path, points: int, rate: 
 
 
 def naive_loop(run: Path, values: np.ndarray, points: int) -> float:
-    """Points per second of a per-point loop calling each library model, as seed scripts do."""
-    import joblib
-    from statsmodels.tsa.seasonal import STL
+    """Points per second of a per-point loop over the run's detectors, as seed scripts do it.
 
-    from anomaly.detectors.autoencoder import keras
+    Each point calls every detector on the window ending there: the autoencoders through
+    Keras ``predict``, S-H-ESD by refitting robust STL on the trailing two periods,
+    Holt-Winters by refitting statsmodels' ``ExponentialSmoothing`` on them, and any other
+    detector through its own ``score`` on that one window.
+    """
     from anomaly.runs import load_run
 
     ensemble, _ = load_run(run)
-    k = keras()
-    dense = k.models.load_model(run / "detectors" / "dense_ae" / "model.keras", compile=False)
-    lstm = k.models.load_model(run / "detectors" / "lstm_ae" / "model.keras", compile=False)
-    forest = joblib.load(run / "detectors" / "iforest" / "forest.joblib")
-    iforest = ensemble.detectors["iforest"]
-    window, period = ensemble.detectors["dense_ae"].window, max(ensemble.period, 2)
+    period = ensemble.period
     scaled = ensemble.scaler.transform(values)
-    start = 2 * period
+    steps = [_naive_step(name, detector, run / "detectors" / name, period)
+             for name, detector in ensemble.detectors.items()]
+    start = max(2 * max(period, 2), max(d.window for d in ensemble.detectors.values())) + 1
     started = time.perf_counter()
     for t in range(start, start + points):
-        w = scaled[t - window + 1:t + 1][None, :]
-        centred = w - np.median(w)
-        dense.predict(centred, verbose=0)
-        lstm.predict(centred[:, :, None], verbose=0)
-        forest.score_samples(iforest.features(w, None if ensemble.period < 2 else np.array([t % period])))
-        residual = STL(scaled[t - 2 * period + 1:t + 1], period=period, robust=True).fit().resid
-        _ = (residual[-1] - np.median(residual)) / (np.median(np.abs(residual - np.median(residual))) + 1e-9)
+        for step in steps:
+            step(scaled, t)
     return points / (time.perf_counter() - started)
+
+
+def _naive_step(name: str, detector, directory: Path, period: int):
+    """Return ``step(scaled, t)``: one detector's naive work for the point at index ``t``."""
+    import warnings
+
+    window = detector.window
+    phase_of = (lambda t: None) if period < 2 else (lambda t: np.array([t % period]))
+    if name in ("dense_ae", "lstm_ae"):
+        from anomaly.detectors.autoencoder import keras
+
+        model = keras().models.load_model(directory / "model.keras", compile=False)
+        shape = (1, window) if name == "dense_ae" else (1, window, 1)
+
+        def step(scaled, t):
+            w = scaled[t - window + 1:t + 1]
+            model.predict((w - np.median(w)).reshape(shape), verbose=0)
+        return step
+    trailing = 2 * max(period, 2)
+    if name == "shesd":
+        from statsmodels.tsa.seasonal import STL
+
+        def step(scaled, t):
+            residual = STL(scaled[t - trailing + 1:t + 1], period=max(period, 2), robust=True).fit().resid
+            return (residual[-1] - np.median(residual)) / (np.median(np.abs(residual - np.median(residual))) + 1e-9)
+        return step
+    if name == "holt_winters":
+        from statsmodels.tsa.holtwinters import ExponentialSmoothing
+
+        def step(scaled, t):
+            history = scaled[t - trailing:t]  # two whole periods before the point
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = ExponentialSmoothing(history, trend="add", seasonal="add" if period >= 2 else None,
+                                             seasonal_periods=period if period >= 2 else None).fit()
+            return scaled[t] - model.forecast(1)[0]
+        return step
+
+    def step(scaled, t):
+        detector.score(scaled[t - window + 1:t + 1][None, :], phase_of(t))
+    return step
 
 
 def river_loop(values: np.ndarray, points: int) -> float | None:
@@ -164,6 +200,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--points", type=int, default=1_000_000, help="points in the replay (default 1,000,000)")
     parser.add_argument("--models", type=Path, help="use this trained run/folder instead of training the default one")
+    parser.add_argument("--detectors", help="train this ensemble (train.py --detectors) instead of the default one")
     parser.add_argument("--live-points", type=int, default=2000)
     parser.add_argument("--live-rate", type=float, default=200.0, help="points per second sent live")
     parser.add_argument("--naive-points", type=int, default=50)
@@ -174,8 +211,9 @@ def main() -> int:
     print(f"working in {work}", file=sys.stderr)
     if args.models is None:
         models = work / "models"
-        train_s, _, _, _ = timed_process([sys.executable, str(ROOT / "train.py"), "--models", str(models), "--quiet"],
-                                      work, subprocess.DEVNULL)
+        chosen = ["--detectors", args.detectors] if args.detectors else []
+        train_s, _, _, _ = timed_process([sys.executable, str(ROOT / "train.py"), "--models", str(models), "--quiet",
+                                          *chosen], work, subprocess.DEVNULL)
     else:
         models, train_s = args.models.resolve(), None
     from anomaly.runs import resolve_run, simulator_start
@@ -207,7 +245,8 @@ def main() -> int:
     naive = naive_loop(run, values, args.naive_points)
     river = river_loop(values, args.river_points)
 
-    print(f"\nstream: {args.points:,} simulated points with injected anomalies; run {run.name}\n")
+    detectors = ",".join(json.loads((run / "manifest.json").read_text())["detectors"])
+    print(f"\nstream: {args.points:,} simulated points with injected anomalies; run {run.name} ({detectors})\n")
     rows = [
         ("ours: replay, end to end (stream.py --rate 0 --no-refit)", f"{ours:,.0f}", "1.0"),
         ("ours: replay, after start-up", f"{in_loop:,.0f}", f"{ours / in_loop:.2f}"),
@@ -222,7 +261,7 @@ def main() -> int:
     for name, rate, ratio in rows:
         print(f"{name:{width}}  {rate:>12}  {ratio:>12}")
     print()
-    print(f"replay wall time: {wall:.1f} s for {args.points:,} points ({small_wall:.1f} s for 100,000)")
+    print(f"replay wall time: {wall:.1f} s for {args.points:,} points ({small_wall:.1f} s for {min(100_000, args.points):,})")
     print(f"live, one point at a time at {args.live_rate:g}/s over stdin ({len(latency)} points): "
           f"p50 {np.percentile(latency, 50):.2f} ms, p99 {np.percentile(latency, 99):.2f} ms, "
           f"max {latency.max():.2f} ms from arrival to decision")
@@ -230,7 +269,7 @@ def main() -> int:
           f"{args.points:,} ({100 * (peak_mb / small_mb - 1):+.1f}%); with refits (TensorFlow loaded to train) "
           f"{refit_mb:.0f} MB")
     if train_s is not None:
-        print(f"training: default python train.py in {train_s:.1f} s")
+        print(f"training: python train.py{' --detectors ' + args.detectors if args.detectors else ''} in {train_s:.1f} s")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -28,6 +29,18 @@ def quick_run(quick_config, tmp_path_factory):
     ensemble, report = train(series.timestamps, series.values, quick_config, seed=0)
     report["data"] = {"source": "simulator", "seed": 0}
     return write_run(tmp_path_factory.mktemp("models"), ensemble, report)
+
+
+@pytest.fixture(scope="session")
+def family_run(quick_config, tmp_path_factory):
+    """A quick run holding every registered detector (the default ensemble holds four); its folder."""
+    from anomaly.detectors import REGISTRY
+
+    config = dataclasses.replace(quick_config, ensemble=dataclasses.replace(quick_config.ensemble,
+                                                                            detectors=tuple(REGISTRY)))
+    series = simulate(config.training.n_points, seed=0, config=config.simulator)
+    ensemble, report = train(series.timestamps, series.values, config, seed=0)
+    return write_run(tmp_path_factory.mktemp("family"), ensemble, report)
 
 
 @pytest.fixture(scope="session")

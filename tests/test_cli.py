@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from anomaly.config import Config
+
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg", "DISPLAY": ""}
 
@@ -45,7 +47,7 @@ def test_stream_writes_one_record_per_input_point(trained, suffix):
             records = list(csv.DictReader(handle))
     assert len(records) == 400
     fields = {"timestamp", "value", "score", "p_value", "is_anomaly", "status", "label", "kind",
-              "p_dense_ae", "p_lstm_ae", "p_iforest", "p_shesd"}
+              *(f"p_{name}" for name in Config().ensemble.detectors)}
     assert all(fields <= set(r) for r in records)
     statuses = [r["status"] for r in records]
     warm = statuses.count("warm-up")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from anomaly.detectors import REGISTRY
+
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "evaluate.ipynb"
 
 
@@ -25,6 +27,9 @@ def test_evaluation_notebook_runs_top_to_bottom(monkeypatch):
                  for output in cell.outputs)
     assert "false-alarm rate" in text and "event_precision" in text and "variance_burst" in text
     assert images >= 3  # the stream with its flags, the score distributions, the calibration plot
+    metrics = next(str(output["data"]["text/plain"]) for cell in notebook.cells if cell.cell_type == "code"
+                   for output in cell.outputs if "event_precision" in str(output.get("data", {}).get("text/plain")))
+    assert all(name in metrics for name in REGISTRY)  # every detector side by side with the ensemble
     nab_there = (Path(os.environ.get("ANOMALY_NAB_ROOT", NOTEBOOK.parent / "../../shared/data/NAB"))
                  / "labels" / "combined_windows.json").is_file()
     assert ("reward_low_FN_rate" in text) if nab_there else ("the NAB part is skipped" in text)

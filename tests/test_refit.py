@@ -151,7 +151,7 @@ def test_a_background_refit_never_pauses_the_stream(quick_run, quick_config, tmp
         runner.close()
     assert refitter.refits == 1, refitter.failures
     assert refitter_busy_points > 200  # decided while the models trained
-    assert runner.ensemble.detectors["lstm_ae"] is not ensemble.detectors["lstm_ae"]
+    assert all(runner.ensemble.detectors[name] is not ensemble.detectors[name] for name in ensemble.names)
     assert latest_run(models).name != base
 
 

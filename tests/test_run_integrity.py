@@ -56,7 +56,7 @@ def test_changed_bytes_in_an_onnx_graph_are_refused_with_one_line_naming_the_fil
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("name", ["calibration.npz", "detectors/shesd/state.npz", "detectors/lstm_ae/model.onnx"])
+@pytest.mark.parametrize("name", ["calibration.npz", "detectors/shesd/state.npz", "detectors/dense_ae/model.onnx"])
 def test_a_truncated_file_is_a_one_line_error_not_a_traceback(run_copy, tmp_path, name):
     path = run_copy / name
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
@@ -64,7 +64,9 @@ def test_a_truncated_file_is_a_one_line_error_not_a_traceback(run_copy, tmp_path
     assert result.returncode == 2 and name.split("/")[-1] in result.stderr and "Traceback" not in result.stderr
 
 
-def test_nothing_in_a_run_is_a_pickle_and_a_planted_one_is_never_loaded(run_copy):
+def test_nothing_in_a_run_is_a_pickle_and_a_planted_one_is_never_loaded(family_run, tmp_path):
+    run_copy = tmp_path / family_run.name  # every registered detector's files
+    shutil.copytree(family_run, run_copy)
     assert not list(run_copy.rglob("*.joblib")) and not list(run_copy.rglob("*.pkl"))
     for path in run_copy.rglob("*.npz"):
         with np.load(path, allow_pickle=False) as arrays:  # raises if any array needed pickle

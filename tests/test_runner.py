@@ -68,7 +68,7 @@ def test_saved_run_gives_identical_decisions(quick_run, quick_ensemble, points, 
 
 def test_a_crash_while_saving_leaves_the_previous_run_in_place(quick_ensemble, tmp_path, monkeypatch):
     first = write_run(tmp_path, quick_ensemble, {"note": "first"})
-    detector = quick_ensemble.detectors["iforest"]
+    detector = quick_ensemble.detectors[quick_ensemble.names[-1]]
 
     def crash(directory):
         raise RuntimeError("disk full")

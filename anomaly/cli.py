@@ -92,8 +92,8 @@ def _far(text: str) -> float:
 def train_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="train.py",
-        description="Train the anomaly-detection ensemble (by default dense and LSTM autoencoders, Isolation "
-                    "Forest, S-H-ESD; see --detectors) on normal data and calibrate it to a target false-alarm rate. "
+        description="Train the anomaly-detection ensemble (by default a dense autoencoder, S-H-ESD, Holt-Winters "
+                    "and EWMA residuals; see --detectors) on normal data and calibrate it to a target false-alarm rate. "
                     "Without --data it trains on simulated normal data. The run is saved under "
                     "--models and becomes the one stream.py uses.",
         epilog="examples:\n  python train.py --quick\n"

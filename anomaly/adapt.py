@@ -130,6 +130,20 @@ class KeptPoints:
         """Forget the first ``index`` kept points."""
         self._start = min(self._end, self._start + index)
 
+    def state(self) -> tuple[dict, dict]:
+        """Return ``(arrays, meta)``: the kept points, one array per column (see :mod:`anomaly.state`)."""
+        return {name: column[self._start:self._end].copy() for name, column in self._columns.items()}, {}
+
+    def load_state(self, arrays: dict, meta: dict) -> None:
+        """Keep exactly the points of :meth:`state`'s output (at most ``capacity``)."""
+        n = min(len(arrays["flags"]), self.capacity)
+        for name, column in self._columns.items():
+            if arrays[name].shape[1:] != column.shape[1:]:
+                raise ValueError(f"kept points: column {name} has shape {arrays[name].shape}, expected "
+                                 f"(n, {', '.join(map(str, column.shape[1:]))})")
+            column[:n] = arrays[name][len(arrays[name]) - n:]
+        self._start, self._end = 0, n
+
 
 class Adapter:
     """Watches one stream's decisions; :meth:`observe` returns a recalibrated ensemble when one is due."""
@@ -160,6 +174,30 @@ class Adapter:
         self.at_boundary = False  # whether the last block ended where the adapter may act
         self.recalibrations = 0
         self.changes = 0
+
+    _COUNTERS = ("_anchor_off", "_unanchored", "_since_refit", "_seen", "_admitted_at_refit", "_changed",
+                 "_refit_wanted", "_since_models", "_refit_tried", "at_boundary", "recalibrations", "changes")
+
+    def state(self) -> dict[str, tuple[dict, dict]]:
+        """Return the parts of this adapter's state, ``{name: (arrays, meta)}`` (see :mod:`anomaly.state`).
+
+        The ensemble it pools with (``original``) is not in it: that is the run's, loaded again."""
+        counters = {name.lstrip("_"): getattr(self, name) for name in self._COUNTERS}
+        labels = [[label.kind, label.start, label.end] for label in self._labels]
+        return {"adapter": ({"taught": self._taught, "pending": self._pending}, {**counters, "labels": labels}),
+                "kept": self.kept.state(), "level": self._level.state(), "evidence": self._evidence.state()}
+
+    def load_state(self, parts: dict[str, tuple[dict, dict]]) -> None:
+        """Go on from :meth:`state`'s output."""
+        arrays, meta = parts["adapter"]
+        for name in self._COUNTERS:
+            setattr(self, name, type(getattr(self, name))(meta[name.lstrip("_")]))
+        self._labels = [Label(kind, float(start), float(end)) for kind, start, end in meta["labels"]]
+        self._taught = np.asarray(arrays["taught"], dtype=np.float64).reshape(-1, self._taught.shape[1])
+        self._pending = np.asarray(arrays["pending"], dtype=np.float64).reshape(-1, 2)
+        self.kept.load_state(*parts["kept"])
+        self._level.load_state(*parts["level"])
+        self._evidence.load_state(*parts["evidence"])
 
     def observe(self, block: DecisionBlock, ensemble):
         """Take in a block of decisions; return a recalibrated copy of ``ensemble`` when due, else ``None``."""

@@ -67,6 +67,17 @@ class AlarmFilter:
         self.open: Incident | None = None
         self.count = 0  # incidents opened so far
 
+    def state(self) -> tuple[dict, dict]:
+        """Return ``(arrays, meta)``: the open incident, the recent flags, the counters (see :mod:`anomaly.state`)."""
+        return {"recent": np.array(self._recent, dtype=bool)}, {
+            "quiet": self._quiet, "count": self.count, "open": None if self.open is None else self.open.to_dict()}
+
+    def load_state(self, arrays: dict, meta: dict) -> None:
+        """Go on from :meth:`state`'s output."""
+        self._recent = deque((bool(flag) for flag in arrays["recent"]), maxlen=self.n)
+        self._quiet, self.count = int(meta["quiet"]), int(meta["count"])
+        self.open = None if meta["open"] is None else Incident(**meta["open"])
+
     def update(self, block: DecisionBlock) -> list[AlarmEvent]:
         """Return the incidents opened and closed by this block's points, in order."""
         scored = ~block.warmup if block.filled is None else ~block.warmup & ~block.filled

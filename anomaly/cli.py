@@ -6,6 +6,7 @@ Errors a user can fix end the program with exit status 2 and one line saying wha
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import logging
 import math
@@ -247,6 +248,10 @@ def stream_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-adapt", action="store_true",
                         help="keep the trained ensemble as it is (default: recalibrate on recent normal points, "
                              "after drift and every 1000 points, and retrain the models in the background)")
+    parser.add_argument("--state", metavar="DIR",
+                        help="keep the stream's online state (window, calibration, adaptation, open incident, "
+                             "counts) in DIR/stream.state when it stops, and go on from it when it starts again: "
+                             "the records after a restart are those an uninterrupted run gives")
     parser.add_argument("--no-refit", action="store_true",
                         help="adapt the calibration only: never retrain the models (default: retrain them after a "
                              "lasting change and every 20,000 points, saved as new runs: in the background when "
@@ -312,14 +317,21 @@ def _load_or_train(args, config: Config):
         raise UserError(f"cannot load the run in {models}: {exc}") from None
 
 
-def _open_source(args, config: Config, ensemble, manifest, rate: float):
+def _points_before(saved: bytes | None) -> int:
+    """Input points a saved stream had seen (0 without one)."""
+    from .state import unpack
+
+    return 0 if saved is None else int(unpack(saved)[0]["runner"][1]["counts"]["points"])
+
+
+def _open_source(args, config: Config, ensemble, manifest, rate: float, resumed: int = 0):
     """Return the chunks of ``args.source``: blocks when replaying at full speed, single points when paced."""
     from . import sources
 
     if args.source == "sim":
         from .runs import simulator_start
 
-        return sources.simulator_chunks(config.simulator, args.seed, simulator_start(manifest),
+        return sources.simulator_chunks(config.simulator, args.seed, simulator_start(manifest) + resumed,
                                         config.stream.batch if rate == 0 else 1)
     start = float(ensemble.grid.timestamp(0)) if ensemble.grid else 0.0
     if args.source == "-":
@@ -346,9 +358,12 @@ def run_stream(args, config: Config) -> int:
     from .sinks import QuarantineSink
 
     ensemble, manifest = _load_or_train(args, config)
+    saved = _saved_state(args)
+    if saved is not None:
+        ensemble, manifest = _run_of_state(args, saved, ensemble, manifest)
     rate = args.rate if args.rate is not None else config.stream.rate_hz if args.source == "sim" else 0.0
     runners: list = []  # one per stream: the TCP source has one per client
-    feed = _feed(args, config, ensemble, manifest, rate, runners)
+    feed = _feed(args, config, ensemble, manifest, rate, runners, saved)
     specs = [("output", args.output)] if args.output else []
     try:
         sinks = make_sinks(specs)  # opened here, so that a bad path is an error before streaming
@@ -357,6 +372,11 @@ def run_stream(args, config: Config) -> int:
         raise UserError(str(exc)) from None
     cooldown = config.alerts.cooldown or config.windows.size
     filters: dict = {}  # one alarm filter per stream (per runner)
+    resumed = None  # the counts and incidents a saved state brought: the summary tells this run's apart
+    if saved is not None:
+        alarm = filters[runners[0]] = _restore(args, runners[0], saved,
+                                               AlarmFilter(config.alerts.k, config.alerts.n, cooldown))
+        resumed = copy.deepcopy(runners[0].counts), alarm.count
     if rate == 0 and _expected_points(args) >= SINK_PROCESS_FROM:
         for sink in sinks:  # a long replay writes from a child process, beside the scoring
             sink.close()
@@ -423,21 +443,98 @@ def run_stream(args, config: Config) -> int:
         if stop.requested:
             stopped = "stopped" if stop.signum == signal.SIGINT else "stopped by SIGTERM"
         stop.finishing = True  # a second Ctrl-C now stops waiting for the output to be written
+        if args.state:
+            _save_state(args, runners[0], filters.get(runners[0]), manifest)
         _finish(args, ensemble, sinks, quarantine, alerts, filters, ended, runners, stopped,
-                time.perf_counter() - started)
+                time.perf_counter() - started, resumed)
     return stop.exit_code or 0
 
 
-def _finish(args, ensemble, sinks, quarantine, alerts, filters, ended, runners, stopped, seconds) -> None:
-    """Close what is still open (incidents, sinks) and print the summary of a stream."""
+def _saved_state(args) -> bytes | None:
+    """Return the snapshot in ``--state DIR`` (``None``: no --state, or nothing saved yet)."""
+    from . import state
+
+    if not args.state:
+        return None
+    if args.source.startswith("tcp://"):
+        raise UserError("--state keeps one stream's state: the TCP server's clients are many streams")
+    try:
+        return state.read(args.state)
+    except OSError as exc:
+        raise UserError(f"--state {args.state}: {exc}") from None
+
+
+def _run_of_state(args, saved: bytes, ensemble, manifest):
+    """Return the run the saved state was taken with (a refit may have made it), loaded."""
+    from .runs import load_run
+    from .state import SnapshotError, peek
+
+    try:
+        run = peek(saved).get("run", manifest["run"])
+    except SnapshotError as exc:
+        raise UserError(f"--state {args.state}: {exc}") from None
+    if run == manifest["run"]:
+        return ensemble, manifest
+    models = Path(args.models)
+    folder = models.parent if (models / "manifest.json").is_file() else models
+    try:
+        return load_run(folder / run)
+    except (FileNotFoundError, KeyError, ValueError, OSError) as exc:
+        raise UserError(f"--state {args.state}: it was saved with run {run}, which cannot be loaded from {folder}: "
+                        f"{exc}") from None
+
+
+def _restore(args, runner, saved: bytes, alarm):
+    """Restore ``runner`` and its alarm filter from the saved state; return the filter."""
+    from .state import SnapshotError
+
+    try:
+        extra, _ = runner.restore(saved)
+        if "alarms" in extra:
+            alarm.load_state(*extra["alarms"])
+    except SnapshotError as exc:
+        raise UserError(f"--state {args.state}: the saved state cannot be used here: {exc} "
+                        "(move it away to start afresh)") from None
+    print(f"resumed from {args.state}: {runner.counts.points:,} points seen before", file=sys.stderr)
+    return alarm
+
+
+def _save_state(args, runner, alarm, manifest: dict) -> None:
+    """Write the stream's snapshot into ``--state DIR`` (atomically), with the run it was taken with."""
+    from . import state
+
+    refitter = runner.refitter
+    run = Path(refitter.last_run).name if refitter is not None and refitter.last_run else manifest["run"]
+    extra = {"alarms": alarm.state()} if alarm is not None else {}
+    try:
+        path = state.write(args.state, runner.snapshot(extra, {"run": run, "source": args.source}))
+    except OSError as exc:
+        print(f"stream.py: warning: the state was not saved: {exc}", file=sys.stderr)
+        return
+    print(f"state saved to {path}" + (" (with its open incident)" if alarm is not None and alarm.open else ""),
+          file=sys.stderr)
+
+
+def _finish(args, ensemble, sinks, quarantine, alerts, filters, ended, runners, stopped, seconds,
+            resumed=None) -> None:
+    """Close what is still open (incidents, sinks) and print the summary of a stream.
+
+    With ``--state`` the open incident is not closed: it goes on after the restart. ``resumed``:
+    the counts and incident count the saved state started from (the summary is this run's)."""
     still_open = sum(alarm.open is not None for alarm in filters.values())
-    for event in (e for alarm in filters.values() for e in alarm.close()):  # the end closes what is open
-        for sink in alerts:
-            sink.write(event)
+    if not args.state:
+        for event in (e for alarm in filters.values() for e in alarm.close()):  # the end closes what is open
+            for sink in alerts:
+                sink.write(event)
     problems = _close_all(sinks + [quarantine] + alerts)
-    _summary(_total(runners, ended.counts), ensemble, args, stopped, seconds)
-    incidents = sum(alarm.count for alarm in filters.values()) + ended.incidents
-    print(f"{incidents} incidents" + (f" ({still_open} still open at the end)" if still_open else ""), file=sys.stderr)
+    total = _total(runners, ended.counts)
+    _summary(total.since(resumed[0]) if resumed else total, ensemble, args, stopped, seconds)
+    incidents = sum(alarm.count for alarm in filters.values()) + ended.incidents - (resumed[1] if resumed else 0)
+    kept = "kept open in the state" if args.state else "still open at the end"
+    print(f"{incidents} incidents" + (f" ({still_open} {kept})" if still_open else ""), file=sys.stderr)
+    if resumed:
+        print(f"since the state began: {total.points:,} points, {total.anomalies:,} anomalies, "
+              f"{sum(alarm.count for alarm in filters.values())} incidents", file=sys.stderr)
     for sink in alerts:
         if hasattr(sink, "failed"):
             print(f"webhook: {sink.delivered} alerts delivered, {sink.failed} not delivered (all are in the log)",
@@ -470,7 +567,7 @@ def _apply_feedback(feedback, runners: list) -> None:
               + ("; it also applies to points to come" if covered == 0 else ""), file=sys.stderr)
 
 
-def _feed(args, config: Config, ensemble, manifest, rate: float, runners: list):
+def _feed(args, config: Config, ensemble, manifest, rate: float, runners: list, saved: bytes | None = None):
     """Open the source now (a bad one is a one-line error) and return an iterator of ``(runner, chunk, reply)``:
     the chunks, the runner of their stream, and how to answer their sender (``None`` but for TCP).
     New runners are appended to ``runners``."""
@@ -492,7 +589,8 @@ def _feed(args, config: Config, ensemble, manifest, rate: float, runners: list):
 
     if args.source.startswith("tcp://"):  # several streams, one models folder: recalibration only
         return _tcp_feed(args, ensemble, new_runner)
-    chunks = paced(limited(_open_source(args, config, ensemble, manifest, rate), args.limit), rate)
+    resumed = _points_before(saved) if args.source == "sim" else 0  # the simulator goes on from there
+    chunks = paced(limited(_open_source(args, config, ensemble, manifest, rate, resumed), args.limit), rate)
     runner = new_runner(refit=not args.no_refit)
     return ((runner, chunk, None) for chunk in chunks)
 

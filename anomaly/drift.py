@@ -48,6 +48,17 @@ class Adwin:
     def width(self) -> int:
         return self._end - self._start
 
+    def state(self) -> tuple[dict, dict]:
+        """Return ``(arrays, meta)``: the window and the test schedule (see :mod:`anomaly.state`)."""
+        return {"window": self.window.copy()}, {"until_check": self._until_check}
+
+    def load_state(self, arrays: dict, meta: dict) -> None:
+        """Go on from :meth:`state`'s output."""
+        window = np.asarray(arrays["window"], dtype=np.float64)[-self.max_window:]
+        self._buffer[:len(window)] = window
+        self._start, self._end = 0, len(window)
+        self._until_check = int(meta["until_check"])
+
     def update(self, values: np.ndarray) -> list[int]:
         """Add ``values`` in order; return the indices (into ``values``) at which a change was detected."""
         values = np.asarray(values, dtype=np.float64)

@@ -28,74 +28,12 @@ import numpy as np
 from .metrics import (AfterEvents, after_events, clean_normal, event_metrics, event_recall, false_alarm_rate, false_alarms_per_10k,
                       point_metrics, roc_auc, runs)
 from .nab import PROFILES, FileScore, corpus_files, normalised, probation, score_file, window_bounds
+from .streamed import ENSEMBLE, Streamed, stream_file, stream_series
 
 __all__ = ["ENSEMBLE", "AfterEvents", "Streamed", "after_events", "clean_normal", "evaluate_file", "event_metrics", "event_recall",
            "false_alarm_rate", "false_alarms_per_10k", "labels_of", "nab_stream", "point_metrics", "roc_auc",
            "run_nab", "runs", "stream_file", "stream_series", "summarise"]
 logger = logging.getLogger("anomaly.evaluate")  # also when run as __main__
-ENSEMBLE = "ensemble"
-
-
-@dataclass
-class Streamed:
-    """A whole stream's decisions as arrays (accepted points only, in order)."""
-
-    names: list[str]  # detector names, the columns of p_detectors
-    alpha: float
-    timestamps: np.ndarray  # (n,) epoch seconds
-    values: np.ndarray
-    score: np.ndarray  # (n,) the ensemble's score in [0, 1), 0.5 at the threshold
-    p_detectors: np.ndarray  # (n, k)
-    flags: np.ndarray  # (n,) bool: the ensemble's decisions
-    rejected: int = 0  # input lines that went to quarantine
-
-    def flags_of(self, name: str) -> np.ndarray:
-        """Return ``(n,)`` flags of the ensemble (``"ensemble"``) or of one detector alone."""
-        if name == ENSEMBLE:
-            return self.flags
-        return self.p_detectors[:, self.names.index(name)] < self.alpha
-
-
-def stream_file(ensemble, path: str | Path, time_column: str = "timestamp", value_column: str = "value",
-                adapt=None, chunk: int = 1000, refitter=None) -> Streamed:
-    """Stream a CSV through a :class:`~anomaly.runner.Runner` as ``stream.py`` does; return the decisions.
-
-    ``adapt``: an :class:`~anomaly.config.AdaptConfig` (``None``: no adaptation). Points are
-    read ``chunk`` lines at a time: adaptation acts between chunks, as it does live.
-    ``refitter``: a :class:`~anomaly.refit.Refitter` (``None``: the models are never retrained).
-    """
-    from .sources import csv_chunks
-
-    return _streamed(ensemble, csv_chunks(path, time_column, value_column, chunk_bytes=chunk * 32), adapt, refitter)
-
-
-def stream_series(ensemble, timestamps: np.ndarray, values: np.ndarray, chunk: int = 1000, adapt=None,
-                  refitter=None) -> Streamed:
-    """Stream arrays (epoch seconds, values) through a runner, ``chunk`` points at a time; return the decisions.
-
-    ``adapt`` and ``refitter``: as for :func:`stream_file`."""
-    from .records import Chunk
-
-    n = len(values)
-    return _streamed(ensemble, (Chunk(timestamps[i:i + chunk], values[i:i + chunk], np.arange(i, min(i + chunk, n)) + 1)
-                                for i in range(0, n, chunk)), adapt, refitter)
-
-
-def _streamed(ensemble, chunks, adapt=None, refitter=None) -> Streamed:
-    from .runner import Runner
-
-    runner = Runner(ensemble, adapt=adapt, refitter=refitter)
-    try:
-        blocks = [block for chunk in chunks if len(block := runner.process(chunk)[0])]
-    finally:
-        runner.close()
-
-    def joined(column: str) -> np.ndarray:
-        return np.concatenate([getattr(b, column) for b in blocks]) if blocks else np.empty(0)
-
-    p = np.concatenate([b.p_detectors for b in blocks]) if blocks else np.empty((0, len(ensemble.names)))
-    return Streamed(ensemble.names, ensemble.alpha, joined("timestamps"), joined("values"), joined("score"), p,
-                    joined("is_anomaly").astype(bool), runner.counts.rejected)
 
 
 def summarise(flags: np.ndarray, labels: np.ndarray, grace: int = 0, clear: int = 0) -> dict[str, float]:

@@ -48,6 +48,16 @@ class GapHandler:
         self._last: tuple[int, float] | None = None  # grid position and value of the last accepted point
         self._restart = False  # a restart still owed to the next points (the gap ended a chunk)
 
+    def state(self) -> tuple[dict, dict]:
+        """Return ``(arrays, meta)``: what :meth:`load_state` needs to go on (see :mod:`anomaly.state`)."""
+        return {}, {"last": list(self._last) if self._last is not None else None, "restart": self._restart}
+
+    def load_state(self, arrays: dict, meta: dict) -> None:
+        """Go on from :meth:`state`'s output."""
+        last = meta["last"]
+        self._last = (int(last[0]), float(last[1])) if last is not None else None
+        self._restart = bool(meta["restart"])
+
     def split(self, chunk: Chunk) -> tuple[list[Piece], list[Rejected]]:
         """Return the pieces of ``chunk`` (valid points, in order) and the points quarantined for a gap."""
         if len(chunk) == 0:

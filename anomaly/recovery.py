@@ -72,11 +72,11 @@ def drift_recovery(ensemble, points: int, seed: int, start_index: int, adapt=Non
                    grace: int = 5) -> Recovery:
     """Stream ``points`` simulated points with drift and anomalies (after ``start_index``); return the recovery.
 
-    ``adapt`` and ``refitter`` are as for :func:`~anomaly.evaluate.stream_series` (``None``:
+    ``adapt`` and ``refitter`` are as for :func:`~anomaly.streamed.stream_series` (``None``:
     the ensemble stays as given). A normal point counts only when no anomaly is inside the
     shortest detector window before it (a windowed detector may still react to one).
     """
-    from .evaluate import stream_series
+    from .streamed import stream_series
 
     series = simulate(points, seed=seed, anomalies=True, drift=True, start_index=start_index)
     streamed = stream_series(ensemble, series.timestamps, series.values, adapt=adapt, refitter=refitter)

@@ -108,7 +108,7 @@ def beats_models_in_use(report: dict, data: RefitData, ensemble) -> None:
     """
     if data.flagged is None:
         return
-    from .evaluate import stream_series
+    from .streamed import stream_series
 
     recent = data.timestamps >= report["validation_start"]
     first = max(0, int(np.argmax(recent)) - ensemble.window)  # the recent points, with a window of history

@@ -10,10 +10,11 @@ silently dropped: the caller sends them to the quarantine sink.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -26,6 +27,7 @@ from .simulate import Point
 
 __all__ = ["Counts", "Decision", "DecisionBlock", "Rejected", "Runner"]
 
+COMBINED = "combined"  # the combined evidence's calibrator in a snapshot (no detector has this name)
 JUMP_CONFIRM = 3  # points in a row beyond the horizon, in order and close together: the clock really moved
 
 
@@ -38,6 +40,12 @@ class Counts:
     filled: int = 0  # points made up to fill gaps
     restarts: int = 0  # gaps too long to fill: the warm-up started again
     by_reason: dict[str, int] = field(default_factory=dict)
+
+    def since(self, earlier: Counts) -> Counts:
+        """Return the counts added after ``earlier`` (a copy of these counts taken before)."""
+        numbers = {key: value - getattr(earlier, key) for key, value in vars(self).items() if key != "by_reason"}
+        reasons = {key: n - earlier.by_reason.get(key, 0) for key, n in self.by_reason.items()}
+        return Counts(**numbers, by_reason={key: n for key, n in reasons.items() if n})
 
 
 class Runner:
@@ -218,6 +226,80 @@ class Runner:
         self.ensemble = ensemble
         if self.adapter is not None:
             self.adapter.models_swapped(ensemble)
+
+    def snapshot(self, extra: dict | None = None, meta: dict | None = None) -> bytes:
+        """Return this stream's whole online state as bytes (numpy arrays and JSON, no pickle).
+
+        Held: the window tail, the last valid timestamp, the gap handler, the calibration in
+        use (adaptation changes it), the adapter and the counters. ``extra``: more parts
+        ``{name: (arrays, meta)}`` to keep with it (the CLI adds its alarm filter); ``meta``:
+        JSON-able facts about it (the CLI adds the run's name). Not held: the models, which
+        are the run's, and a refit still training (it is dropped, as at any stop).
+        :meth:`restore` on a runner of the same run and settings goes on exactly here.
+        """
+        from .state import pack
+
+        ensemble = self.ensemble
+        calibration = {f"{name}.{key}": value for name, calibrator in ensemble.calibrators_.items()
+                       for key, value in calibrator.to_arrays().items()}
+        calibration.update({f"{COMBINED}.{key}": value for key, value in ensemble.combined_.to_arrays().items()})
+        parts = {
+            "runner": ({"scaled": self._scaled, "positions": self._positions, "ahead": np.array(self._ahead)},
+                       {"last_timestamp": self._last_timestamp if math.isfinite(self._last_timestamp) else None,
+                        "keep": self._keep, "counts": asdict(self.counts)}),
+            "gaps": self._gaps.state(),
+            "calibration": (calibration, {}),
+            **(self.adapter.state() if self.adapter is not None else {}),
+            **(extra or {}),
+        }
+        facts = {"detectors": ensemble.names, "adapt": self.adapter is not None, **(meta or {})}
+        if self.refitter is not None:
+            facts["trained_on"] = self.refitter.trained_on
+        return pack(parts, facts)
+
+    def restore(self, blob: bytes) -> tuple[dict, dict]:
+        """Go on from :meth:`snapshot`'s bytes; return the parts this runner did not use and the meta.
+
+        Raises :class:`~anomaly.state.SnapshotError` when the snapshot does not fit this runner
+        (other detectors, adaptation on in one and off in the other, or not a snapshot)."""
+        from .calibration import Calibrator
+        from .state import SnapshotError, unpack
+
+        parts, meta = unpack(blob)
+        ensemble = self.ensemble
+        if meta.get("detectors") != ensemble.names:
+            raise SnapshotError(f"the snapshot holds detectors {meta.get('detectors')}, these models {ensemble.names}")
+        if meta.get("adapt") != (self.adapter is not None):
+            raise SnapshotError("the snapshot was taken with adaptation " + ("on" if meta.get("adapt") else "off")
+                                + ": restore it with the same setting")
+        try:
+            arrays, runner = parts.pop("runner")
+            self._scaled = np.asarray(arrays["scaled"], dtype=np.float64)
+            self._positions = np.asarray(arrays["positions"], dtype=np.int64)
+            self._ahead = [float(t) for t in arrays["ahead"]]
+            last = runner["last_timestamp"]
+            self._last_timestamp = -math.inf if last is None else float(last)
+            self._keep = int(runner["keep"])
+            self.counts = Counts(**runner["counts"])
+            self._gaps.load_state(*parts.pop("gaps"))
+            calibration, _ = parts.pop("calibration")
+
+            def calibrator(name: str) -> Calibrator:
+                prefix = name + "."
+                return Calibrator.from_arrays({key[len(prefix):]: value for key, value in calibration.items()
+                                               if key.startswith(prefix)})
+
+            restored = copy.copy(ensemble)
+            restored.calibrators_ = {name: calibrator(name) for name in ensemble.names}
+            restored.combined_ = calibrator(COMBINED)
+            self.ensemble = restored
+            if self.adapter is not None:
+                self.adapter.load_state({name: parts.pop(name) for name in ("adapter", "kept", "level", "evidence")})
+            if self.refitter is not None and "trained_on" in meta:
+                self.refitter.trained_on = int(meta["trained_on"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SnapshotError(f"the snapshot is incomplete or damaged: {type(exc).__name__}: {exc}") from None
+        return parts, meta
 
     def feedback(self, labels: list) -> int:
         """Apply feedback labels (:mod:`anomaly.feedback`); return how many kept points they cover."""

@@ -6,10 +6,7 @@ seconds / milliseconds. Everything becomes float epoch seconds.
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 
@@ -94,36 +91,3 @@ def _in_range(seconds: float, text: str) -> float:
 def format_timestamp(epoch_s: float) -> str:
     """Return ``epoch_s`` as ``YYYY-MM-DD HH:MM:SS`` in UTC (the NAB style)."""
     return datetime.fromtimestamp(epoch_s, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-
-
-@dataclass(frozen=True)
-class History:
-    """A training history: ``(n,)`` epoch seconds and ``(n,)`` values, in file order."""
-
-    timestamps: np.ndarray
-    values: np.ndarray
-    skipped: int = 0  # rows that could not be read, or held a non-finite value
-    reasons: dict[str, int] = field(default_factory=dict)  # how many rows were skipped for each reason
-
-
-def read_csv(path: str | Path, time_column: str = "timestamp", value_column: str = "value",
-             head: int | None = None, time_format: str = "auto") -> History:
-    """Read a CSV with a header into a :class:`History`, by the rules every source follows (:mod:`anomaly.parse`).
-
-    ``head`` counts data rows, read or not. Rows with an unreadable timestamp or value are
-    skipped and counted by reason. Raises ``ValueError`` naming the columns when the header
-    lacks them, ``OSError`` when the file cannot be read.
-    """
-    from .sources import csv_chunks, limited
-
-    timestamps, values, reasons = [], [], Counter()
-    for chunk in limited(csv_chunks(path, time_column, value_column, time_format=time_format), head):
-        reasons.update(rejected.reason.split(":")[0] for rejected in chunk.rejected)
-        finite = np.isfinite(chunk.values)
-        if not finite.all():
-            reasons["non-finite value"] += int((~finite).sum())
-        timestamps.append(chunk.timestamps[finite])
-        values.append(chunk.values[finite])
-    joined = (np.concatenate(timestamps) if timestamps else np.empty(0),
-              np.concatenate(values) if values else np.empty(0))
-    return History(*joined, sum(reasons.values()), dict(reasons))

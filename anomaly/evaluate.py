@@ -69,7 +69,7 @@ class FileResult:
 def nab_stream(path: Path, config) -> tuple[Streamed, str]:  # adapts as config.adapt says
     """Train on a file's probation head and stream the whole file; return the decisions and why training
     failed (``""`` when it did not: then nothing is flagged)."""
-    from .data import read_csv
+    from .sources import read_csv
     from .refit import Refitter
     from .training import train
 

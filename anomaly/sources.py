@@ -1,4 +1,4 @@
-"""Where points come from: the simulator, a CSV file replayed in order, or stdin.
+"""Where points come from: the simulator, a CSV file replayed in order, or stdin; and a CSV history read whole.
 
 Every source yields :class:`~anomaly.records.Chunk` objects: replay reads thousands of
 lines per chunk (one vectorised pass each), a live source (stdin, or any source paced at a
@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -250,3 +252,34 @@ def paced(items: Iterable, rate_hz: float) -> Iterator:
             time.sleep(delay)
         due = max(due + step, time.monotonic() - step)
         yield item
+
+
+@dataclass(frozen=True)
+class History:
+    """A training history: ``(n,)`` epoch seconds and ``(n,)`` values, in file order."""
+
+    timestamps: np.ndarray
+    values: np.ndarray
+    skipped: int = 0  # rows that could not be read, or held a non-finite value
+    reasons: dict[str, int] = field(default_factory=dict)  # how many rows were skipped for each reason
+
+
+def read_csv(path: str | Path, time_column: str = "timestamp", value_column: str = "value",
+             head: int | None = None, time_format: str = "auto") -> History:
+    """Read a CSV with a header into a :class:`History`, by the rules every source follows (:mod:`anomaly.parse`).
+
+    ``head`` counts data rows, read or not. Rows with an unreadable timestamp or value are
+    skipped and counted by reason. Raises ``ValueError`` naming the columns when the header
+    lacks them, ``OSError`` when the file cannot be read.
+    """
+    timestamps, values, reasons = [], [], Counter()
+    for chunk in limited(csv_chunks(path, time_column, value_column, time_format=time_format), head):
+        reasons.update(rejected.reason.split(":")[0] for rejected in chunk.rejected)
+        finite = np.isfinite(chunk.values)
+        if not finite.all():
+            reasons["non-finite value"] += int((~finite).sum())
+        timestamps.append(chunk.timestamps[finite])
+        values.append(chunk.values[finite])
+    joined = (np.concatenate(timestamps) if timestamps else np.empty(0),
+              np.concatenate(values) if values else np.empty(0))
+    return History(*joined, sum(reasons.values()), dict(reasons))

@@ -19,7 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from anomaly.data import format_timestamp, read_csv
+from anomaly.data import format_timestamp
+from anomaly.sources import read_csv
 from anomaly.parse import parse_csv_lines, parse_line
 from anomaly.records import Chunk, Rejected
 from anomaly.runner import Runner

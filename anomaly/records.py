@@ -62,6 +62,7 @@ class Chunk:
     kinds: Sequence[str] | None = None
     rejected: list[Rejected] = field(default_factory=list)  # lines of this chunk that did not parse
     filled: np.ndarray | None = None  # (n,) bool: made up to fill a gap (see anomaly.gaps), not input
+    series: Sequence[str] | None = None  # each point's series key (None: one series; see anomaly.keyed)
 
     def __len__(self) -> int:
         return len(self.values)
@@ -92,7 +93,7 @@ class Chunk:
                   if any(c.filled is not None for c in chunks) else None)
         return cls(np.concatenate([c.timestamps for c in chunks]), np.concatenate([c.values for c in chunks]),
                    np.concatenate([c.positions for c in chunks]), raw, joined("labels", None),
-                   joined("kinds", ""), [r for c in chunks for r in c.rejected], filled)
+                   joined("kinds", ""), [r for c in chunks for r in c.rejected], filled, joined("series", ""))
 
     def raw_text(self, i: int) -> str:
         """Return point ``i`` as the input had it (or as ``timestamp,value`` when unknown)."""
@@ -104,7 +105,7 @@ class Chunk:
             return None if column is None else column[start:stop]
 
         return Chunk(self.timestamps[start:stop], self.values[start:stop], self.positions[start:stop],
-                     cut(self.raw), cut(self.labels), cut(self.kinds), filled=cut(self.filled))
+                     cut(self.raw), cut(self.labels), cut(self.kinds), filled=cut(self.filled), series=cut(self.series))
 
     def take(self, keep: np.ndarray) -> Chunk:
         """Return the points where the boolean mask ``keep`` is true (without ``rejected``)."""
@@ -115,7 +116,7 @@ class Chunk:
 
         return Chunk(self.timestamps[index], self.values[index], self.positions[index],
                      pick(self.raw), pick(self.labels), pick(self.kinds),
-                     filled=None if self.filled is None else self.filled[index])
+                     filled=None if self.filled is None else self.filled[index], series=pick(self.series))
 
 
 @dataclass

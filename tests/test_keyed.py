@@ -1,0 +1,127 @@
+"""Many series in one stream: each series is decided as if it streamed alone, bad points stay in their series,
+and an idle series is let go and comes back exactly where it was."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from anomaly.keyed import KeyedRunners, state_name
+from anomaly.records import Chunk
+from anomaly.runner import Runner
+from anomaly.simulate import simulate
+
+N = 2_500
+
+
+@pytest.fixture(scope="module")
+def three(quick_config):
+    """Three simulated series with anomalies (the same clock), and their points interleaved at random."""
+    start = quick_config.training.n_points
+    series = {key: simulate(N, seed=seed, anomalies=True, start_index=start, config=quick_config.simulator)
+              for key, seed in (("cpu", 31), ("latency", 32), ("queue", 33))}
+    keys = np.repeat(list(series), N)
+    order = np.argsort(np.random.default_rng(0).random(len(keys)), kind="stable")
+    # each series keeps its own order: sort by (random slot) but take each series' points in sequence
+    slots = {key: iter(range(N)) for key in series}
+    picked = [(key, next(slots[key])) for key in keys[order]]
+    timestamps = np.array([series[key].timestamps[i] for key, i in picked])
+    values = np.array([series[key].values[i] for key, i in picked])
+    return series, [key for key, _ in picked], timestamps, values
+
+
+def alone(ensemble, adapt, series) -> np.ndarray:
+    block, _ = Runner(ensemble, adapt=adapt).process(Chunk(series.timestamps, series.values, np.arange(1, N + 1)))
+    return np.column_stack([block.p_value, block.is_anomaly, block.p_detectors])
+
+
+def stream(keyed: KeyedRunners, keys, timestamps, values, size: int = 257, clock=None):
+    """Feed the interleaved points in chunks; return each series' decisions, its rejects and its incidents."""
+    out, rejected, events = {}, {}, {}
+    for i in range(0, len(values), size):
+        if clock is not None:
+            clock.tick(i)
+        chunk = Chunk(timestamps[i:i + size], values[i:i + size], np.arange(i, i + len(values[i:i + size])) + 1,
+                      series=keys[i:i + size])
+        for result in keyed.process(chunk):
+            block = result.block
+            out.setdefault(result.series, []).append(np.column_stack([block.p_value, block.is_anomaly,
+                                                                      block.p_detectors]))
+            rejected.setdefault(result.series, []).extend(result.rejected)
+            events.setdefault(result.series, []).extend(result.events)
+    return {key: np.concatenate(parts) for key, parts in out.items()}, rejected, events
+
+
+def test_each_series_of_an_interleaved_stream_is_decided_as_if_it_streamed_alone(quick_ensemble, quick_config, three):
+    series, keys, timestamps, values = three
+    keyed = KeyedRunners(lambda key: Runner(quick_ensemble, adapt=quick_config.adapt))
+    decided, rejected, events = stream(keyed, keys, timestamps, values)
+    assert set(decided) == set(series) and not any(rejected.values())
+    for key, one in series.items():
+        np.testing.assert_array_equal(decided[key], alone(quick_ensemble, quick_config.adapt, one))
+        assert events[key]  # each series has incidents of its own
+    assert len(keyed.active) == 3
+
+
+def test_a_bad_point_in_one_series_never_touches_another(quick_ensemble, quick_config, three):
+    series, keys, timestamps, values = three
+    values, timestamps = values.copy(), timestamps.copy()
+    cpu = [i for i, key in enumerate(keys) if key == "cpu"]
+    values[cpu[700]] = np.nan  # a non-finite value in cpu...
+    timestamps[cpu[900]] = timestamps[cpu[10]]  # ...and a point out of order
+    keyed = KeyedRunners(lambda key: Runner(quick_ensemble, adapt=quick_config.adapt))
+    decided, rejected, _ = stream(keyed, keys, timestamps, values)
+    assert sorted(r.reason for r in rejected["cpu"]) == ["non-finite value", "timestamp out of order"]
+    assert not rejected["latency"] and not rejected["queue"]
+    for key in ("latency", "queue"):
+        np.testing.assert_array_equal(decided[key], alone(quick_ensemble, quick_config.adapt, series[key]))
+    cpu_counts = keyed.active["cpu"].runner.counts
+    assert (cpu_counts.points, cpu_counts.rejected, cpu_counts.filled) == (N - 2, 2, 2)  # their holes were filled
+
+
+class Clock:
+    """Seconds that pass as the stream goes: one series falls silent for a while in the middle."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def tick(self, i: int) -> None:
+        self.now = float(i)
+
+
+def test_an_idle_series_is_saved_let_go_and_comes_back_exactly_where_it_was(quick_ensemble, quick_config, three,
+                                                                            tmp_path):
+    series, keys, timestamps, values = three
+    quiet = [i for i, key in enumerate(keys) if key == "queue"]
+    # queue falls silent: its points 1000-1599 arrive only after everything else has moved on a long way
+    held = set(quiet[1000:1600])
+    reorder = [i for i in range(len(keys)) if i not in held]
+    cut = reorder.index(quiet[1600]) if quiet[1600] in reorder else len(reorder)
+    reorder = reorder[:cut] + sorted(held) + reorder[cut:]
+    keys_r, stamps_r, values_r = [keys[i] for i in reorder], timestamps[reorder], values[reorder]
+    clock = Clock()
+    keyed = KeyedRunners(lambda key: Runner(quick_ensemble, adapt=quick_config.adapt), idle_after=900,
+                         state_dir=tmp_path, clock=clock)
+    decided, _, _ = stream(keyed, keys_r, stamps_r, values_r, size=97, clock=clock)
+    assert keyed.evicted >= 1 and keyed.restored >= 1
+    for key, one in series.items():
+        np.testing.assert_array_equal(decided[key], alone(quick_ensemble, quick_config.adapt, one))
+    assert keyed.save_all() == len(keyed.active)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(state_name(key) for key in keyed.active)
+
+
+def test_without_a_state_folder_an_idle_series_is_dropped_and_starts_afresh(quick_ensemble, three):
+    series, _, _, _ = three
+    clock = Clock()
+    keyed = KeyedRunners(lambda key: Runner(quick_ensemble), idle_after=10, clock=clock)
+    one = series["cpu"]
+    for start, now in ((0, 0.0), (300, 100.0)):  # no gap: only the drop can explain a second warm-up
+        clock.now = now
+        part = slice(start, start + 300)
+        [result] = keyed.process(Chunk(one.timestamps[part], one.values[part], np.arange(300) + 1,
+                                       series=["cpu"] * 300))
+        assert result.block.warmup.sum() == quick_ensemble.window - 1  # warm-up again after the drop
+    assert keyed.evicted == 1 and keyed.restored == 0

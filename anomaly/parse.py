@@ -115,9 +115,14 @@ def _json_line(line: str, text: str, position: int, clock: float, interval: floa
         return Rejected(line, f"unparsable: value {shown(json.dumps(value))} is not a number", position)
     if stamp is not None and not isinstance(stamp, str):
         return Rejected(line, f"unparsable: timestamp {shown(json.dumps(stamp))} is not a time", position)
+    series = record.get("series")
+    if series is not None and (not isinstance(series, str) or len(series) > MAX_FIELD):
+        return Rejected(line, f"unparsable: series {shown(json.dumps(series))} is not a name "
+                              f"(text of at most {MAX_FIELD} characters)", position)
     try:
         return Point(parse_timestamp(stamp, form) if stamp is not None else clock + interval, number(value),
-                     label(str(record["label"])) if "label" in record else None)
+                     label(str(record["label"])) if "label" in record else None,
+                     series=series.strip() if series is not None else None)
     except ValueError as exc:
         return Rejected(line, f"unparsable: {exc}", position)
 
@@ -230,10 +235,12 @@ def split_fields(line: str) -> list[str]:
 
 
 def parse_csv_lines(lines: list[str], first_position: int, n_fields: int, time_index: int,
-                    value_index: int, label_index: int | None = None, time_format: str = "auto") -> Chunk:
+                    value_index: int, label_index: int | None = None, time_format: str = "auto",
+                    series_index: int | None = None) -> Chunk:
     """Parse consecutive CSV data lines (``\n`` stripped) into a :class:`Chunk`; never raises.
 
-    ``first_position`` is the line number of ``lines[0]``. A line that breaks the line
+    ``first_position`` is the line number of ``lines[0]``; ``series_index``: the column
+    naming each point's series (``chunk.series``; ``None``: one series). A line that breaks the line
     rules (:func:`line_fields`), has another number of fields than the header, or whose
     timestamp or value cannot be read, is rejected.
     """
@@ -264,7 +271,8 @@ def parse_csv_lines(lines: list[str], first_position: int, n_fields: int, time_i
     stamps, time_errors = parse_timestamps(columns[time_index], time_format)
     values, value_errors = parse_values(columns[value_index])
     labels = [label(text) for text in columns[label_index]] if label_index is not None else None
-    chunk = Chunk(stamps, values, np.array(positions, dtype=np.int64), raws, labels)
+    series = [key.strip() for key in columns[series_index]] if series_index is not None else None
+    chunk = Chunk(stamps, values, np.array(positions, dtype=np.int64), raws, labels, series=series)
     if time_errors or value_errors:
         bad = np.zeros(len(raws), dtype=bool)
         for i in sorted(set(time_errors) | set(value_errors)):

@@ -72,11 +72,12 @@ class Chunk:
         """Return the chunk of ``points`` (positions default to 1..n)."""
         n = len(points)
         labels = [p.label for p in points]
+        keyed = any(p.series is not None for p in points)
         return cls(np.fromiter((p.timestamp for p in points), np.float64, n),
                    np.fromiter((p.value for p in points), np.float64, n),
                    np.arange(1, n + 1) if positions is None else np.asarray(positions, dtype=np.int64),
                    labels=labels if any(label is not None for label in labels) else None,
-                   kinds=[p.kind for p in points])
+                   kinds=[p.kind for p in points], series=[p.series or "" for p in points] if keyed else None)
 
     @classmethod
     def concat(cls, chunks: Sequence[Chunk]) -> Chunk:

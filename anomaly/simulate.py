@@ -43,6 +43,7 @@ class Point:
     value: float
     label: bool | None = None
     kind: str = ""
+    series: str | None = None  # the series it belongs to (None: the stream's only one)
 
 
 @dataclass(frozen=True)

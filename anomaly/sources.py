@@ -165,11 +165,13 @@ def stdin_chunks(interval: float, start: float, most: int = 8192, time_format: s
 
 def csv_chunks(path: str | Path, time_column: str = "timestamp", value_column: str = "value",
                label_column: str = "label", chunk_bytes: int = REPLAY_BYTES,
-               time_format: str = "auto") -> Iterator[Chunk]:
+               time_format: str = "auto", series_column: str | None = None) -> Iterator[Chunk]:
     """Yield the points of a CSV file in file order; line numbers count the header as 1.
 
     ``chunk_bytes`` of text are parsed together (0: one line per chunk, for paced replay).
-    Raises ``ValueError`` at once when the header lacks the time or value column.
+    ``series_column``: the column naming each point's series (``chunk.series``, for
+    :mod:`anomaly.keyed`); ``None`` reads one series, whatever the header holds.
+    Raises ``ValueError`` at once when the header lacks the time, value or series column.
     """
     # a BOM is not part of the header; undecodable bytes stay visible (\xNN) in the quarantine; only \n ends a
     # line (a lone \r inside one is the parser's to reject, not a line end)
@@ -179,13 +181,14 @@ def csv_chunks(path: str | Path, time_column: str = "timestamp", value_column: s
         handle.close()
         raise ValueError(f"{path}: the header line cannot be read: {header}")
     header = [name.strip() for name in header]
-    for column in (time_column, value_column):
+    for column in (time_column, value_column) + ((series_column,) if series_column else ()):
         if column not in header:
             handle.close()
             raise ValueError(f"{path}: no column {column!r} in the header {header}; "
                              "choose columns with --time-column/--value-column")
     layout = (len(header), header.index(time_column), header.index(value_column),
-              header.index(label_column) if label_column in header else None, time_format)
+              header.index(label_column) if label_column in header else None, time_format,
+              header.index(series_column) if series_column else None)
 
     def blocks() -> Iterator[list[str]]:
         if chunk_bytes <= 0:

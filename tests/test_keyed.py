@@ -125,3 +125,29 @@ def test_without_a_state_folder_an_idle_series_is_dropped_and_starts_afresh(quic
                                        series=["cpu"] * 300))
         assert result.block.warmup.sum() == quick_ensemble.window - 1  # warm-up again after the drop
     assert keyed.evicted == 1 and keyed.restored == 0
+
+
+def test_a_csv_with_a_series_column_feeds_each_series_its_own_runner(quick_ensemble, three, tmp_path):
+    """The file side: csv_chunks(series_column=...) keys every point; JSON lines name theirs in "series"."""
+    from anomaly.parse import parse_line
+    from anomaly.sinks import format_timestamps
+    from anomaly.sources import csv_chunks
+
+    series, keys, timestamps, values = three
+    rows = [f"{t},{key},{v!r}\n" for t, key, v in zip(format_timestamps(timestamps), keys, values.tolist())]
+    rows.insert(100, "2026-01-01 00:00:00,cpu,not a number\n")
+    (tmp_path / "many.csv").write_text("timestamp,series,value\n" + "".join(rows))
+    keyed = KeyedRunners(lambda key: Runner(quick_ensemble))
+    decided, rejected = {}, []
+    for chunk in csv_chunks(tmp_path / "many.csv", series_column="series", chunk_bytes=4096):
+        for result in keyed.process(chunk):
+            decided.setdefault(result.series, []).append(result.block.p_value)
+            rejected += result.rejected
+    assert [r.position for r in rejected] == [102] and "not a number" in rejected[0].raw
+    for key, one in series.items():
+        block, _ = Runner(quick_ensemble).process(Chunk(one.timestamps, one.values, np.arange(1, N + 1)))
+        np.testing.assert_array_equal(np.concatenate(decided[key]), block.p_value)
+    with pytest.raises(ValueError, match="no column 'host'"):
+        csv_chunks(tmp_path / "many.csv", series_column="host")
+    assert parse_line('{"timestamp": "2026-01-01 00:00:00", "value": 3, "series": "db-1"}', 1, 0, 60).series == "db-1"
+    assert "not a name" in parse_line('{"value": 3, "series": {"a": 1}}', 1, 0, 60).reason

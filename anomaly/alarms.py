@@ -38,6 +38,7 @@ class Incident:
     detectors: list[str] = field(default_factory=list)  # whose own p-value fell below the threshold, strongest first
     evidence: dict[str, float] = field(default_factory=dict)  # each of those detectors' smallest p-value in it
     true_kind: str = ""  # the simulator's truth: the first labelled kind it flagged, else "normal"
+    series: str | None = None  # the series it happened in (None: the stream's only one)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -56,12 +57,13 @@ class AlarmEvent:
 class AlarmFilter:
     """Tracks the open incident of one stream; feed it every block of decisions in order."""
 
-    def __init__(self, k: int = 1, n: int = 1, cooldown: int = 32):
+    def __init__(self, k: int = 1, n: int = 1, cooldown: int = 32, series: str | None = None):
         if not 1 <= k <= n:
             raise ValueError(f"alarms: need 1 <= k <= n, got k={k}, n={n}")
         if cooldown < 1:
             raise ValueError(f"alarms: cooldown must be at least 1 point, got {cooldown}")
         self.k, self.n, self.cooldown = k, n, cooldown
+        self.series = series  # stamped on each incident
         self._recent: deque[bool] = deque(maxlen=n)
         self._quiet = 0  # scored points since the open incident's last flag
         self.open: Incident | None = None
@@ -102,7 +104,7 @@ class AlarmFilter:
             elif flag and sum(self._recent) >= self.k:
                 self.count += 1
                 stamp = float(block.timestamps[i]) if block is not None else float(i)
-                self.open = Incident(self.count, stamp, stamp)
+                self.open = Incident(self.count, stamp, stamp, series=self.series)
                 self._quiet = 0
                 self._take(i, block)
                 # as it stood at its first point: a replay's block goes on changing the open incident

@@ -34,10 +34,11 @@ def describe(event: AlarmEvent) -> str:
     detectors = ", ".join(f"{name} (p={i.evidence[name]:.0e})" if name in i.evidence else name
                           for name in i.detectors) or "combined evidence"  # strongest evidence first
     truth = f"  [true: {i.true_kind}]" if i.true_kind else ""
+    where = f"  series {i.series}" if i.series is not None else ""
     if event.kind == "opened":
-        return (f"ANOMALY {format_timestamp(i.start)}  incident #{i.id} opened  value {i.peak_value:.4g}{expected}"
-                f"  score {i.peak_score:.2f}  fired: {detectors}{truth}")
-    return (f"RESOLVED incident #{i.id}  {format_timestamp(i.start)} to {format_timestamp(i.end)}"
+        return (f"ANOMALY {format_timestamp(i.start)}{where}  incident #{i.id} opened  value {i.peak_value:.4g}"
+                f"{expected}  score {i.peak_score:.2f}  fired: {detectors}{truth}")
+    return (f"RESOLVED{where} incident #{i.id}  {format_timestamp(i.start)} to {format_timestamp(i.end)}"
             f"  ({i.flagged} flagged points)  peak score {i.peak_score:.2f} at {format_timestamp(i.peak_timestamp)}:"
             f" value {i.peak_value:.4g}{expected}  detectors: {detectors}{truth}")
 

@@ -181,6 +181,12 @@ def stream_parser() -> argparse.ArgumentParser:
                         help="keep the stream's online state (window, calibration, adaptation, open incident, "
                              "counts) in DIR/stream.state when it stops, and go on from it when it starts again: "
                              "the records after a restart are those an uninterrupted run gives")
+    parser.add_argument("--series-column", metavar="NAME",
+                        help="a CSV source's column naming each point's series (default: 'series' when the header "
+                             "has it; JSON lines name theirs in 'series'): each series is scored on its own")
+    parser.add_argument("--evict-after", type=_rate, metavar="SECONDS",
+                        help="many series: let a series silent this long go, saved to --state DIR when given, and "
+                             "bring it back when it sends again (default: 3600; 0: never)")
     parser.add_argument("--no-refit", action="store_true",
                         help="adapt the calibration only: never retrain the models (default: retrain them after a "
                              "lasting change and every 20,000 points, saved as new runs: in the background when "

@@ -160,6 +160,7 @@ class StreamConfig:
     max_fill: int = 0  # longest gap filled, in points; 0: the longest detector window (beyond: warm-up again)
     feedback: str = "feedback.jsonl"  # labels read while streaming (see anomaly.feedback)
     future_horizon_s: float = 86_400.0  # a point stamped this far past the last one and the wall clock is quarantined
+    evict_after_s: float = 3_600.0  # many series: one silent this long is let go (saved with --state); 0: never
 
 
 @dataclass(frozen=True)

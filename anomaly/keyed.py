@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,7 @@ import numpy as np
 from . import state
 from .alarms import AlarmEvent, AlarmFilter
 from .records import Chunk, DecisionBlock, Rejected
-from .runner import Runner
+from .runner import Counts, Runner
 
 
 @dataclass
@@ -62,14 +62,19 @@ class KeyedRunners:
                  idle_after: float | None = None, state_dir: str | Path | None = None,
                  clock: Callable[[], float] = time.monotonic):
         self._make_runner = make_runner
-        self._make_alarm = make_alarm or (lambda key: AlarmFilter())
+        self._make_alarm = make_alarm or (lambda key: AlarmFilter(series=key))
         self.idle_after = idle_after
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self._clock = clock
         self.active: dict[str, _Active] = {}
         self.evicted = 0  # series let go for being idle (saved or dropped)
         self.restored = 0  # series brought back from a saved state
-        self.unclaimed = 0  # lines rejected before any series could claim them (unparsable)
+        self.unclaimed = Counts()  # lines rejected before any series could claim them (unparsable)
+        self._gone = Counts()  # counts of the series let go (taken back out when one is restored)
+        self._gone_incidents = 0
+        self._seen: set[str] = set()
+        self.carried = Counts()  # what series restored from an earlier run's state had counted there
+        self.carried_incidents = 0
 
     def process(self, chunk: Chunk) -> list[SeriesResult]:
         """Score a chunk of interleaved series; return one result per series in it, in order of first appearance.
@@ -86,10 +91,15 @@ class KeyedRunners:
             part = chunk.take(keys == key)
             active = self._series(key, now)
             block, rejected = active.runner.process(part)
+            block.series = key
             active.last_seen = now
-            results.append(SeriesResult(key, block, rejected, active.alarm.update(block)))
+            results.append(SeriesResult(key, block, [replace(r, series=key) for r in rejected],
+                                        active.alarm.update(block)))
         if chunk.rejected:
-            self.unclaimed += len(chunk.rejected)
+            for rejected in chunk.rejected:
+                self.unclaimed.rejected += 1
+                reason = rejected.reason.split(":")[0]
+                self.unclaimed.by_reason[reason] = self.unclaimed.by_reason.get(reason, 0) + 1
             results.append(SeriesResult("", _empty_block(), list(chunk.rejected)))
         return results
 
@@ -104,6 +114,13 @@ class KeyedRunners:
                 alarm.load_state(*extra["alarms"])
             (self.state_dir / state_name(key)).unlink()  # in memory again: the file would go stale
             self.restored += 1
+            if key in self._seen:  # let go by this stream: its counts were kept aside, now they are its own again
+                self._gone = _minus(self._gone, runner.counts)
+                self._gone_incidents -= alarm.count
+            else:  # saved by an earlier run
+                self.carried = _plus(self.carried, runner.counts)
+                self.carried_incidents += alarm.count
+        self._seen.add(key)
         self.active[key] = active = _Active(runner, alarm, now)
         return active
 
@@ -130,7 +147,33 @@ class KeyedRunners:
         if self.state_dir is not None:
             state.write(self.state_dir, self._snapshot(key, active), state_name(key))
         active.runner.close()
+        self._gone = _plus(self._gone, active.runner.counts)
+        self._gone_incidents += active.alarm.count
         self.evicted += 1
+
+    @property
+    def seen(self) -> int:
+        """Series seen by this stream."""
+        return len(self._seen)
+
+    def runners(self) -> list[Runner]:
+        """The active series' runners."""
+        return [active.runner for active in self.active.values()]
+
+    def counts(self) -> Counts:
+        """Points, anomalies and rejects of every series this stream saw (those let go included)."""
+        total = _plus(self._gone, self.unclaimed)
+        for active in self.active.values():
+            total = _plus(total, active.runner.counts)
+        return total
+
+    def incidents(self) -> int:
+        """Incidents opened in every series this stream saw."""
+        return self._gone_incidents + sum(active.alarm.count for active in self.active.values())
+
+    def close_incidents(self) -> list[AlarmEvent]:
+        """Close every open incident (the stream ends); return the events."""
+        return [event for active in self.active.values() for event in active.alarm.close()]
 
     @staticmethod
     def _snapshot(key: str, active: _Active) -> bytes:
@@ -142,6 +185,19 @@ class KeyedRunners:
             active.runner.close()
 
 
+def in_input_order(results: list[SeriesResult]) -> DecisionBlock | None:
+    """Return the decisions of all series of one chunk as one block in input order, each point naming its
+    series (``None`` when there are none)."""
+    blocks = [result.block for result in results if len(result.block)]
+    if not blocks:
+        return None
+    keys = [key for block in blocks for key in [block.series] * len(block)]
+    joined = DecisionBlock.concat(blocks)
+    order = np.argsort(joined.positions, kind="stable")  # a gap's filled points keep their place before the next
+    joined.series = keys
+    return joined.take(order)
+
+
 def _empty_block() -> DecisionBlock:
     """A block with no points (for lines that were rejected before any series could claim them)."""
     empty = np.empty(0)
@@ -149,3 +205,15 @@ def _empty_block() -> DecisionBlock:
                          is_anomaly=np.zeros(0, dtype=bool), p_detectors=np.empty((0, 0)),
                          warmup=np.zeros(0, dtype=bool), expected=empty, spread=empty,
                          positions=np.empty(0, dtype=np.int64))
+
+
+def _plus(a: Counts, b: Counts) -> Counts:
+    numbers = {key: value + getattr(b, key) for key, value in vars(a).items() if key != "by_reason"}
+    reasons = dict(a.by_reason)
+    for reason, n in b.by_reason.items():
+        reasons[reason] = reasons.get(reason, 0) + n
+    return Counts(**numbers, by_reason=reasons)
+
+
+def _minus(a: Counts, b: Counts) -> Counts:
+    return a.since(b)

@@ -46,6 +46,8 @@ class StreamOptions:
     no_adapt: bool = False
     no_refit: bool = False
     state: str | None = None  # a folder for the stream's state (see anomaly.state)
+    series_column: str | None = None  # a CSV source's column of series keys (None: "series" when there is one)
+    evict_after: float | None = None  # seconds a series may be silent before it is let go (None: the settings')
     feedback: str | None = None
     allow_remote: bool = False
     auth_token: str | None = None
@@ -109,8 +111,10 @@ def _open_source(options, config: Config, ensemble, manifest, rate: float, resum
     if not path.is_file():
         raise UserError(f"--source {options.source}: no such file (use sim, a CSV file, or -)")
     try:
+        series = options.series_column or ("series" if "series" in sources.csv_header(path) else None)
         return sources.csv_chunks(path, options.time_column, options.value_column,
-                                  chunk_bytes=sources.REPLAY_BYTES if rate == 0 else 0, time_format=options.time_format)
+                                  chunk_bytes=sources.REPLAY_BYTES if rate == 0 else 0, time_format=options.time_format,
+                                  series_column=series)
     except (ValueError, OSError) as exc:
         raise UserError(str(exc)) from None
 
@@ -118,6 +122,7 @@ def _open_source(options, config: Config, ensemble, manifest, rate: float, resum
 def run_stream(options: StreamOptions, config: Config) -> int:
     """Stream ``options.source`` through the latest run; print a summary; return the exit status."""
     from .alarms import AlarmFilter
+    from .keyed import in_input_order
     from .plot import LivePlot, has_display
     from .sink_process import SinkProcess, make_sinks
     from .feedback import FeedbackFile
@@ -168,6 +173,7 @@ def run_stream(options: StreamOptions, config: Config) -> int:
     started = time.perf_counter()
     next_poll = 0.0
     ended = Ended()  # streams that are over (TCP clients gone): counted, their runners let go
+    keyed = plotted = None  # many series in one stream: their runners (anomaly.keyed), the series drawn
     with GracefulStop() as stop:  # Ctrl-C, SIGTERM: finish what was read, then stop
         chunks = iter(feed)
         try:
@@ -184,7 +190,30 @@ def run_stream(options: StreamOptions, config: Config) -> int:
                     continue
                 if (now := time.monotonic()) >= next_poll and not options.no_adapt:  # a stat() twice a second
                     next_poll = now + FEEDBACK_POLL_S
-                    _apply_feedback(feedback, runners)
+                    _apply_feedback(feedback, runners + (keyed.runners() if keyed else []))
+                if reply is None and (keyed is not None or chunk.series is not None):  # many series in one stream
+                    if keyed is None:
+                        keyed = _keyed(options, config, runner, cooldown)
+                        plotted = chunk.series[0] if chunk.series else ""
+                        print(f"points name their series: each series is scored on its own (the plot shows "
+                              f"{plotted or 'the unnamed one'})", file=sys.stderr)
+                    results = keyed.process(chunk)
+                    for line in sorted((r for result in results for r in result.rejected), key=lambda r: r.position):
+                        quarantine.write(line)
+                    if (block := in_input_order(results)) is not None:
+                        for sink in sinks:
+                            if not isinstance(sink, LivePlot):
+                                sink.write_block(block)
+                    for result in results:
+                        for sink in sinks:
+                            if isinstance(sink, LivePlot) and result.series == plotted:
+                                sink.write_block(result.block)
+                        for event in result.events:
+                            for sink in alerts:
+                                sink.write(event)
+                    if stop.requested:
+                        break
+                    continue
                 block, rejected = runner.process(chunk)
                 for line in rejected:
                     quarantine.write(line)
@@ -207,14 +236,59 @@ def run_stream(options: StreamOptions, config: Config) -> int:
             feed.close()
             for runner in runners:
                 runner.close()
+            if keyed is not None:
+                keyed.close()
         if stop.requested:
             stopped = "stopped" if stop.signum == signal.SIGINT else "stopped by SIGTERM"
         stop.finishing = True  # a second Ctrl-C now stops waiting for the output to be written
+        if keyed is not None:
+            _finish_keyed(options, keyed, ensemble, sinks, quarantine, alerts, stopped, time.perf_counter() - started)
+            return stop.exit_code or 0
         if options.state:
             _save_state(options, runners[0], filters.get(runners[0]), manifest)
         _finish(options, ensemble, sinks, quarantine, alerts, filters, ended, runners, stopped,
                 time.perf_counter() - started, resumed)
     return stop.exit_code or 0
+
+
+def _keyed(options: StreamOptions, config: Config, template, cooldown: int):
+    """Return the runners of a stream of many series: each series' a copy of ``template``'s settings."""
+    from .alarms import AlarmFilter
+    from .keyed import KeyedRunners
+    from .runner import Runner
+
+    gaps = template._gaps
+    evict_after = options.evict_after if options.evict_after is not None else config.stream.evict_after_s
+
+    def make_runner(key: str) -> Runner:  # refits retrain one series' models: not for a stream of many (yet)
+        return Runner(template.ensemble, gaps.mode, gaps.max_fill, None if options.no_adapt else config.adapt,
+                      future_horizon=template.future_horizon)
+
+    return KeyedRunners(make_runner, lambda key: AlarmFilter(config.alerts.k, config.alerts.n, cooldown, series=key),
+                        idle_after=evict_after or None, state_dir=options.state)
+
+
+def _finish_keyed(options, keyed, ensemble, sinks, quarantine, alerts, stopped: str, seconds: float) -> None:
+    """Save or close what is open, and print the summary of a stream of many series."""
+    if options.state:
+        saved = keyed.save_all()
+        print(f"state of {saved} series saved to {options.state} (open incidents go on after a restart)",
+              file=sys.stderr)
+    else:
+        for event in keyed.close_incidents():
+            for sink in alerts:
+                sink.write(event)
+    problems = _close_all(sinks + [quarantine] + alerts)
+    total = keyed.counts()
+    _summary(total.since(keyed.carried), ensemble, options, stopped, seconds)  # this run's
+    print(f"{keyed.seen} series ({len(keyed.active)} active at the end, {keyed.evicted} let go while idle, "
+          f"{keyed.restored} brought back from saved state); {keyed.incidents() - keyed.carried_incidents} incidents",
+          file=sys.stderr)
+    if keyed.carried.points:
+        print(f"since the state began: {total.points:,} points, {total.anomalies:,} anomalies, "
+              f"{keyed.incidents()} incidents", file=sys.stderr)
+    for problem in problems:
+        print(f"stream.py: warning: {problem}", file=sys.stderr)
 
 
 def _saved_state(options) -> bytes | None:

@@ -33,6 +33,7 @@ class Decision:
     label: bool | None = None
     kind: str = ""
     alpha: float = 1e-3  # the alarm threshold the decision was made with
+    series: str | None = None  # the series it belongs to (None: the stream's only one)
 
     @property
     def fired(self) -> list[str]:
@@ -48,6 +49,7 @@ class Rejected:
     raw: str
     reason: str
     position: int  # 1-based position in the input (line number for text sources)
+    series: str | None = None  # the series it claimed to belong to, when that was read
 
 
 @dataclass
@@ -140,6 +142,7 @@ class DecisionBlock:
     kinds: Sequence[str] | None = None
     filled: np.ndarray | None = None  # (n,) bool: made up to fill a gap; never flagged
     raw: np.ndarray | None = None  # (n, k) raw detector scores (NaN where not scored), for adaptation
+    series: str | Sequence[str] | None = None  # the series of every point, or of each (None: the stream's only one)
 
     def __len__(self) -> int:
         return len(self.values)
@@ -169,7 +172,21 @@ class DecisionBlock:
         raw = (np.concatenate([b.raw if b.raw is not None else np.full((len(b), len(first.names)), np.nan)
                                for b in blocks]) if any(b.raw is not None for b in blocks) else None)
         return cls(first.names, first.alpha, labels=joined("labels", None), kinds=joined("kinds", ""),
-                   filled=None if filled is None else np.array(filled, dtype=bool), raw=raw, **arrays)
+                   filled=None if filled is None else np.array(filled, dtype=bool), raw=raw, series=first.series,
+                   **arrays)
+
+    def take(self, index: np.ndarray) -> DecisionBlock:
+        """Return the points at ``index`` (integer positions into this block), in that order."""
+        def pick(column):
+            return None if column is None else [column[i] for i in index]
+
+        arrays = {name: getattr(self, name)[index] for name in ("timestamps", "values", "score", "p_value", "is_anomaly",
+                                                                 "p_detectors", "warmup", "expected", "spread",
+                                                                 "positions")}
+        series = self.series if self.series is None or isinstance(self.series, str) else pick(self.series)
+        return DecisionBlock(self.names, self.alpha, labels=pick(self.labels), kinds=pick(self.kinds),
+                             filled=None if self.filled is None else self.filled[index],
+                             raw=None if self.raw is None else self.raw[index], series=series, **arrays)
 
     def decision(self, i: int) -> Decision:
         """Return point ``i`` as a :class:`Decision`."""
@@ -180,7 +197,8 @@ class DecisionBlock:
                         "filled" if self.filled is not None and self.filled[i] else
                         "warm-up" if self.warmup[i] else "ok", float(self.expected[i]),
                         float(self.spread[i]), label, self.kinds[i] if self.kinds is not None else "",
-                        self.alpha)
+                        self.alpha, self.series if self.series is None or isinstance(self.series, str)
+                        else self.series[i])
 
     def decisions(self, start: int = 0) -> list[Decision]:
         """Return the decisions of points ``start..n-1``."""

@@ -33,7 +33,8 @@ def record(decision: Decision) -> dict:
     rounded to 6 decimals, each detector's own p-value to 6 significant digits (they
     explain a decision, and formatting full floats is most of the cost of writing a record).
     """
-    row = {
+    row = {} if decision.series is None else {"series": decision.series}
+    row |= {
         "timestamp": format_timestamp(decision.timestamp),
         "value": decision.value,
         "score": round(decision.score, 6),
@@ -47,6 +48,11 @@ def record(decision: Decision) -> dict:
         row["label"] = decision.label
         row["kind"] = decision.kind
     return row
+
+
+def _csv_field(text: str) -> str:
+    """Return ``text`` as one CSV field (quoted when it holds a comma, a quote or a line end)."""
+    return f'"{text.replace(chr(34), chr(34) * 2)}"' if any(c in text for c in ',"\r\n') else text
 
 
 def format_timestamps(epoch_s: np.ndarray) -> list[str]:
@@ -91,6 +97,10 @@ def records_text(block: DecisionBlock, as_json: bool = True) -> Iterator[str]:
                         for v, k in zip(labels, kinds)])
         template = ('{"timestamp": "%s", "value": %r, "score": %r, "p_value": %r, "is_anomaly": %s, '
                     '"status": "%s", "expected": %s' + "".join(f', "{n}": %.6g' for n in names[7:]) + "%s}\n")
+    if block.series is not None:  # a keyed stream: every record names its series, first
+        keys = [block.series] * n if isinstance(block.series, str) else block.series
+        columns.insert(0, [json.dumps(key) if as_json else _csv_field(key) for key in keys])
+        template = '{"series": %s, ' + template[1:] if as_json else "%s," + template
     rows = list(zip(*columns))
     for i in range(0, n, SLICE):  # short C calls: scoring threads get the GIL in between
         yield "".join(map(template.__mod__, rows[i:i + SLICE]))
@@ -115,7 +125,8 @@ class OutputSink:
             return
         if self.csv and not self._header_written:
             names, _ = _columns(block, as_json=False)
-            self.handle.write(",".join(names + ["label", "kind"]) + "\r\n")
+            self.handle.write(",".join((["series"] if block.series is not None else []) + names + ["label", "kind"])
+                              + "\r\n")
             self._header_written = True
         for text in records_text(block, as_json=not self.csv):
             self.handle.write(text)
@@ -141,8 +152,10 @@ class QuarantineSink:
     def write(self, rejected: Rejected) -> None:
         if self.handle is None:  # created on first use: no empty files for clean input
             self.handle = open(self.path, "a", buffering=1)
-        self.handle.write(json.dumps({"position": rejected.position, "reason": rejected.reason,
-                                      "raw": rejected.raw}) + "\n")
+        row = {"position": rejected.position, "reason": rejected.reason, "raw": rejected.raw}
+        if rejected.series is not None:
+            row["series"] = rejected.series
+        self.handle.write(json.dumps(row) + "\n")
 
     def close(self) -> None:
         if self.handle is not None:

@@ -40,7 +40,8 @@ def simulator_chunks(config: SimulatorConfig, seed: int, start_index: int, size:
 def _point_chunk(item, position: int, line: str) -> Chunk:
     if isinstance(item, Point):
         return Chunk(np.array([item.timestamp]), np.array([item.value]), np.array([position]), [line],
-                     None if item.label is None else [item.label])
+                     None if item.label is None else [item.label],
+                     series=None if item.series is None else [item.series])
     return Chunk(np.empty(0), np.empty(0), np.empty(0, dtype=np.int64), [], rejected=[item])
 
 
@@ -161,6 +162,13 @@ def _decode(line: bytes) -> str:
 def stdin_chunks(interval: float, start: float, most: int = 8192, time_format: str = "auto") -> Iterator[Chunk]:
     """Yield chunks from standard input as lines arrive (see :func:`arriving_lines`)."""
     return text_chunks(arriving_lines(sys.stdin.fileno(), most), interval, start, time_format)
+
+
+def csv_header(path: str | Path) -> list[str]:
+    """Return the column names of a CSV file's header (empty when it cannot be read)."""
+    with open(path, encoding="utf-8-sig", errors="backslashreplace", newline="\n") as handle:
+        header = line_fields(handle.readline(MAX_LINE + 2).rstrip("\n"))
+    return [] if isinstance(header, str) else [name.strip() for name in header]
 
 
 def csv_chunks(path: str | Path, time_column: str = "timestamp", value_column: str = "value",

@@ -151,3 +151,60 @@ def test_a_csv_with_a_series_column_feeds_each_series_its_own_runner(quick_ensem
         csv_chunks(tmp_path / "many.csv", series_column="host")
     assert parse_line('{"timestamp": "2026-01-01 00:00:00", "value": 3, "series": "db-1"}', 1, 0, 60).series == "db-1"
     assert "not a name" in parse_line('{"value": 3, "series": {"a": 1}}', 1, 0, 60).reason
+
+
+def test_stream_py_scores_a_file_of_many_series_each_as_if_alone_and_names_the_series_everywhere(
+        quick_run, quick_config, tmp_path):
+    """The CLI: a CSV with a 'series' column gives each series the records it gets alone, in input order, each
+    record, incident and quarantined line naming its series; with --state the file in two parts gives the same."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from anomaly.sinks import format_timestamps
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg"}
+    rows = []
+    for key, seed in (("cpu", 41), ("db,1", 42), ("queue", 43)):
+        one = simulate(2_000, seed=seed, anomalies=True, start_index=quick_config.training.n_points,
+                       config=quick_config.simulator)
+        stamps = format_timestamps(one.timestamps)
+        (tmp_path / f"{seed}.csv").write_text("timestamp,value\n" + "".join(
+            f"{t},{v!r}\n" for t, v in zip(stamps, one.values.tolist())))
+        quoted = f'"{key}"' if "," in key else key
+        rows += [(i, f"{quoted},{t},{v!r}\n") for i, (t, v) in enumerate(zip(stamps, one.values.tolist()))]
+    lines = [line for _, line in sorted(rows, key=lambda r: r[0])]
+    lines.insert(50, "cpu,2026-01-01 00:00:00,oops\n")
+    header = "series,timestamp,value\n"
+    (tmp_path / "many.csv").write_text(header + "".join(lines))
+    (tmp_path / "a.csv").write_text(header + "".join(lines[:3_001]))
+    (tmp_path / "b.csv").write_text(header + "".join(lines[3_001:]))
+
+    def stream(source: str, output: str, *flags: str) -> str:
+        result = subprocess.run([sys.executable, str(root / "stream.py"), "--models", str(quick_run), "--source",
+                                 source, "--rate", "0", "--no-plot", "--quiet", "--no-refit", "--output", output,
+                                 *flags], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        return result.stderr
+
+    summary = stream("many.csv", "many.jsonl", "--alerts", "alerts.jsonl", "--quarantine", "q.jsonl")
+    assert "3 series" in summary
+    records = [json.loads(line) for line in (tmp_path / "many.jsonl").read_text().splitlines()]
+    assert [r["series"] for r in records[:3]] == ["cpu", "db,1", "queue"]  # input order
+    for key, seed in (("cpu", 41), ("db,1", 42), ("queue", 43)):
+        stream(f"{seed}.csv", f"{seed}.jsonl")
+        alone = [json.loads(line) for line in (tmp_path / f"{seed}.jsonl").read_text().splitlines()]
+        assert [{k: v for k, v in r.items() if k != "series"} for r in records if r["series"] == key] == alone
+    incidents = [json.loads(line)["incident"] for line in (tmp_path / "alerts.jsonl").read_text().splitlines()]
+    assert incidents and {i["series"] for i in incidents} <= {"cpu", "db,1", "queue"}
+    [bad] = [json.loads(line) for line in (tmp_path / "q.jsonl").read_text().splitlines()]
+    assert "oops" in bad["raw"] and bad["position"] == 52
+
+    stream("a.csv", "a.jsonl", "--state", "saved")
+    second = stream("b.csv", "b.jsonl", "--state", "saved")
+    assert "3 brought back from saved state" in second
+    assert (tmp_path / "a.jsonl").read_text() + (tmp_path / "b.jsonl").read_text() == \
+        (tmp_path / "many.jsonl").read_text()

@@ -16,7 +16,7 @@ from .data import TIME_FORMATS
 from .errors import UserError
 from .pipeline import DEFAULT_MODELS, Pipeline, StreamOptions
 from .server import Limits
-from .trainer import train_and_save
+from .trainer import train_and_save, train_series_and_save
 
 def _setup_logging(quiet: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
@@ -89,7 +89,13 @@ def train_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", metavar="CSV", help="your history: a CSV with a header and columns "
                         "timestamp,value (names via --time-column/--value-column); should be mostly normal")
-    parser.add_argument("--head", type=_positive_int, metavar="N", help="train on the first N rows only")
+    parser.add_argument("--head", type=_positive_int, metavar="N",
+                        help="train on the first N rows only (of each series, with --series-column)")
+    parser.add_argument("--series-column", metavar="NAME",
+                        help="--data holds many series, named in this column: train them all in one run")
+    parser.add_argument("--per-series-models", action="store_true",
+                        help="with --series-column: one complete ensemble per series (for a few, very different "
+                             "series); the shared model for many series is not built yet")
     parser.add_argument("--time-column", default="timestamp", help="timestamp column of --data (default: timestamp)")
     parser.add_argument("--value-column", default="value", help="value column of --data (default: value)")
     parser.add_argument("--time-format", choices=TIME_FORMATS, default="auto",
@@ -121,8 +127,16 @@ def train_main(argv: list[str] | None = None) -> int:
     terminate_like_interrupt()  # SIGTERM cleans up as Ctrl-C does: no staging folder is left behind
     try:
         config = _config(args)
-        run = train_and_save(config, args.models, args.seed, args.data, args.head,
-                             args.time_column, args.value_column, args.time_format, args.feedback)
+        if args.series_column:
+            if not args.data or not args.per_series_models or args.feedback:
+                raise UserError("--series-column trains the series of --data one ensemble each: give --data and "
+                                "--per-series-models (the shared model for many series is not built yet; "
+                                "--feedback applies to one series)")
+            run = train_series_and_save(config, args.models, args.data, args.series_column, args.seed, args.head,
+                                        args.time_column, args.value_column, args.time_format)
+        else:
+            run = train_and_save(config, args.models, args.seed, args.data, args.head,
+                                 args.time_column, args.value_column, args.time_format, args.feedback)
     except UserError as exc:
         print(f"train.py: error: {exc}", file=sys.stderr)
         return 2

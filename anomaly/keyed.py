@@ -52,7 +52,9 @@ def state_name(series: str) -> str:
 class KeyedRunners:
     """One runner and alarm filter per series key (see the module).
 
-    ``make_runner(key)`` and ``make_alarm(key)`` build a new series' runner and filter.
+    ``make_runner(key)`` and ``make_alarm(key)`` build a new series' runner and filter;
+    ``make_runner`` returns ``None`` for a series it cannot score (one a many-series run was
+    not trained on): its points are rejected, saying so.
     ``idle_after``: seconds without a point before a series is evicted (``None``: never).
     ``state_dir``: where evicted series are kept (``None``: they are dropped and start
     afresh, warm-up included, when they come back). ``clock``: seconds, monotonic.
@@ -73,6 +75,7 @@ class KeyedRunners:
         self._gone = Counts()  # counts of the series let go (taken back out when one is restored)
         self._gone_incidents = 0
         self._seen: set[str] = set()
+        self.unknown: set[str] = set()  # series whose points were rejected: no runner could be made for them
         self.carried = Counts()  # what series restored from an earlier run's state had counted there
         self.carried_incidents = 0
 
@@ -90,23 +93,37 @@ class KeyedRunners:
         for key in order:
             part = chunk.take(keys == key)
             active = self._series(key, now)
+            if active is None:
+                self.unknown.add(key)
+                rejected = [Rejected(part.raw_text(i), "unknown series: the run was not trained on it", int(position),
+                                     key) for i, position in enumerate(part.positions)]
+                self._unscored(rejected)
+                results.append(SeriesResult(key, _empty_block(), rejected))
+                continue
             block, rejected = active.runner.process(part)
             block.series = key
             active.last_seen = now
             results.append(SeriesResult(key, block, [replace(r, series=key) for r in rejected],
                                         active.alarm.update(block)))
         if chunk.rejected:
-            for rejected in chunk.rejected:
-                self.unclaimed.rejected += 1
-                reason = rejected.reason.split(":")[0]
-                self.unclaimed.by_reason[reason] = self.unclaimed.by_reason.get(reason, 0) + 1
+            self._unscored(chunk.rejected)
             results.append(SeriesResult("", _empty_block(), list(chunk.rejected)))
         return results
 
-    def _series(self, key: str, now: float) -> _Active:
+    def _unscored(self, rejected: list[Rejected]) -> None:
+        """Count lines no series' runner took (unparsable, or of a series that cannot be scored)."""
+        for line in rejected:
+            self.unclaimed.rejected += 1
+            reason = line.reason.split(":")[0]
+            self.unclaimed.by_reason[reason] = self.unclaimed.by_reason.get(reason, 0) + 1
+
+    def _series(self, key: str, now: float) -> _Active | None:
         if (active := self.active.get(key)) is not None:
             return active
-        runner, alarm = self._make_runner(key), self._make_alarm(key)
+        runner = self._make_runner(key)
+        if runner is None:
+            return None
+        alarm = self._make_alarm(key)
         saved = state.read(self.state_dir, state_name(key)) if self.state_dir is not None else None
         if saved is not None:
             extra, _ = runner.restore(saved)

@@ -73,7 +73,9 @@ class Pipeline:
 
 
 def _load_or_train(options, config: Config):
-    from .runs import latest_run, load_run
+    """Return the run's ensemble (the first series' of a many-series run), its manifest, and the ensembles by
+    series key of a many-series run (``None`` for a run of one series)."""
+    from .runs import latest_run, load_series
 
     models = Path(options.models)
     if not (models / "manifest.json").is_file() and latest_run(models) is None:
@@ -81,9 +83,12 @@ def _load_or_train(options, config: Config):
               f"({'seconds' if options.quick else 'about 20 seconds'})...", file=sys.stderr)
         train_and_save(config, models)
     try:
-        return load_run(models)
+        ensembles, manifest = load_series(models)
     except (FileNotFoundError, KeyError, ValueError, OSError) as exc:
         raise UserError(f"cannot load the run in {models}: {exc}") from None
+    if "series" not in manifest:
+        return ensembles[""], manifest, None
+    return next(iter(ensembles.values())), manifest, ensembles
 
 
 def _points_before(saved: bytes | None) -> int:
@@ -129,8 +134,11 @@ def run_stream(options: StreamOptions, config: Config) -> int:
     from .signals import GracefulStop, StopRequested
     from .sinks import QuarantineSink
 
-    ensemble, manifest = _load_or_train(options, config)
-    saved = _saved_state(options)
+    ensemble, manifest, by_series = _load_or_train(options, config)
+    if by_series is not None and options.source.startswith("tcp://"):
+        raise UserError(f"run {manifest['run']} holds {len(by_series)} series: stream them from a file or stdin that "
+                        "names each point's series (the TCP server serves one series per client)")
+    saved = _saved_state(options) if by_series is None else None
     if saved is not None:
         ensemble, manifest = _run_of_state(options, saved, ensemble, manifest)
     rate = options.rate if options.rate is not None else config.stream.rate_hz if options.source == "sim" else 0.0
@@ -191,9 +199,9 @@ def run_stream(options: StreamOptions, config: Config) -> int:
                 if (now := time.monotonic()) >= next_poll and not options.no_adapt:  # a stat() twice a second
                     next_poll = now + FEEDBACK_POLL_S
                     _apply_feedback(feedback, runners + (keyed.runners() if keyed else []))
-                if reply is None and (keyed is not None or chunk.series is not None):  # many series in one stream
-                    if keyed is None:
-                        keyed = _keyed(options, config, runner, cooldown)
+                if reply is None and (keyed is not None or chunk.series is not None or by_series is not None):
+                    if keyed is None:  # many series in one stream
+                        keyed = _keyed(options, config, runner, cooldown, by_series)
                         plotted = chunk.series[0] if chunk.series else ""
                         print(f"points name their series: each series is scored on its own (the plot shows "
                               f"{plotted or 'the unnamed one'})", file=sys.stderr)
@@ -251,8 +259,9 @@ def run_stream(options: StreamOptions, config: Config) -> int:
     return stop.exit_code or 0
 
 
-def _keyed(options: StreamOptions, config: Config, template, cooldown: int):
-    """Return the runners of a stream of many series: each series' a copy of ``template``'s settings."""
+def _keyed(options: StreamOptions, config: Config, template, cooldown: int, by_series: dict | None = None):
+    """Return the runners of a stream of many series: each series' a copy of ``template``'s settings, with
+    the series' own ensemble when the run has one per series (``by_series``; a series it lacks is rejected)."""
     from .alarms import AlarmFilter
     from .keyed import KeyedRunners
     from .runner import Runner
@@ -260,8 +269,11 @@ def _keyed(options: StreamOptions, config: Config, template, cooldown: int):
     gaps = template._gaps
     evict_after = options.evict_after if options.evict_after is not None else config.stream.evict_after_s
 
-    def make_runner(key: str) -> Runner:  # refits retrain one series' models: not for a stream of many (yet)
-        return Runner(template.ensemble, gaps.mode, gaps.max_fill, None if options.no_adapt else config.adapt,
+    def make_runner(key: str) -> Runner | None:  # refits retrain one series' models: not for a stream of many (yet)
+        ensemble = template.ensemble if by_series is None else by_series.get(key)
+        if ensemble is None:
+            return None
+        return Runner(ensemble, gaps.mode, gaps.max_fill, None if options.no_adapt else config.adapt,
                       future_horizon=template.future_horizon)
 
     return KeyedRunners(make_runner, lambda key: AlarmFilter(config.alerts.k, config.alerts.n, cooldown, series=key),
@@ -284,6 +296,10 @@ def _finish_keyed(options, keyed, ensemble, sinks, quarantine, alerts, stopped: 
     print(f"{keyed.seen} series ({len(keyed.active)} active at the end, {keyed.evicted} let go while idle, "
           f"{keyed.restored} brought back from saved state); {keyed.incidents() - keyed.carried_incidents} incidents",
           file=sys.stderr)
+    if keyed.unknown:
+        names = sorted(keyed.unknown)
+        print(f"{len(names)} series not in the run, their points quarantined: {', '.join(names[:5])}"
+              + (", ..." if len(names) > 5 else ""), file=sys.stderr)
     if keyed.carried.points:
         print(f"since the state began: {total.points:,} points, {total.anomalies:,} anomalies, "
               f"{keyed.incidents()} incidents", file=sys.stderr)

@@ -31,6 +31,7 @@ from .ensemble import Ensemble
 LATEST = "LATEST"
 LOCK = ".lock"
 STAGING = ".tmp-"  # prefix of a run being written
+SERIES = "series"  # the folder of a many-series run that holds one ensemble per series
 STALE_S = 3600  # a staging folder older than this was left by a crash: the next run removes it
 PACKAGES = ("numpy", "scipy", "scikit-learn", "statsmodels", "tensorflow", "keras", "matplotlib")
 
@@ -128,9 +129,12 @@ def locked(models_dir: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def write_run(models_dir: str | Path, ensemble: Ensemble, manifest: dict,
+def write_run(models_dir: str | Path, ensemble: Ensemble | dict[str, Ensemble], manifest: dict,
               move_latest: bool | Callable[[Path | None], bool] = True) -> Path:
     """Save ``ensemble`` and ``manifest`` as a new run and return its path.
+
+    ``ensemble`` may be a dict of series key -> ensemble (one per series): each is saved in
+    ``series/<folder>/`` and the manifest's ``series`` maps each key to its folder.
 
     LATEST moves to it when ``move_latest`` is true, or, when it is a function, when it
     returns true for the run LATEST names at that moment (under the lock, so no other
@@ -142,7 +146,13 @@ def write_run(models_dir: str | Path, ensemble: Ensemble, manifest: dict,
     name = datetime.now(timezone.utc).strftime("run-%Y%m%d-%H%M%S-%f")
     staging = Path(tempfile.mkdtemp(prefix=STAGING, dir=models_dir))
     try:
-        ensemble.save(staging)
+        if isinstance(ensemble, dict):
+            folders = {key: series_folder(key) for key in ensemble}
+            for key, one in ensemble.items():
+                one.save(staging / SERIES / folders[key])
+            manifest = {**manifest, "series": folders}
+        else:
+            ensemble.save(staging)
         manifest = {"run": name, "created": datetime.now(timezone.utc).isoformat(),
                     "versions": library_versions(), **manifest, "files": file_hashes(staging)}
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
@@ -199,15 +209,37 @@ def load_run(path: str | Path) -> tuple[Ensemble, dict]:
     """Return the ensemble and manifest of a run (or of a models folder's latest run), verified first.
 
     Raises ``ValueError`` naming the file when the run is not as it was saved (see
-    :func:`verify_run`), ``FileNotFoundError`` when there is no run.
+    :func:`verify_run`) or when it holds many series (see :func:`load_series`),
+    ``FileNotFoundError`` when there is no run.
     """
+    run, manifest = _verified(path)
+    if "series" in manifest:
+        raise ValueError(f"{run} holds {len(manifest['series'])} series, one ensemble each: stream a source that "
+                         "names its series (a 'series' column)")
+    return Ensemble.load(run), manifest
+
+
+def load_series(path: str | Path) -> tuple[dict[str, Ensemble], dict]:
+    """Return the ensembles of a run, by series key (``{"": ensemble}`` for a run of one series), and its manifest."""
+    run, manifest = _verified(path)
+    if "series" not in manifest:
+        return {"": Ensemble.load(run)}, manifest
+    return {key: Ensemble.load(run / SERIES / folder) for key, folder in manifest["series"].items()}, manifest
+
+
+def _verified(path: str | Path) -> tuple[Path, dict]:
     run = resolve_run(path)
     try:
         manifest = json.loads((run / "manifest.json").read_text())
     except ValueError as exc:
         raise ValueError(f"{run / 'manifest.json'}: not valid JSON ({exc})") from None
     verify_run(run, manifest)
-    return Ensemble.load(run), manifest
+    return run, manifest
+
+
+def series_folder(key: str) -> str:
+    """Return the folder name of a series in a run: its key hashed (any text is a safe key)."""
+    return hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
 def simulator_start(manifest: dict) -> int:

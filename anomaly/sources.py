@@ -294,3 +294,34 @@ def read_csv(path: str | Path, time_column: str = "timestamp", value_column: str
     joined = (np.concatenate(timestamps) if timestamps else np.empty(0),
               np.concatenate(values) if values else np.empty(0))
     return History(*joined, sum(reasons.values()), dict(reasons))
+
+
+def read_series(path: str | Path, series_column: str, time_column: str = "timestamp", value_column: str = "value",
+                head: int | None = None, time_format: str = "auto") -> tuple[dict[str, History], History]:
+    """Read a CSV of many series (``series_column`` names each row's) into one :class:`History` per series.
+
+    ``head`` counts each series' rows. Rows that cannot be read name no trustworthy series:
+    they are counted in the second value returned (a :class:`History` without points).
+    """
+    parts: dict[str, tuple[list, list]] = {}
+    rows: Counter = Counter()
+    unreadable = Counter()
+    for chunk in csv_chunks(path, time_column, value_column, time_format=time_format, series_column=series_column):
+        unreadable.update(rejected.reason.split(":")[0] for rejected in chunk.rejected)
+        keys = np.asarray(chunk.series, dtype=object)
+        for key in dict.fromkeys(chunk.series):
+            mine = np.flatnonzero(keys == key)
+            if head is not None:
+                mine = mine[:max(head - rows[key], 0)]
+            rows[key] += len(mine)
+            stamps, values = parts.setdefault(key, ([], []))
+            stamps.append(chunk.timestamps[mine])
+            values.append(chunk.values[mine])
+    histories = {}
+    for key, (stamps, values) in parts.items():
+        stamps, values = np.concatenate(stamps), np.concatenate(values)
+        finite = np.isfinite(values)
+        skipped = int((~finite).sum())
+        histories[key] = History(stamps[finite], values[finite], skipped,
+                                 {"non-finite value": skipped} if skipped else {})
+    return histories, History(np.empty(0), np.empty(0), sum(unreadable.values()), dict(unreadable))

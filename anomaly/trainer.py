@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -66,4 +67,70 @@ def train_and_save(config: Config, models: str | Path, seed: int | None = None, 
     run = write_run(models, ensemble, report)
     logger.info("trained in %.1f s; false-alarm rate %.2g measured on held-out data (target %.2g)",
                 report["train_seconds"], report["measured_far"], report["target_far"])
+    return run
+
+
+def train_series_and_save(config: Config, models: str | Path, data: str, series_column: str,
+                          seed: int | None = None, head: int | None = None, time_column: str = "timestamp",
+                          value_column: str = "value", time_format: str = "auto") -> Path:
+    """Train one ensemble per series of a CSV of many series (one run for all); return the run folder.
+
+    ``head`` counts each series' rows. A series that cannot be trained (too short, say) is
+    logged and recorded in the manifest's ``untrained`` with the reason; the others are saved.
+    Raises :class:`UserError` when none can be trained.
+    """
+    import time
+
+    from .runs import check_writable, write_run
+    from .sources import read_series
+    from .training import train
+
+    seed = config.training.seed if seed is None else seed
+    started = time.perf_counter()
+    try:
+        check_writable(models)
+    except OSError as exc:
+        raise UserError(f"cannot save runs in {models}: {exc.strerror or exc}") from None
+    try:
+        histories, unreadable = read_series(data, series_column, time_column, value_column, head, time_format)
+    except FileNotFoundError:
+        raise UserError(f"cannot read {data}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read {data}: {exc}") from None
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    if unreadable.skipped:
+        logger.warning("skipped %d unreadable rows of %s (%s)", unreadable.skipped, data,
+                       ", ".join(f"{reason}: {n}" for reason, n in sorted(unreadable.reasons.items())))
+    logger.info("training one ensemble for each of the %d series of %s", len(histories), data)
+    ensembles, reports, untrained = {}, {}, {}
+    for number, (key, history) in enumerate(histories.items(), start=1):
+        try:
+            ensemble, report = train(history.timestamps, history.values, config, seed)
+        except ValueError as exc:
+            untrained[key] = str(exc)
+            logger.warning("[%d/%d] series %s not trained: %s", number, len(histories), key, exc)
+            continue
+        ensembles[key] = ensemble
+        reports[key] = {name: report[name] for name in ("points", "period", "measured_far", "train_seconds")}
+        logger.info("[%d/%d] series %s: %d points, period %s, false-alarm rate %.2g on held-out data",
+                    number, len(histories), key, report["points"], report["period"] or "none",
+                    report["measured_far"])
+    if not ensembles:
+        raise UserError(f"no series of {data} could be trained: "
+                        + "; ".join(f"{key}: {why}" for key, why in list(untrained.items())[:3]))
+    manifest = {
+        "points": sum(r["points"] for r in reports.values()),
+        "target_far": config.calibration.target_far,
+        "measured_far": max(r["measured_far"] for r in reports.values()),
+        "series_reports": reports, "untrained": untrained,
+        "data": {"source": str(data), "head": head, "seed": seed, "series_column": series_column,
+                 "per_series_models": True},
+        "detectors": list(config.ensemble.detectors),
+        "train_seconds": round(time.perf_counter() - started, 1),
+        "config": dataclasses.asdict(config),
+    }
+    run = write_run(models, ensembles, manifest)
+    logger.info("trained %d series in %.1f s%s", len(ensembles), manifest["train_seconds"],
+                f"; {len(untrained)} not trained (see 'untrained' in {run.name}/manifest.json)" if untrained else "")
     return run

@@ -1,0 +1,89 @@
+"""A run of many series (train.py --series-column ... --per-series-models): each series gets its own scaling and
+calibration, a series too short to train is named, and the stream quarantines series the run does not know."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from anomaly.keyed import KeyedRunners
+from anomaly.records import Chunk
+from anomaly.runner import Runner
+from anomaly.runs import load_run, load_series
+from anomaly.simulate import simulate
+from anomaly.sinks import format_timestamps
+from anomaly.trainer import train_series_and_save
+
+ROOT = Path(__file__).resolve().parents[1]
+HISTORY = 10_000
+SCALES = {"cpu": 1.0, "latency-ms": 40.0, "bytes": 1e5}
+
+
+def many_csv(path: Path, n: int, seeds: dict[str, int], start: int = 0, anomalies: bool = False, config=None):
+    """Write interleaved simulated series with a 'series' column; return them. The series of SCALES are ``n``
+    points long and scaled so; any other is 60 points long."""
+    rows, series = [], {}
+    for key, seed in seeds.items():
+        one = simulate(n if key in SCALES else 60, seed=seed, anomalies=anomalies, start_index=start, config=config)
+        series[key] = one
+        scale = SCALES.get(key, 1.0)
+        rows += [(i, f"{t},{key},{v * scale!r}\n")
+                 for i, (t, v) in enumerate(zip(format_timestamps(one.timestamps), one.values.tolist()))]
+    path.write_text("timestamp,series,value\n" + "".join(line for _, line in sorted(rows, key=lambda r: r[0])))
+    return series
+
+
+@pytest.fixture(scope="module")
+def many_run(quick_config, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("many")
+    many_csv(folder / "history.csv", HISTORY, {"cpu": 71, "latency-ms": 72, "bytes": 73, "short": 74},
+             config=quick_config.simulator)
+    return train_series_and_save(quick_config, folder / "models", str(folder / "history.csv"), "series")
+
+
+def test_each_series_is_trained_on_its_own_and_a_short_one_is_named(many_run):
+    ensembles, manifest = load_series(many_run)
+    assert sorted(ensembles) == sorted(SCALES)
+    assert "at least 100 points" in manifest["untrained"]["short"]
+    scales = {key: ensemble.scaler.scale for key, ensemble in ensembles.items()}
+    assert scales["bytes"] > 1e4 * scales["cpu"]  # each series is scaled by its own spread
+    with pytest.raises(ValueError, match="3 series"):
+        load_run(many_run)
+
+
+def test_the_false_alarm_rate_holds_for_every_series_on_fresh_normal_data(many_run, quick_config):
+    ensembles, _ = load_series(many_run)
+    keyed = KeyedRunners(lambda key: Runner(ensembles[key]))
+    p = {key: [] for key in SCALES}
+    for key, seed in (("cpu", 81), ("latency-ms", 82), ("bytes", 83)):
+        fresh = simulate(30_000, seed=seed, start_index=HISTORY, config=quick_config.simulator)
+        [result] = keyed.process(Chunk(fresh.timestamps, fresh.values * SCALES[key], np.arange(1, 30_001),
+                                       series=[key] * 30_000))
+        p[key] = result.block.p_value[~result.block.warmup]
+    for key, values in p.items():
+        observed = float(np.mean(values < 1e-2))
+        assert 0.5e-2 <= observed <= 2e-2, (key, observed)
+
+
+def test_stream_py_scores_known_series_and_quarantines_the_others(many_run, quick_config, tmp_path):
+    live = many_csv(tmp_path / "live.csv", 1_500, {"cpu": 91, "bytes": 92, "printer": 93}, start=HISTORY,
+                    anomalies=True, config=quick_config.simulator)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg"}
+    result = subprocess.run([sys.executable, str(ROOT / "stream.py"), "--models", str(many_run), "--source",
+                             "live.csv", "--rate", "0", "--no-plot", "--quiet", "--output", "out.jsonl"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "1 series not in the run, their points quarantined: printer" in result.stderr
+    records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert {r["series"] for r in records} == {"cpu", "bytes"} and len(records) == 3_000
+    for key in ("cpu", "bytes"):
+        mine = [r for r in records if r["series"] == key and r["status"] == "ok"]
+        assert 0 < sum(r["is_anomaly"] for r in mine) < 0.2 * len(mine)  # its own scale: events, not everything
+    quarantined = [json.loads(line) for line in (tmp_path / "quarantine.jsonl").read_text().splitlines()]
+    assert len(quarantined) == len(live["printer"].values) and {q["series"] for q in quarantined} == {"printer"}

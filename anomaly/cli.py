@@ -94,8 +94,9 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--series-column", metavar="NAME",
                         help="--data holds many series, named in this column: train them all in one run")
     parser.add_argument("--per-series-models", action="store_true",
-                        help="with --series-column: one complete ensemble per series (for a few, very different "
-                             "series); the shared model for many series is not built yet")
+                        help="with --series-column: one complete ensemble per series, for a few, very different "
+                             "series (default: the autoencoders and the forest learn once from all series' "
+                             "windows; each series keeps its own scaling, seasonality and calibration)")
     parser.add_argument("--time-column", default="timestamp", help="timestamp column of --data (default: timestamp)")
     parser.add_argument("--value-column", default="value", help="value column of --data (default: value)")
     parser.add_argument("--time-format", choices=TIME_FORMATS, default="auto",
@@ -128,12 +129,12 @@ def train_main(argv: list[str] | None = None) -> int:
     try:
         config = _config(args)
         if args.series_column:
-            if not args.data or not args.per_series_models or args.feedback:
-                raise UserError("--series-column trains the series of --data one ensemble each: give --data and "
-                                "--per-series-models (the shared model for many series is not built yet; "
-                                "--feedback applies to one series)")
+            if not args.data or args.feedback:
+                raise UserError("--series-column names the series of --data: give --data (and no --feedback, "
+                                "which labels one series)")
             run = train_series_and_save(config, args.models, args.data, args.series_column, args.seed, args.head,
-                                        args.time_column, args.value_column, args.time_format)
+                                        args.time_column, args.value_column, args.time_format,
+                                        args.per_series_models)
         else:
             run = train_and_save(config, args.models, args.seed, args.data, args.head,
                                  args.time_column, args.value_column, args.time_format, args.feedback)

@@ -194,26 +194,35 @@ class Ensemble:
         return center, 1.4826 * mad
 
     # persistence: config and calibration as JSON/npz, detectors in their native formats
-    def save(self, directory: Path) -> None:
-        """Write the ensemble into ``directory`` (which must not be in use)."""
+    def save(self, directory: Path, shared: frozenset[str] = frozenset()) -> None:
+        """Write the ensemble into ``directory`` (which must not be in use).
+
+        ``shared``: detectors saved elsewhere, once for many ensembles (a run of many series):
+        named in ``ensemble.json`` and handed back to :meth:`load`."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         meta = {"detectors": self.names, "scaler": self.scaler.to_dict(), "grid": self.grid.to_dict(),
-                "period": self.period, "target_far": self.target_far, "combine": self.combine, "trend": self.trend_}
+                "period": self.period, "target_far": self.target_far, "combine": self.combine, "trend": self.trend_,
+                "shared": sorted(shared & set(self.names))}
         (directory / "ensemble.json").write_text(json.dumps(meta, indent=2))
         arrays = {f"{name}.{key}": value for name, cal in self.calibrators_.items()
                   for key, value in cal.to_arrays().items()}
         arrays.update({f"_combined.{k}": v for k, v in self.combined_.to_arrays().items()})
         np.savez(directory / "calibration.npz", **arrays)
         for name, detector in self.detectors.items():
-            detector.save(directory / "detectors" / name)
+            if name not in shared:
+                detector.save(directory / "detectors" / name)
 
     @classmethod
-    def load(cls, directory: Path) -> Ensemble:
-        """Read an ensemble written by :meth:`save`."""
+    def load(cls, directory: Path, shared: dict | None = None) -> Ensemble:
+        """Read an ensemble written by :meth:`save`; ``shared``: its shared detectors, by name, loaded once."""
         directory = Path(directory)
         meta = json.loads((directory / "ensemble.json").read_text())
-        detectors = {name: REGISTRY[name].load(directory / "detectors" / name) for name in meta["detectors"]}
+        missing = set(meta.get("shared", [])) - set(shared or {})
+        if missing:
+            raise ValueError(f"{directory}: the shared detectors {sorted(missing)} were not given")
+        detectors = {name: (shared[name] if name in meta.get("shared", []) else
+                            REGISTRY[name].load(directory / "detectors" / name)) for name in meta["detectors"]}
         ensemble = cls(detectors, Scaler(**meta["scaler"]), TimeGrid(**meta["grid"]), meta["period"],
                        meta["target_far"], meta["combine"])
         ensemble.trend_ = float(meta.get("trend", 0.0))

@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from .detectors import REGISTRY
 from .ensemble import Ensemble
 
 LATEST = "LATEST"
@@ -148,9 +149,12 @@ def write_run(models_dir: str | Path, ensemble: Ensemble | dict[str, Ensemble], 
     try:
         if isinstance(ensemble, dict):
             folders = {key: series_folder(key) for key in ensemble}
+            shared = _shared_detectors(ensemble)
+            for detector_name, detector in shared.items():  # once for all series
+                detector.save(staging / "detectors" / detector_name)
             for key, one in ensemble.items():
-                one.save(staging / SERIES / folders[key])
-            manifest = {**manifest, "series": folders}
+                one.save(staging / SERIES / folders[key], frozenset(shared))
+            manifest = {**manifest, "series": folders, "shared_detectors": sorted(shared)}
         else:
             ensemble.save(staging)
         manifest = {"run": name, "created": datetime.now(timezone.utc).isoformat(),
@@ -224,7 +228,16 @@ def load_series(path: str | Path) -> tuple[dict[str, Ensemble], dict]:
     run, manifest = _verified(path)
     if "series" not in manifest:
         return {"": Ensemble.load(run)}, manifest
-    return {key: Ensemble.load(run / SERIES / folder) for key, folder in manifest["series"].items()}, manifest
+    names = manifest.get("shared_detectors", [])
+    shared = {name: REGISTRY[name].load(run / "detectors" / name) for name in names}
+    return {key: Ensemble.load(run / SERIES / folder, shared) for key, folder in manifest["series"].items()}, manifest
+
+
+def _shared_detectors(ensembles: dict[str, Ensemble]) -> dict:
+    """Return the detectors every ensemble holds as one and the same object (a pooled model), by name."""
+    first = next(iter(ensembles.values()))
+    return {name: detector for name, detector in first.detectors.items()
+            if all(one.detectors.get(name) is detector for one in ensembles.values())} if len(ensembles) > 1 else {}
 
 
 def _verified(path: str | Path) -> tuple[Path, dict]:

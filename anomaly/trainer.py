@@ -72,18 +72,22 @@ def train_and_save(config: Config, models: str | Path, seed: int | None = None, 
 
 def train_series_and_save(config: Config, models: str | Path, data: str, series_column: str,
                           seed: int | None = None, head: int | None = None, time_column: str = "timestamp",
-                          value_column: str = "value", time_format: str = "auto") -> Path:
-    """Train one ensemble per series of a CSV of many series (one run for all); return the run folder.
+                          value_column: str = "value", time_format: str = "auto",
+                          per_series_models: bool = False) -> Path:
+    """Train every series of a CSV of many series into one run; return the run folder.
 
-    ``head`` counts each series' rows. A series that cannot be trained (too short, say) is
-    logged and recorded in the manifest's ``untrained`` with the reason; the others are saved.
-    Raises :class:`UserError` when none can be trained.
+    By default the shape learners (autoencoders, forest) learn once from all series' windows
+    and each series keeps its own scaling, period, seasonal and forecasting detectors and
+    calibration (:func:`~anomaly.training.train_pooled`); ``per_series_models``: one complete
+    ensemble per series instead. ``head`` counts each series' rows. A series that cannot be
+    trained (too short, say) is logged and recorded in the manifest's ``untrained`` with the
+    reason; the others are saved. Raises :class:`UserError` when none can be trained.
     """
     import time
 
     from .runs import check_writable, write_run
     from .sources import read_series
-    from .training import train
+    from .training import train, train_pooled
 
     seed = config.training.seed if seed is None else seed
     started = time.perf_counter()
@@ -102,9 +106,19 @@ def train_series_and_save(config: Config, models: str | Path, data: str, series_
     if unreadable.skipped:
         logger.warning("skipped %d unreadable rows of %s (%s)", unreadable.skipped, data,
                        ", ".join(f"{reason}: {n}" for reason, n in sorted(unreadable.reasons.items())))
-    logger.info("training one ensemble for each of the %d series of %s", len(histories), data)
     ensembles, reports, untrained = {}, {}, {}
-    for number, (key, history) in enumerate(histories.items(), start=1):
+    if not per_series_models:
+        logger.info("training the %d series of %s: shared shape models, each series its own calibration",
+                    len(histories), data)
+        ensembles, full_reports, untrained = train_pooled(
+            {key: (h.timestamps, h.values) for key, h in histories.items()}, config, seed)
+        reports = {key: {name: r[name] for name in ("points", "period", "measured_far", "train_seconds")}
+                   for key, r in full_reports.items()}
+        for key, why in untrained.items():
+            logger.warning("series %s not trained: %s", key, why)
+    else:
+        logger.info("training one ensemble for each of the %d series of %s", len(histories), data)
+    for number, (key, history) in enumerate(histories.items() if per_series_models else (), start=1):
         try:
             ensemble, report = train(history.timestamps, history.values, config, seed)
         except ValueError as exc:
@@ -125,7 +139,7 @@ def train_series_and_save(config: Config, models: str | Path, data: str, series_
         "measured_far": max(r["measured_far"] for r in reports.values()),
         "series_reports": reports, "untrained": untrained,
         "data": {"source": str(data), "head": head, "seed": seed, "series_column": series_column,
-                 "per_series_models": True},
+                 "per_series_models": per_series_models},
         "detectors": list(config.ensemble.detectors),
         "train_seconds": round(time.perf_counter() - started, 1),
         "config": dataclasses.asdict(config),

@@ -123,6 +123,70 @@ def split_points(n: int, config: Config) -> tuple[int, int, int]:
     return int(cuts[0]), int(cuts[1]), int(cuts[2])
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A history made ready to learn from: on its grid, scaled, its period found, split in four parts."""
+
+    data: Regular
+    scaler: Scaler
+    scaled: np.ndarray  # (n,) the history in scaled units
+    period: int
+    config: Config  # with the windows fitted to the history (see fitted_windows)
+    splits: tuple[int, int, int]  # ends of the train, detector-calibration and ensemble-calibration parts
+
+
+def prepare(timestamps: np.ndarray, values: np.ndarray, config: Config, excluded: np.ndarray,
+            period: int | None = None, grid: TimeGrid | None = None) -> Prepared:
+    """Put a history on its grid, scale it and find its period; raise ``ValueError`` when it is unusable."""
+    data = regularize(timestamps, values, grid, excluded)
+    n = len(data.values)
+    end_train, end_det, end_ens = split_points(n, config)
+    clean = data.values[:end_train][~data.excluded[:end_train]]
+    scaler = Scaler.fit(clean if len(clean) >= MIN_POINTS // 2 else data.values[:end_train])
+    if np.ptp(data.values[~data.excluded]) == 0:
+        logger.warning("the history is constant: any change will be flagged")
+    if period is None:
+        period = config.training.period or detect_period(
+            scaler.transform(data.on_grid(end_train)[1]), interval=data.grid.interval)
+    logger.info("%d points every %g s%s; seasonal period %s", n, data.grid.interval,
+                " (sequence mode)" if data.sequence else "", f"{period} points" if period else "none found")
+    return Prepared(data, scaler, scaler.transform(data.values), period, fitted_windows(config, end_train, period),
+                    (end_train, end_det, end_ens))
+
+
+def training_windows(prepared: Prepared, detector, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Return the windows (and their phases) ``detector`` learns from in the train part of ``prepared``.
+
+    A shape learner sees only the windows free of excluded points; a consecutive learner
+    (S-H-ESD) sees them all, in order, on the full grid.
+    """
+    data, period, end_train = prepared.data, prepared.period, prepared.splits[0]
+    if end_train < detector.window + 10:
+        raise ValueError(f"the training part ({end_train} points) is too short for {name}'s "
+                         f"window of {detector.window}; give a longer history")
+    windows = sliding(prepared.scaled[:end_train], detector.window)
+    phase = phases(data.positions[detector.window - 1:end_train], period)
+    if getattr(detector, "consecutive_fit", False) and data.sequence:  # a seasonal profile needs the grid
+        positions, grid_values = data.on_grid(end_train)
+        windows = sliding(prepared.scaler.transform(grid_values), detector.window)
+        phase = phases(positions[detector.window - 1:], period)
+    if not getattr(detector, "consecutive_fit", False):  # shape learners: only clean windows
+        keep = ~touched(data.excluded[:end_train], detector.window)[detector.window - 1:]
+        if keep.sum() < 10:
+            raise ValueError(f"too few training windows for {name} are free of excluded points "
+                             f"({int(keep.sum())}); give a longer history")
+        windows, phase = windows[keep], (phase[keep] if phase is not None else None)
+    return windows, phase
+
+
+def _fitted(name: str, detector, windows: np.ndarray, phase: np.ndarray | None, fit_seconds: dict):
+    tic = time.perf_counter()
+    detector.fit(windows, phase)
+    fit_seconds[name] = round(time.perf_counter() - tic, 2)
+    logger.info("fitted %-8s in %5.1f s", name, fit_seconds[name])
+    return detector
+
+
 def train(timestamps: np.ndarray, values: np.ndarray, config: Config, seed: int | None = None, *,
           labels: list[Label] | None = None, exclude: np.ndarray | None = None,
           period: int | None = None, grid: TimeGrid | None = None) -> tuple[Ensemble, dict]:
@@ -141,46 +205,81 @@ def train(timestamps: np.ndarray, values: np.ndarray, config: Config, seed: int 
     started = time.perf_counter()
     labels = labels or []
     exclude = np.zeros(len(values), dtype=bool) if exclude is None else np.asarray(exclude, dtype=bool)
-    data = regularize(timestamps, values, grid, exclude | feedback_mask(labels, timestamps, "anomaly"))
-    n = len(data.values)
-    end_train, end_det, end_ens = split_points(n, config)
-    clean = data.values[:end_train][~data.excluded[:end_train]]
-    scaler = Scaler.fit(clean if len(clean) >= MIN_POINTS // 2 else data.values[:end_train])
-    scaled = scaler.transform(data.values)
-    if np.ptp(data.values[~data.excluded]) == 0:
-        logger.warning("the history is constant: any change will be flagged")
-    if period is None:
-        period = config.training.period or detect_period(
-            scaler.transform(data.on_grid(end_train)[1]), interval=data.grid.interval)
-    config = fitted_windows(config, end_train, period)
-    logger.info("%d points every %g s%s; seasonal period %s", n, data.grid.interval,
-                " (sequence mode)" if data.sequence else "", f"{period} points" if period else "none found")
-
-    fit_seconds = {}
+    prepared = prepare(timestamps, values, config, exclude | feedback_mask(labels, timestamps, "anomaly"), period, grid)
+    fit_seconds: dict[str, float] = {}
     detectors = {}
-    for name in config.ensemble.detectors:
-        detector = registry.build(name, config, period, seed)
-        if end_train < detector.window + 10:
-            raise ValueError(f"the training part ({end_train} points) is too short for {name}'s "
-                             f"window of {detector.window}; give a longer history")
-        tic = time.perf_counter()
-        windows = sliding(scaled[:end_train], detector.window)
-        phase = phases(data.positions[detector.window - 1:end_train], period)
-        if getattr(detector, "consecutive_fit", False) and data.sequence:  # a seasonal profile needs the grid
-            positions, grid_values = data.on_grid(end_train)
-            windows = sliding(scaler.transform(grid_values), detector.window)
-            phase = phases(positions[detector.window - 1:], period)
-        if not getattr(detector, "consecutive_fit", False):  # shape learners: only clean windows
-            keep = ~touched(data.excluded[:end_train], detector.window)[detector.window - 1:]
-            if keep.sum() < 10:
-                raise ValueError(f"too few training windows for {name} are free of excluded points "
-                                 f"({int(keep.sum())}); give a longer history")
-            windows, phase = windows[keep], (phase[keep] if phase is not None else None)
-        detector.fit(windows, phase)
-        fit_seconds[name] = round(time.perf_counter() - tic, 2)
-        logger.info("fitted %-8s in %5.1f s", name, fit_seconds[name])
-        detectors[name] = detector
+    for name in prepared.config.ensemble.detectors:
+        detector = registry.build(name, prepared.config, prepared.period, seed)
+        detectors[name] = _fitted(name, detector, *training_windows(prepared, detector, name), fit_seconds)
+    return calibrated(prepared, detectors, labels, fit_seconds, started)
 
+
+def train_pooled(histories: dict[str, tuple[np.ndarray, np.ndarray]], config: Config, seed: int | None = None,
+                 max_windows: int = 200_000) -> tuple[dict[str, Ensemble], dict[str, dict], dict[str, str]]:
+    """Train many series at once: the shape learners on all series' windows, the rest on each series alone.
+
+    The shape learners (:data:`~anomaly.detectors.SHAPE_LEARNERS`: the autoencoders, the
+    forest, ...) learn once, on the pooled windows of every series, each scaled by its own
+    series (shape, not level), without phase (each series has its own period); at most
+    ``max_windows`` windows, drawn evenly from every series. Each series keeps its own
+    scaler, grid, period, seasonal and forecasting detectors and calibration, fitted on its
+    own parts, so that the false-alarm rate holds per series. Returns the ensembles (sharing
+    the pooled detectors), each series' report, and the series that could not be trained
+    with the reason.
+    """
+    seed = config.training.seed if seed is None else seed
+    prepared, untrained = {}, {}
+    for key, (timestamps, values) in histories.items():
+        try:
+            prepared[key] = prepare(timestamps, values, config, np.zeros(len(values), dtype=bool))
+        except ValueError as exc:
+            untrained[key] = str(exc)
+    if not prepared:
+        return {}, {}, untrained
+    pooled_names = [name for name in config.ensemble.detectors if name in registry.SHAPE_LEARNERS]
+    window = min(p.config.windows.size for p in prepared.values())  # one window that every series can fill
+    shared_config = dataclasses.replace(config, windows=dataclasses.replace(config.windows, size=window))
+    pooled, pooled_seconds = {}, {}
+    for name in pooled_names:
+        detector = registry.build(name, shared_config, 0, seed)
+        parts, per_series = [], max(max_windows // len(prepared), 10)
+        for key, one in list(prepared.items()):
+            try:
+                windows, _ = training_windows(one, detector, name)
+            except ValueError as exc:
+                untrained[key] = str(exc)
+                del prepared[key]
+                continue
+            step = max(len(windows) // per_series, 1)
+            parts.append(windows[::step][:per_series])
+        if not parts:
+            return {}, {}, untrained
+        pooled[name] = _fitted(name, detector, np.concatenate(parts), None, pooled_seconds)
+    ensembles, reports = {}, {}
+    for key, one in prepared.items():
+        started = time.perf_counter()
+        fit_seconds = dict(pooled_seconds)
+        try:
+            detectors = {}
+            for name in config.ensemble.detectors:
+                if name in pooled:
+                    detectors[name] = pooled[name]
+                    continue
+                detector = registry.build(name, one.config, one.period, seed)
+                detectors[name] = _fitted(name, detector, *training_windows(one, detector, name), fit_seconds)
+            ensembles[key], reports[key] = calibrated(one, detectors, [], fit_seconds, started)
+        except ValueError as exc:
+            untrained[key] = str(exc)
+    return ensembles, reports, untrained
+
+
+def calibrated(prepared: Prepared, detectors: dict, labels: list[Label], fit_seconds: dict,
+               started: float) -> tuple[Ensemble, dict]:
+    """Calibrate fitted ``detectors`` on the held-out parts of ``prepared``; return the ensemble and its report."""
+    data, scaler, scaled, period, config = (prepared.data, prepared.scaler, prepared.scaled, prepared.period,
+                                            prepared.config)
+    n = len(data.values)
+    end_train, end_det, end_ens = prepared.splits
     ensemble = Ensemble(detectors, scaler, data.grid, period, config.calibration.target_far,
                         config.calibration.combine)
     ensemble.trend_ = trend(*data.on_grid(end_train), scaler, period)

@@ -39,22 +39,39 @@ def many_csv(path: Path, n: int, seeds: dict[str, int], start: int = 0, anomalie
     return series
 
 
-@pytest.fixture(scope="module")
-def many_run(quick_config, tmp_path_factory):
+@pytest.fixture(scope="module", params=["pooled", "per-series"])
+def many_run(request, quick_config, tmp_path_factory):
+    """A run of three series of very different scales (and one too short to train): the shape learners pooled
+    over all series (the default), or one complete ensemble per series (--per-series-models)."""
     folder = tmp_path_factory.mktemp("many")
     many_csv(folder / "history.csv", HISTORY, {"cpu": 71, "latency-ms": 72, "bytes": 73, "short": 74},
              config=quick_config.simulator)
-    return train_series_and_save(quick_config, folder / "models", str(folder / "history.csv"), "series")
+    return train_series_and_save(quick_config, folder / "models", str(folder / "history.csv"), "series",
+                                 per_series_models=request.param == "per-series")
 
 
-def test_each_series_is_trained_on_its_own_and_a_short_one_is_named(many_run):
+def test_each_series_keeps_its_own_scaling_and_a_short_one_is_named(many_run):
     ensembles, manifest = load_series(many_run)
     assert sorted(ensembles) == sorted(SCALES)
     assert "at least 100 points" in manifest["untrained"]["short"]
     scales = {key: ensemble.scaler.scale for key, ensemble in ensembles.items()}
     assert scales["bytes"] > 1e4 * scales["cpu"]  # each series is scaled by its own spread
+    periods = {ensemble.period for ensemble in ensembles.values()}
+    assert periods == {144}  # each found its own daily cycle
     with pytest.raises(ValueError, match="3 series"):
         load_run(many_run)
+
+
+def test_pooled_shape_learners_are_saved_once_and_loaded_once(many_run):
+    ensembles, manifest = load_series(many_run)
+    autoencoders = {id(ensemble.detectors["dense_ae"]) for ensemble in ensembles.values()}
+    seasonal = {id(ensemble.detectors["shesd"]) for ensemble in ensembles.values()}
+    assert len(seasonal) == 3  # a seasonal profile is always the series' own
+    if manifest["data"]["per_series_models"]:
+        assert len(autoencoders) == 3 and manifest["shared_detectors"] == []
+    else:
+        assert len(autoencoders) == 1 and manifest["shared_detectors"] == ["dense_ae"]
+        assert len(list(many_run.rglob("model.onnx"))) == 1
 
 
 def test_the_false_alarm_rate_holds_for_every_series_on_fresh_normal_data(many_run, quick_config):

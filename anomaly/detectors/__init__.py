@@ -24,6 +24,10 @@ REGISTRY: dict[str, type] = {
     "adwin": ADWINChange,
 }
 
+# learn the shape of windows, not one series' level or season: in a run of many series they learn once,
+# on every series' windows pooled (see anomaly.training.train_pooled)
+SHAPE_LEARNERS = frozenset({"dense_ae", "lstm_ae", "iforest", "ocsvm", "kmeans"})
+
 
 def shesd_window(config: Config, period: int) -> int:
     """Return the S-H-ESD window: configured, else one period clipped to [64, 512] points."""
@@ -44,4 +48,4 @@ def build(name: str, config: Config, period: int, seed: int) -> Detector:
     return REGISTRY[name](window=config.windows.size, period=period, seed=seed, **params)
 
 
-__all__ = ["REGISTRY", "Detector", "NotFittedError", "build", "shesd_window"]
+__all__ = ["REGISTRY", "SHAPE_LEARNERS", "Detector", "NotFittedError", "build", "shesd_window"]

@@ -96,11 +96,27 @@ class KeptPoints:
         "marks": (np.int8, 0),  # feedback: NORMAL, ANOMALY or 0
     }
 
+    START_ROWS = 512  # rows allocated at first: room grows by doubling, up to twice the capacity
+
     def __init__(self, capacity: int, k: int):
         self.capacity = capacity
-        self._columns = {name: np.full((2 * capacity, k) if name == "raw" else 2 * capacity, fill, dtype=dtype)
-                         for name, (dtype, fill) in self.COLUMNS.items()}
+        self._columns = self._allocated(min(self.START_ROWS, 2 * capacity), k)
         self._start = self._end = 0
+
+    def _allocated(self, rows: int, k: int) -> dict[str, np.ndarray]:
+        # a young stream (or one of many series) holds little: memory grows with what is kept
+        return {name: np.full((rows, k) if name == "raw" else rows, fill, dtype=dtype)
+                for name, (dtype, fill) in self.COLUMNS.items()}
+
+    def _grow(self, needed: int) -> None:
+        """Make room for ``needed`` rows from the start (at most twice the capacity), keeping the points kept."""
+        rows = min(2 * self.capacity, max(2 * len(self._columns["flags"]), needed))
+        k = self._columns["raw"].shape[1]
+        grown = self._allocated(rows, k)
+        n = len(self)
+        for name, column in self._columns.items():
+            grown[name][:n] = column[self._start:self._end]
+        self._columns, self._start, self._end = grown, 0, n
 
     def __len__(self) -> int:
         return self._end - self._start
@@ -116,6 +132,9 @@ class KeptPoints:
         n = max(len(v) for v in new.values() if np.ndim(v))
         new = {name: np.asarray(v)[-self.capacity:] if np.ndim(v) else v for name, v in new.items()}
         n = min(n, self.capacity)  # a block longer than the capacity keeps its last points
+        rows = len(self._columns["flags"])
+        if self._end + n > rows and rows < 2 * self.capacity:  # out of room, and room may still grow
+            self._grow(min(len(self), self.capacity - n) + n)
         if self._end + n > len(self._columns["flags"]):  # out of room: move the points still kept to the front
             keep = min(len(self), self.capacity - n)
             for column in self._columns.values():
@@ -137,6 +156,9 @@ class KeptPoints:
     def load_state(self, arrays: dict, meta: dict) -> None:
         """Keep exactly the points of :meth:`state`'s output (at most ``capacity``)."""
         n = min(len(arrays["flags"]), self.capacity)
+        if n > len(self._columns["flags"]):
+            self._columns = self._allocated(min(2 * self.capacity, max(n, self.START_ROWS)),
+                                            self._columns["raw"].shape[1])
         for name, column in self._columns.items():
             if arrays[name].shape[1:] != column.shape[1:]:
                 raise ValueError(f"kept points: column {name} has shape {arrays[name].shape}, expected "

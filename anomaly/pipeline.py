@@ -9,6 +9,7 @@ Problems the user can fix raise :class:`~anomaly.errors.UserError`.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import signal
 import sys
@@ -268,13 +269,13 @@ def _keyed(options: StreamOptions, config: Config, template, cooldown: int, by_s
 
     gaps = template._gaps
     evict_after = options.evict_after if options.evict_after is not None else config.stream.evict_after_s
+    adapt = None if options.no_adapt else dataclasses.replace(config.adapt, refit=False)  # no refits: less kept
 
     def make_runner(key: str) -> Runner | None:  # refits retrain one series' models: not for a stream of many (yet)
         ensemble = template.ensemble if by_series is None else by_series.get(key)
         if ensemble is None:
             return None
-        return Runner(ensemble, gaps.mode, gaps.max_fill, None if options.no_adapt else config.adapt,
-                      future_horizon=template.future_horizon)
+        return Runner(ensemble, gaps.mode, gaps.max_fill, adapt, future_horizon=template.future_horizon)
 
     return KeyedRunners(make_runner, lambda key: AlarmFilter(config.alerts.k, config.alerts.n, cooldown, series=key),
                         idle_after=evict_after or None, state_dir=options.state)

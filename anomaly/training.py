@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass
 
@@ -215,7 +216,8 @@ def train(timestamps: np.ndarray, values: np.ndarray, config: Config, seed: int 
 
 
 def train_pooled(histories: dict[str, tuple[np.ndarray, np.ndarray]], config: Config, seed: int | None = None,
-                 max_windows: int = 200_000) -> tuple[dict[str, Ensemble], dict[str, dict], dict[str, str]]:
+                 max_windows: int = 200_000, workers: int | None = None
+                 ) -> tuple[dict[str, Ensemble], dict[str, dict], dict[str, str]]:
     """Train many series at once: the shape learners on all series' windows, the rest on each series alone.
 
     The shape learners (:data:`~anomaly.detectors.SHAPE_LEARNERS`: the autoencoders, the
@@ -223,11 +225,13 @@ def train_pooled(histories: dict[str, tuple[np.ndarray, np.ndarray]], config: Co
     series (shape, not level), without phase (each series has its own period); at most
     ``max_windows`` windows, drawn evenly from every series. Each series keeps its own
     scaler, grid, period, seasonal and forecasting detectors and calibration, fitted on its
-    own parts, so that the false-alarm rate holds per series. Returns the ensembles (sharing
+    own parts, so that the false-alarm rate holds per series. The series' own detectors are
+    fitted in ``workers`` processes (``None``: one per core). Returns the ensembles (sharing
     the pooled detectors), each series' report, and the series that could not be trained
     with the reason.
     """
     seed = config.training.seed if seed is None else seed
+    workers = (os.cpu_count() or 1) if workers is None else workers
     prepared, untrained = {}, {}
     for key, (timestamps, values) in histories.items():
         try:
@@ -255,22 +259,46 @@ def train_pooled(histories: dict[str, tuple[np.ndarray, np.ndarray]], config: Co
         if not parts:
             return {}, {}, untrained
         pooled[name] = _fitted(name, detector, np.concatenate(parts), None, pooled_seconds)
+    own_names = [name for name in config.ensemble.detectors if name not in pooled]
+    jobs = [(one, own_names, seed) for one in prepared.values()]
     ensembles, reports = {}, {}
-    for key, one in prepared.items():
+    for key, (own, fit_seconds, why) in zip(list(prepared), _each(_own_detectors, jobs, workers)):
+        if why:
+            untrained[key] = why
+            continue
         started = time.perf_counter()
-        fit_seconds = dict(pooled_seconds)
+        detectors = {name: pooled[name] if name in pooled else own[name] for name in config.ensemble.detectors}
         try:
-            detectors = {}
-            for name in config.ensemble.detectors:
-                if name in pooled:
-                    detectors[name] = pooled[name]
-                    continue
-                detector = registry.build(name, one.config, one.period, seed)
-                detectors[name] = _fitted(name, detector, *training_windows(one, detector, name), fit_seconds)
-            ensembles[key], reports[key] = calibrated(one, detectors, [], fit_seconds, started)
+            ensembles[key], reports[key] = calibrated(prepared[key], detectors, [], {**pooled_seconds, **fit_seconds},
+                                                      started)
         except ValueError as exc:
             untrained[key] = str(exc)
     return ensembles, reports, untrained
+
+
+def _own_detectors(job) -> tuple[dict, dict, str]:
+    """Fit one series' own detectors (seasonal, forecasting); return them, their fit seconds, and why not ("")."""
+    one, names, seed = job
+    detectors, fit_seconds = {}, {}
+    try:
+        for name in names:
+            detector = registry.build(name, one.config, one.period, seed)
+            detectors[name] = _fitted(name, detector, *training_windows(one, detector, name), fit_seconds)
+    except ValueError as exc:
+        return {}, {}, str(exc)
+    return detectors, fit_seconds, ""
+
+
+def _each(function, jobs: list, workers: int):
+    """Return ``function`` of every job, in order: in ``workers`` processes when there are enough jobs to pay
+    for starting them (statsmodels' fits hold the GIL: threads would take turns)."""
+    if workers <= 1 or len(jobs) < 4 * workers:
+        return map(function, jobs)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(function, jobs, chunksize=max(1, len(jobs) // (8 * workers))))
 
 
 def calibrated(prepared: Prepared, detectors: dict, labels: list[Label], fit_seconds: dict,

@@ -170,15 +170,20 @@ class Refitter:
         self._started = time.perf_counter()
         args = (self.config, data, ensemble.period, ensemble.grid, self.models_dir, self.parent, self.move_latest)
         if not self.background:
-            from .signals import StopRequested, interruptible
+            from .signals import StopRequested, interruptible, stop_requested
 
             try:
                 with interruptible():  # a stop signal drops the refit, not the points already scored
                     self._ready = self._load(train_refit(*args))
-            except ValueError as exc:
-                self._failed(str(exc))
             except StopRequested:
                 self._failed("stopped before it finished")
+            except Exception as exc:
+                if stop_requested():  # the stop landed inside a library that turned it into another error
+                    self._failed("stopped before it finished")  # (TensorFlow's import, half done: AttributeError)
+                elif isinstance(exc, ValueError):  # too little clean history, say: try again later
+                    self._failed(str(exc))
+                else:
+                    raise
             return
         if self._executor is None:
             self._executor = ProcessPoolExecutor(1, multiprocessing.get_context("spawn"), initializer=_quiet_child)

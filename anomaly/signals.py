@@ -88,6 +88,11 @@ def interruptible():
         yield
 
 
+def stop_requested() -> bool:
+    """Whether the active :class:`GracefulStop` has received a stop signal (``False`` without one)."""
+    return _active is not None and _active.requested
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C where no :class:`GracefulStop` is active (training, loading)."""
 

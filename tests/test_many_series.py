@@ -104,3 +104,20 @@ def test_stream_py_scores_known_series_and_quarantines_the_others(many_run, quic
         assert 0 < sum(r["is_anomaly"] for r in mine) < 0.2 * len(mine)  # its own scale: events, not everything
     quarantined = [json.loads(line) for line in (tmp_path / "quarantine.jsonl").read_text().splitlines()]
     assert len(quarantined) == len(live["printer"].values) and {q["series"] for q in quarantined} == {"printer"}
+
+
+@pytest.mark.slow
+def test_fitting_series_in_worker_processes_gives_the_same_run_as_in_one(quick_config):
+    """The series' own detectors fit in one process per core: the ensembles are those of a single process."""
+    from anomaly.training import train_pooled
+
+    histories = {f"s{i}": (lambda one: (one.timestamps, one.values))(
+        simulate(3_000, seed=200 + i, config=quick_config.simulator)) for i in range(8)}
+    one_process = train_pooled(histories, quick_config, workers=1)[0]
+    two_processes = train_pooled(histories, quick_config, workers=2)[0]
+    assert sorted(one_process) == sorted(two_processes) == sorted(histories)
+    for key, ensemble in one_process.items():
+        other = two_processes[key]
+        for name in ("shesd", "holt_winters", "ewma"):
+            assert np.array_equal(ensemble.calibrators_[name].sorted_, other.calibrators_[name].sorted_), (key, name)
+        assert np.array_equal(ensemble.combined_.sorted_, other.combined_.sorted_)

@@ -85,7 +85,8 @@ def train_parser() -> argparse.ArgumentParser:
                     "Without --data it trains on simulated normal data. The run is saved under "
                     "--models and becomes the one stream.py uses.",
         epilog="examples:\n  python train.py --quick\n"
-               "  python train.py --data cpu.csv --head 5000 --target-far 0.0005",
+               "  python train.py --data cpu.csv --head 5000 --target-far 0.0005\n"
+               "  python train.py --data hosts.csv --series-column host   # many series, one run",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", metavar="CSV", help="your history: a CSV with a header and columns "
                         "timestamp,value (names via --time-column/--value-column); should be mostly normal")
@@ -156,7 +157,7 @@ def stream_parser() -> argparse.ArgumentParser:
                     "line per anomaly on the console and in anomaly.log, and a live plot. Uses the "
                     "latest run in --models, training default models first if there is none.",
         epilog="sources:\n  sim    the built-in simulator with injected anomalies (default)\n"
-               "  FILE   a CSV file with columns timestamp,value, replayed in order\n"
+               "  FILE   a CSV file with columns timestamp,value, replayed in order (and series: many series)\n"
                "  -      standard input: one 'timestamp,value', bare 'value' or JSON object per line\n"
                "  tcp://HOST:PORT  a TCP server (loopback unless HOST says otherwise): clients send lines as\n"
                "         on stdin and get one JSON line back per line; see python -m anomaly.client --help\n\n"

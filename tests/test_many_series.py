@@ -121,3 +121,26 @@ def test_fitting_series_in_worker_processes_gives_the_same_run_as_in_one(quick_c
         for name in ("shesd", "holt_winters", "ewma"):
             assert np.array_equal(ensemble.calibrators_[name].sorted_, other.calibrators_[name].sorted_), (key, name)
         assert np.array_equal(ensemble.combined_.sorted_, other.combined_.sorted_)
+
+
+@pytest.mark.slow
+def test_the_false_alarm_rate_holds_for_each_of_twenty_series_of_one_shared_model(quick_config):
+    """Twenty series of different scales, levels and seeds, one pooled run: each series' own calibration keeps
+    its flagged share of fresh normal points within 0.5x-2x of the target."""
+    from anomaly.training import train_pooled
+
+    rng = np.random.default_rng(5)
+    shapes = {f"s{i}": (10 ** rng.uniform(-2, 4), rng.uniform(-1e3, 1e3)) for i in range(20)}
+    histories = {}
+    for i, (key, (scale, level)) in enumerate(shapes.items()):
+        one = simulate(8_000, seed=300 + i, config=quick_config.simulator)
+        histories[key] = (one.timestamps, one.values * scale + level)
+    ensembles, _, untrained = train_pooled(histories, quick_config)
+    assert not untrained and len(ensembles) == 20
+    keyed = KeyedRunners(lambda key: Runner(ensembles[key]))
+    for i, (key, (scale, level)) in enumerate(shapes.items()):
+        fresh = simulate(20_000, seed=400 + i, start_index=8_000, config=quick_config.simulator)
+        [result] = keyed.process(Chunk(fresh.timestamps, fresh.values * scale + level, np.arange(1, 20_001),
+                                       series=[key] * 20_000))
+        observed = float(np.mean(result.block.p_value[~result.block.warmup] < 1e-2))
+        assert 0.5e-2 <= observed <= 2e-2, (key, observed)

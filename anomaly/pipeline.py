@@ -206,6 +206,9 @@ def run_stream(options: StreamOptions, config: Config) -> int:
                         plotted = chunk.series[0] if chunk.series else ""
                         print(f"points name their series: each series is scored on its own (the plot shows "
                               f"{plotted or 'the unnamed one'})", file=sys.stderr)
+                        for sink in sinks:
+                            if isinstance(sink, LivePlot):
+                                sink.title = f"{sink.title}, series {plotted}"
                     results = keyed.process(chunk)
                     for line in sorted((r for result in results for r in result.rejected), key=lambda r: r.position):
                         quarantine.write(line)

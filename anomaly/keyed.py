@@ -87,11 +87,8 @@ class KeyedRunners:
         """
         now = self._clock()
         self.evict_idle(now)  # before: a series back after a long silence comes back from its saved state
-        keys = np.asarray(chunk.series if chunk.series is not None else [""] * len(chunk), dtype=object)
-        order = list(dict.fromkeys(keys.tolist()))
         results = []
-        for key in order:
-            part = chunk.take(keys == key)
+        for key, part in chunk.by_series().items():
             active = self._series(key, now)
             if active is None:
                 self.unknown.add(key)
@@ -113,9 +110,7 @@ class KeyedRunners:
     def _unscored(self, rejected: list[Rejected]) -> None:
         """Count lines no series' runner took (unparsable, or of a series that cannot be scored)."""
         for line in rejected:
-            self.unclaimed.rejected += 1
-            reason = line.reason.split(":")[0]
-            self.unclaimed.by_reason[reason] = self.unclaimed.by_reason.get(reason, 0) + 1
+            self.unclaimed.add_reject(line.reason.split(":")[0])
 
     def _series(self, key: str, now: float) -> _Active | None:
         if (active := self.active.get(key)) is not None:
@@ -132,10 +127,10 @@ class KeyedRunners:
             (self.state_dir / state_name(key)).unlink()  # in memory again: the file would go stale
             self.restored += 1
             if key in self._seen:  # let go by this stream: its counts were kept aside, now they are its own again
-                self._gone = _minus(self._gone, runner.counts)
+                self._gone = self._gone.since(runner.counts)
                 self._gone_incidents -= alarm.count
             else:  # saved by an earlier run
-                self.carried = _plus(self.carried, runner.counts)
+                self.carried = self.carried.plus(runner.counts)
                 self.carried_incidents += alarm.count
         self._seen.add(key)
         self.active[key] = active = _Active(runner, alarm, now)
@@ -164,7 +159,7 @@ class KeyedRunners:
         if self.state_dir is not None:
             state.write(self.state_dir, self._snapshot(key, active), state_name(key))
         active.runner.close()
-        self._gone = _plus(self._gone, active.runner.counts)
+        self._gone = self._gone.plus(active.runner.counts)
         self._gone_incidents += active.alarm.count
         self.evicted += 1
 
@@ -179,9 +174,9 @@ class KeyedRunners:
 
     def counts(self) -> Counts:
         """Points, anomalies and rejects of every series this stream saw (those let go included)."""
-        total = _plus(self._gone, self.unclaimed)
+        total = self._gone.plus(self.unclaimed)
         for active in self.active.values():
-            total = _plus(total, active.runner.counts)
+            total = total.plus(active.runner.counts)
         return total
 
     def incidents(self) -> int:
@@ -222,15 +217,3 @@ def _empty_block() -> DecisionBlock:
                          is_anomaly=np.zeros(0, dtype=bool), p_detectors=np.empty((0, 0)),
                          warmup=np.zeros(0, dtype=bool), expected=empty, spread=empty,
                          positions=np.empty(0, dtype=np.int64))
-
-
-def _plus(a: Counts, b: Counts) -> Counts:
-    numbers = {key: value + getattr(b, key) for key, value in vars(a).items() if key != "by_reason"}
-    reasons = dict(a.by_reason)
-    for reason, n in b.by_reason.items():
-        reasons[reason] = reasons.get(reason, 0) + n
-    return Counts(**numbers, by_reason=reasons)
-
-
-def _minus(a: Counts, b: Counts) -> Counts:
-    return a.since(b)

@@ -515,12 +515,7 @@ def _total(runners: list, ended=None):
 
     total = Counts()
     for counts in [runner.counts for runner in runners] + ([ended] if ended is not None else []):
-        for key, value in vars(counts).items():
-            if key == "by_reason":
-                for reason, n in value.items():
-                    total.by_reason[reason] = total.by_reason.get(reason, 0) + n
-            else:
-                setattr(total, key, getattr(total, key) + value)
+        total = total.plus(counts)
     return total
 
 

@@ -110,9 +110,22 @@ class Chunk:
         return Chunk(self.timestamps[start:stop], self.values[start:stop], self.positions[start:stop],
                      cut(self.raw), cut(self.labels), cut(self.kinds), filled=cut(self.filled), series=cut(self.series))
 
+    def by_series(self) -> dict[str, Chunk]:
+        """Return the points of each series (``""`` without a ``series`` column), in order of first appearance.
+
+        One pass over the keys: a tick of thousands of series must not compare every key with every point."""
+        if self.series is None:
+            return {"": self}
+        index: dict[str, list[int]] = {}
+        for i, key in enumerate(self.series):
+            index.setdefault(key, []).append(i)
+        return {key: self.take(np.array(rows)) for key, rows in index.items()}
+
     def take(self, keep: np.ndarray) -> Chunk:
-        """Return the points where the boolean mask ``keep`` is true (without ``rejected``)."""
-        index = np.flatnonzero(keep)
+        """Return the points where the boolean mask ``keep`` is true, or at the integer positions ``keep``
+        (without ``rejected``)."""
+        keep = np.asarray(keep)
+        index = np.flatnonzero(keep) if keep.dtype == bool else keep
 
         def pick(column):
             return None if column is None else [column[i] for i in index]

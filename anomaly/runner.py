@@ -41,6 +41,19 @@ class Counts:
     restarts: int = 0  # gaps too long to fill: the warm-up started again
     by_reason: dict[str, int] = field(default_factory=dict)
 
+    def plus(self, other: Counts) -> Counts:
+        """Return these counts and ``other``'s added up (a new object)."""
+        numbers = {key: value + getattr(other, key) for key, value in vars(self).items() if key != "by_reason"}
+        reasons = dict(self.by_reason)
+        for reason, n in other.by_reason.items():
+            reasons[reason] = reasons.get(reason, 0) + n
+        return Counts(**numbers, by_reason=reasons)
+
+    def add_reject(self, reason: str) -> None:
+        """Count one rejected input line, under ``reason``."""
+        self.rejected += 1
+        self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
+
     def since(self, earlier: Counts) -> Counts:
         """Return the counts added after ``earlier`` (a copy of these counts taken before)."""
         numbers = {key: value - getattr(earlier, key) for key, value in vars(self).items() if key != "by_reason"}
@@ -156,8 +169,7 @@ class Runner:
 
     def reject(self, rejected: Rejected) -> Rejected:
         """Count a rejected input; return it for the quarantine sink."""
-        self.counts.rejected += 1
-        self.counts.by_reason[rejected.reason] = self.counts.by_reason.get(rejected.reason, 0) + 1
+        self.counts.add_reject(rejected.reason)
         return rejected
 
     def process(self, chunk: Chunk) -> tuple[DecisionBlock, list[Rejected]]:

@@ -308,15 +308,12 @@ def read_series(path: str | Path, series_column: str, time_column: str = "timest
     unreadable = Counter()
     for chunk in csv_chunks(path, time_column, value_column, time_format=time_format, series_column=series_column):
         unreadable.update(rejected.reason.split(":")[0] for rejected in chunk.rejected)
-        keys = np.asarray(chunk.series, dtype=object)
-        for key in dict.fromkeys(chunk.series):
-            mine = np.flatnonzero(keys == key)
-            if head is not None:
-                mine = mine[:max(head - rows[key], 0)]
-            rows[key] += len(mine)
+        for key, part in chunk.by_series().items():
+            take = len(part) if head is None else max(head - rows[key], 0)
+            rows[key] += min(take, len(part))
             stamps, values = parts.setdefault(key, ([], []))
-            stamps.append(chunk.timestamps[mine])
-            values.append(chunk.values[mine])
+            stamps.append(part.timestamps[:take])
+            values.append(part.values[:take])
     histories = {}
     for key, (stamps, values) in parts.items():
         stamps, values = np.concatenate(stamps), np.concatenate(values)

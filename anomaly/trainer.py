@@ -4,12 +4,43 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 
 from .config import Config
 from .errors import UserError
 
 logger = logging.getLogger("anomaly")
+
+
+def _check_writable(models: str | Path) -> None:
+    """Raise :class:`UserError` when runs cannot be saved in ``models``: before minutes of training, not after."""
+    from .runs import check_writable
+
+    try:
+        check_writable(models)
+    except OSError as exc:
+        raise UserError(f"cannot save runs in {models}: {exc.strerror or exc}") from None
+
+
+@contextmanager
+def _reading(data: str | Path):
+    """Turn the errors of reading the CSV ``data`` into one-line :class:`UserError` messages."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise UserError(f"cannot read {data}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read {data}: {exc}") from None
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _log_skipped(history, data: str | Path) -> None:
+    """Log the rows of ``data`` that could not be read, by reason (nothing when there were none)."""
+    if history.skipped:
+        reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(history.reasons.items()))
+        logger.warning("skipped %d unreadable rows of %s (%s)", history.skipped, data, reasons)
 
 
 def train_and_save(config: Config, models: str | Path, seed: int | None = None, data: str | None = None,
@@ -21,27 +52,16 @@ def train_and_save(config: Config, models: str | Path, seed: int | None = None, 
     """
     from .sources import read_csv
     from .feedback import read_feedback
-    from .runs import check_writable, write_run
+    from .runs import write_run
     from .simulate import simulate
     from .training import train
 
     seed = config.training.seed if seed is None else seed
-    try:  # before minutes of training, not after
-        check_writable(models)
-    except OSError as exc:
-        raise UserError(f"cannot save runs in {models}: {exc.strerror or exc}") from None
+    _check_writable(models)
     if data:
-        try:
+        with _reading(data):
             history = read_csv(data, time_column, value_column, head, time_format)
-        except FileNotFoundError:
-            raise UserError(f"cannot read {data}: no such file") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UserError(f"cannot read {data}: {exc}") from None
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
-        if history.skipped:
-            reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(history.reasons.items()))
-            logger.warning("skipped %d unreadable rows of %s (%s)", history.skipped, data, reasons)
+        _log_skipped(history, data)
         timestamps, values, source = history.timestamps, history.values, str(data)
         logger.info("training on %d rows of %s", len(values), data)
     else:
@@ -85,27 +105,16 @@ def train_series_and_save(config: Config, models: str | Path, data: str, series_
     """
     import time
 
-    from .runs import check_writable, write_run
+    from .runs import write_run
     from .sources import read_series
     from .training import train, train_pooled
 
     seed = config.training.seed if seed is None else seed
     started = time.perf_counter()
-    try:
-        check_writable(models)
-    except OSError as exc:
-        raise UserError(f"cannot save runs in {models}: {exc.strerror or exc}") from None
-    try:
+    _check_writable(models)
+    with _reading(data):
         histories, unreadable = read_series(data, series_column, time_column, value_column, head, time_format)
-    except FileNotFoundError:
-        raise UserError(f"cannot read {data}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read {data}: {exc}") from None
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    if unreadable.skipped:
-        logger.warning("skipped %d unreadable rows of %s (%s)", unreadable.skipped, data,
-                       ", ".join(f"{reason}: {n}" for reason, n in sorted(unreadable.reasons.items())))
+    _log_skipped(unreadable, data)
     ensembles, reports, untrained = {}, {}, {}
     if not per_series_models:
         logger.info("training the %d series of %s: shared shape models, each series its own calibration",

@@ -207,12 +207,17 @@ def train(timestamps: np.ndarray, values: np.ndarray, config: Config, seed: int 
     labels = labels or []
     exclude = np.zeros(len(values), dtype=bool) if exclude is None else np.asarray(exclude, dtype=bool)
     prepared = prepare(timestamps, values, config, exclude | feedback_mask(labels, timestamps, "anomaly"), period, grid)
-    fit_seconds: dict[str, float] = {}
-    detectors = {}
-    for name in prepared.config.ensemble.detectors:
+    detectors, fit_seconds = fit_detectors(prepared, prepared.config.ensemble.detectors, seed)
+    return calibrated(prepared, detectors, labels, fit_seconds, started)
+
+
+def fit_detectors(prepared: Prepared, names, seed: int) -> tuple[dict, dict[str, float]]:
+    """Fit the detectors ``names`` on the train part of ``prepared``; return them and their fit seconds."""
+    detectors, fit_seconds = {}, {}
+    for name in names:
         detector = registry.build(name, prepared.config, prepared.period, seed)
         detectors[name] = _fitted(name, detector, *training_windows(prepared, detector, name), fit_seconds)
-    return calibrated(prepared, detectors, labels, fit_seconds, started)
+    return detectors, fit_seconds
 
 
 def train_pooled(histories: dict[str, tuple[np.ndarray, np.ndarray]], config: Config, seed: int | None = None,
@@ -279,14 +284,10 @@ def train_pooled(histories: dict[str, tuple[np.ndarray, np.ndarray]], config: Co
 def _own_detectors(job) -> tuple[dict, dict, str]:
     """Fit one series' own detectors (seasonal, forecasting); return them, their fit seconds, and why not ("")."""
     one, names, seed = job
-    detectors, fit_seconds = {}, {}
     try:
-        for name in names:
-            detector = registry.build(name, one.config, one.period, seed)
-            detectors[name] = _fitted(name, detector, *training_windows(one, detector, name), fit_seconds)
+        return *fit_detectors(one, names, seed), ""
     except ValueError as exc:
         return {}, {}, str(exc)
-    return detectors, fit_seconds, ""
 
 
 def _each(function, jobs: list, workers: int):

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 
+from . import progress
 from .config import Config, load_config, quick
 from .data import TIME_FORMATS
 from .errors import UserError
@@ -19,7 +20,7 @@ from .server import Limits
 from .trainer import train_and_save, train_series_and_save
 
 def _setup_logging(quiet: bool = False) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = progress.ConsoleHandler()  # log lines go above a progress display
     handler.setFormatter(logging.Formatter("%(message)s"))
     root = logging.getLogger("anomaly")
     root.handlers[:] = [handler]
@@ -129,16 +130,17 @@ def train_main(argv: list[str] | None = None) -> int:
     terminate_like_interrupt()  # SIGTERM cleans up as Ctrl-C does: no staging folder is left behind
     try:
         config = _config(args)
-        if args.series_column:
-            if not args.data or args.feedback:
-                raise UserError("--series-column names the series of --data: give --data (and no --feedback, "
-                                "which labels one series)")
-            run = train_series_and_save(config, args.models, args.data, args.series_column, args.seed, args.head,
-                                        args.time_column, args.value_column, args.time_format,
-                                        args.per_series_models)
-        else:
-            run = train_and_save(config, args.models, args.seed, args.data, args.head,
-                                 args.time_column, args.value_column, args.time_format, args.feedback)
+        if args.series_column and (not args.data or args.feedback):
+            raise UserError("--series-column names the series of --data: give --data (and no --feedback, "
+                            "which labels one series)")
+        with progress.display(progress.wanted(args.quiet)):
+            if args.series_column:
+                run = train_series_and_save(config, args.models, args.data, args.series_column, args.seed,
+                                            args.head, args.time_column, args.value_column, args.time_format,
+                                            args.per_series_models)
+            else:
+                run = train_and_save(config, args.models, args.seed, args.data, args.head,
+                                     args.time_column, args.value_column, args.time_format, args.feedback)
     except UserError as exc:
         print(f"train.py: error: {exc}", file=sys.stderr)
         return 2
@@ -245,7 +247,8 @@ def stream_main(argv: list[str] | None = None) -> int:
     terminate_like_interrupt()
     try:
         config = _config(args)
-        return Pipeline(config, stream_options(args)).run()
+        with progress.display(progress.wanted(args.quiet, records_on_stdout=args.output == "-")):
+            return Pipeline(config, stream_options(args)).run()
     except UserError as exc:
         print(f"stream.py: error: {exc}", file=sys.stderr)
         return 2

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import progress
 from .metrics import (AfterEvents, after_events, clean_normal, event_metrics, event_recall, false_alarm_rate, false_alarms_per_10k,
                       point_metrics, roc_auc, runs)
 from .nab import PROFILES, FileScore, corpus_files, normalised, probation, score_file, window_bounds
@@ -125,13 +126,16 @@ def run_nab(root: str | Path, config, out: str | Path | None = None, pattern: st
     files, labels = corpus_files(Path(root))
     files = [f for f in files if f.match(f"{pattern}.csv") or f.match(pattern)]
     results = []
-    for number, path in enumerate(files, start=1):
-        started = time.perf_counter()
-        key = f"{path.parent.name}/{path.name}"
-        result = evaluate_file(path, labels.get(key, []), config, None if out is None else Path(out))
-        results.append(result)
-        logger.info("[%d/%d] %-55s %6d rows  %4.1f s%s", number, len(files), key, result.rows,
-                    time.perf_counter() - started, f"  (not trained: {result.trained})" if result.trained else "")
+    with progress.task("NAB files", total=len(files), unit="files") as bar:
+        for number, path in enumerate(files, start=1):
+            started = time.perf_counter()
+            key = f"{path.parent.name}/{path.name}"
+            bar.describe(key)
+            result = evaluate_file(path, labels.get(key, []), config, None if out is None else Path(out))
+            results.append(result)
+            bar.advance()
+            logger.info("[%d/%d] %-55s %6d rows  %4.1f s%s", number, len(files), key, result.rows,
+                        time.perf_counter() - started, f"  (not trained: {result.trained})" if result.trained else "")
     return results
 
 
@@ -215,11 +219,19 @@ def main(argv: list[str] | None = None) -> int:
     _simulated_arguments(sim, points=30_000, seed=5)
     args = parser.parse_args(argv)
 
-    from .cli import UserError, _config, _setup_logging
+    from .cli import _setup_logging
 
     _setup_logging()
     for name in ("anomaly.training", "anomaly.refit", "anomaly.adapt"):  # one line per file is enough
         logging.getLogger(name).setLevel(logging.WARNING)
+    with progress.display(progress.wanted()):
+        return _command(args)
+
+
+def _command(args) -> int:
+    """Run the evaluation ``args.command`` says; return the exit status."""
+    from .cli import UserError, _config
+
     if args.command != "nab":
         return {"drift": _drift, "sim": _sim}[args.command](args)
     try:

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import progress
 from .config import Config
 from .errors import UserError
 from .server import Limits
@@ -184,72 +185,77 @@ def run_stream(options: StreamOptions, config: Config) -> int:
     ended = Ended()  # streams that are over (TCP clients gone): counted, their runners let go
     keyed = plotted = None  # many series in one stream: their runners (anomaly.keyed), the series drawn
     with GracefulStop() as stop:  # Ctrl-C, SIGTERM: finish what was read, then stop
-        chunks = iter(feed)
-        try:
-            while True:
-                try:
-                    with stop.waiting():  # a signal interrupts the wait for input, never a chunk being scored
-                        runner, chunk, reply = next(chunks)
-                except (StopIteration, StopRequested):
-                    break
-                if chunk is None:  # a stream is over: close its incidents, keep its counts, let its runner go
-                    for event in ended.add(runner, filters.pop(runner, None), runners):
-                        for sink in alerts:
-                            sink.write(event)
-                    continue
-                if (now := time.monotonic()) >= next_poll and not options.no_adapt:  # a stat() twice a second
-                    next_poll = now + FEEDBACK_POLL_S
-                    _apply_feedback(feedback, runners + (keyed.runners() if keyed else []))
-                if reply is None and (keyed is not None or chunk.series is not None or by_series is not None):
-                    if keyed is None:  # many series in one stream
-                        keyed = _keyed(options, config, runner, cooldown, by_series)
-                        plotted = chunk.series[0] if chunk.series else ""
-                        print(f"points name their series: each series is scored on its own (the plot shows "
-                              f"{plotted or 'the unnamed one'})", file=sys.stderr)
-                        for sink in sinks:
-                            if isinstance(sink, LivePlot):
-                                sink.title = f"{sink.title}, series {plotted}"
-                    results = keyed.process(chunk)
-                    for line in sorted((r for result in results for r in result.rejected), key=lambda r: r.position):
-                        quarantine.write(line)
-                    if (block := in_input_order(results)) is not None:
-                        for sink in sinks:
-                            if not isinstance(sink, LivePlot):
-                                sink.write_block(block)
-                    for result in results:
-                        for sink in sinks:
-                            if isinstance(sink, LivePlot) and result.series == plotted:
-                                sink.write_block(result.block)
-                        for event in result.events:
+        total = _replay_total(options) if progress.active() else None
+        counted = total is not None or options.source == "-"  # not a live simulator, nor TCP clients
+        with progress.task(f"streaming {Path(options.source).name}", total, "points", shown=counted) as bar:
+            chunks = iter(feed)
+            try:
+                while True:
+                    try:
+                        with stop.waiting():  # a signal interrupts the wait for input, never a chunk being scored
+                            runner, chunk, reply = next(chunks)
+                    except (StopIteration, StopRequested):
+                        break
+                    if chunk is None:  # a stream is over: close its incidents, keep its counts, let its runner go
+                        for event in ended.add(runner, filters.pop(runner, None), runners):
                             for sink in alerts:
                                 sink.write(event)
+                        continue
+                    if (now := time.monotonic()) >= next_poll and not options.no_adapt:  # a stat() twice a second
+                        next_poll = now + FEEDBACK_POLL_S
+                        _apply_feedback(feedback, runners + (keyed.runners() if keyed else []))
+                    if reply is None and (keyed is not None or chunk.series is not None or by_series is not None):
+                        if keyed is None:  # many series in one stream
+                            keyed = _keyed(options, config, runner, cooldown, by_series)
+                            plotted = chunk.series[0] if chunk.series else ""
+                            print(f"points name their series: each series is scored on its own (the plot shows "
+                                  f"{plotted or 'the unnamed one'})", file=sys.stderr)
+                            for sink in sinks:
+                                if isinstance(sink, LivePlot):
+                                    sink.title = f"{sink.title}, series {plotted}"
+                        results = keyed.process(chunk)
+                        bar.count(len(chunk) + len(chunk.rejected))
+                        for line in sorted((r for result in results for r in result.rejected), key=lambda r: r.position):
+                            quarantine.write(line)
+                        if (block := in_input_order(results)) is not None:
+                            for sink in sinks:
+                                if not isinstance(sink, LivePlot):
+                                    sink.write_block(block)
+                        for result in results:
+                            for sink in sinks:
+                                if isinstance(sink, LivePlot) and result.series == plotted:
+                                    sink.write_block(result.block)
+                            for event in result.events:
+                                for sink in alerts:
+                                    sink.write(event)
+                        if stop.requested:
+                            break
+                        continue
+                    block, rejected = runner.process(chunk)
+                    bar.count(len(chunk) + len(rejected))
+                    for line in rejected:
+                        quarantine.write(line)
+                    for sink in sinks:
+                        sink.write_block(block)
+                    if reply is not None:
+                        reply(block, rejected)
+                    alarm = filters.setdefault(runner, AlarmFilter(config.alerts.k, config.alerts.n, cooldown))
+                    for event in alarm.update(block):
+                        for sink in alerts:
+                            sink.write(event)
                     if stop.requested:
                         break
-                    continue
-                block, rejected = runner.process(chunk)
-                for line in rejected:
-                    quarantine.write(line)
-                for sink in sinks:
-                    sink.write_block(block)
-                if reply is not None:
-                    reply(block, rejected)
-                alarm = filters.setdefault(runner, AlarmFilter(config.alerts.k, config.alerts.n, cooldown))
-                for event in alarm.update(block):
-                    for sink in alerts:
-                        sink.write(event)
-                if stop.requested:
-                    break
-        except BrokenPipeError:  # the reader of our output went away (| head): stop quietly
-            stopped = "stopped: the output was closed"
-        except OSError as exc:  # a full disk, say: in one line, after closing what can be closed
-            _close_all(sinks + [quarantine])
-            raise UserError(f"writing the output failed: {exc}") from None
-        finally:
-            feed.close()
-            for runner in runners:
-                runner.close()
-            if keyed is not None:
-                keyed.close()
+            except BrokenPipeError:  # the reader of our output went away (| head): stop quietly
+                stopped = "stopped: the output was closed"
+            except OSError as exc:  # a full disk, say: in one line, after closing what can be closed
+                _close_all(sinks + [quarantine])
+                raise UserError(f"writing the output failed: {exc}") from None
+            finally:
+                feed.close()
+                for runner in runners:
+                    runner.close()
+                if keyed is not None:
+                    keyed.close()
         if stop.requested:
             stopped = "stopped" if stop.signum == signal.SIGINT else "stopped by SIGTERM"
         stop.finishing = True  # a second Ctrl-C now stops waiting for the output to be written
@@ -575,6 +581,19 @@ def _expected_points(options) -> float:
         return 0
     known = math.inf if options.source == "sim" else Path(options.source).stat().st_size / BYTES_PER_LINE
     return min(known, options.limit or math.inf)
+
+
+def _replay_total(options) -> int | None:
+    """Return how many input points ``options.source`` holds, if that is known (a file, a limited simulator)."""
+    if options.source == "-" or options.source.startswith("tcp://"):
+        return None
+    if options.source == "sim":
+        return options.limit
+    lines = 0
+    with open(options.source, "rb") as handle:
+        while block := handle.read(1 << 20):
+            lines += block.count(b"\n")
+    return min(max(lines - 1, 0), options.limit or math.inf)  # less the header
 
 
 def _summary(c, ensemble, options, stopped: str, seconds: float) -> None:

@@ -57,15 +57,22 @@ def stream_series(ensemble, timestamps: np.ndarray, values: np.ndarray, chunk: i
 
     n = len(values)
     return _streamed(ensemble, (Chunk(timestamps[i:i + chunk], values[i:i + chunk], np.arange(i, min(i + chunk, n)) + 1)
-                                for i in range(0, n, chunk)), adapt, refitter)
+                                for i in range(0, n, chunk)), adapt, refitter, total=n)
 
 
-def _streamed(ensemble, chunks, adapt=None, refitter=None) -> Streamed:
+def _streamed(ensemble, chunks, adapt=None, refitter=None, total: int | None = None) -> Streamed:
+    from . import progress
     from .runner import Runner
 
     runner = Runner(ensemble, adapt=adapt, refitter=refitter)
+    blocks = []
     try:
-        blocks = [block for chunk in chunks if len(block := runner.process(chunk)[0])]
+        with progress.task("scoring", total, unit="points") as bar:
+            for chunk in chunks:
+                block = runner.process(chunk)[0]
+                bar.count(len(chunk) + len(chunk.rejected))
+                if len(block):
+                    blocks.append(block)
     finally:
         runner.close()
 

@@ -7,6 +7,7 @@ import logging
 from contextlib import contextmanager
 from pathlib import Path
 
+from . import progress
 from .config import Config
 from .errors import UserError
 
@@ -90,6 +91,30 @@ def train_and_save(config: Config, models: str | Path, seed: int | None = None, 
     return run
 
 
+def _train_each(histories: dict, config: Config, seed: int) -> tuple[dict, dict, dict]:
+    """Train one complete ensemble per series; return the ensembles, their reports and the untrained series."""
+    from .training import train
+
+    ensembles, reports, untrained = {}, {}, {}
+    with progress.task("series", total=len(histories), unit="series") as bar:
+        for number, (key, history) in enumerate(histories.items(), start=1):
+            bar.describe(f"series {key}")
+            try:
+                ensemble, report = train(history.timestamps, history.values, config, seed)
+            except ValueError as exc:
+                untrained[key] = str(exc)
+                logger.warning("[%d/%d] series %s not trained: %s", number, len(histories), key, exc)
+                continue
+            finally:
+                bar.advance()
+            ensembles[key] = ensemble
+            reports[key] = {name: report[name] for name in ("points", "period", "measured_far", "train_seconds")}
+            logger.info("[%d/%d] series %s: %d points, period %s, false-alarm rate %.2g on held-out data",
+                        number, len(histories), key, report["points"], report["period"] or "none",
+                        report["measured_far"])
+    return ensembles, reports, untrained
+
+
 def train_series_and_save(config: Config, models: str | Path, data: str, series_column: str,
                           seed: int | None = None, head: int | None = None, time_column: str = "timestamp",
                           value_column: str = "value", time_format: str = "auto",
@@ -107,7 +132,7 @@ def train_series_and_save(config: Config, models: str | Path, data: str, series_
 
     from .runs import write_run
     from .sources import read_series
-    from .training import train, train_pooled
+    from .training import train_pooled
 
     seed = config.training.seed if seed is None else seed
     started = time.perf_counter()
@@ -115,7 +140,6 @@ def train_series_and_save(config: Config, models: str | Path, data: str, series_
     with _reading(data):
         histories, unreadable = read_series(data, series_column, time_column, value_column, head, time_format)
     _log_skipped(unreadable, data)
-    ensembles, reports, untrained = {}, {}, {}
     if not per_series_models:
         logger.info("training the %d series of %s: shared shape models, each series its own calibration",
                     len(histories), data)
@@ -127,18 +151,7 @@ def train_series_and_save(config: Config, models: str | Path, data: str, series_
             logger.warning("series %s not trained: %s", key, why)
     else:
         logger.info("training one ensemble for each of the %d series of %s", len(histories), data)
-    for number, (key, history) in enumerate(histories.items() if per_series_models else (), start=1):
-        try:
-            ensemble, report = train(history.timestamps, history.values, config, seed)
-        except ValueError as exc:
-            untrained[key] = str(exc)
-            logger.warning("[%d/%d] series %s not trained: %s", number, len(histories), key, exc)
-            continue
-        ensembles[key] = ensemble
-        reports[key] = {name: report[name] for name in ("points", "period", "measured_far", "train_seconds")}
-        logger.info("[%d/%d] series %s: %d points, period %s, false-alarm rate %.2g on held-out data",
-                    number, len(histories), key, report["points"], report["period"] or "none",
-                    report["measured_far"])
+        ensembles, reports, untrained = _train_each(histories, config, seed)
     if not ensembles:
         raise UserError(f"no series of {data} could be trained: "
                         + "; ".join(f"{key}: {why}" for key, why in list(untrained.items())[:3]))

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import detectors as registry
+from . import progress
 from .calibration import MIN_EMPIRICAL, combine, plausibly_normal, taught_calibrator
 from .config import Config
 from .ensemble import Ensemble
@@ -206,17 +207,21 @@ def train(timestamps: np.ndarray, values: np.ndarray, config: Config, seed: int 
     started = time.perf_counter()
     labels = labels or []
     exclude = np.zeros(len(values), dtype=bool) if exclude is None else np.asarray(exclude, dtype=bool)
-    prepared = prepare(timestamps, values, config, exclude | feedback_mask(labels, timestamps, "anomaly"), period, grid)
-    detectors, fit_seconds = fit_detectors(prepared, prepared.config.ensemble.detectors, seed)
-    return calibrated(prepared, detectors, labels, fit_seconds, started)
+    with progress.task("training", total=3 + len(config.ensemble.detectors)):
+        with progress.stage("checking the data"):
+            prepared = prepare(timestamps, values, config, exclude | feedback_mask(labels, timestamps, "anomaly"),
+                               period, grid)
+        detectors, fit_seconds = fit_detectors(prepared, prepared.config.ensemble.detectors, seed)
+        return calibrated(prepared, detectors, labels, fit_seconds, started)
 
 
 def fit_detectors(prepared: Prepared, names, seed: int) -> tuple[dict, dict[str, float]]:
     """Fit the detectors ``names`` on the train part of ``prepared``; return them and their fit seconds."""
     detectors, fit_seconds = {}, {}
     for name in names:
-        detector = registry.build(name, prepared.config, prepared.period, seed)
-        detectors[name] = _fitted(name, detector, *training_windows(prepared, detector, name), fit_seconds)
+        with progress.stage(f"fitting {name}"):
+            detector = registry.build(name, prepared.config, prepared.period, seed)
+            detectors[name] = _fitted(name, detector, *training_windows(prepared, detector, name), fit_seconds)
     return detectors, fit_seconds
 
 
@@ -237,47 +242,54 @@ def train_pooled(histories: dict[str, tuple[np.ndarray, np.ndarray]], config: Co
     """
     seed = config.training.seed if seed is None else seed
     workers = (os.cpu_count() or 1) if workers is None else workers
-    prepared, untrained = {}, {}
-    for key, (timestamps, values) in histories.items():
-        try:
-            prepared[key] = prepare(timestamps, values, config, np.zeros(len(values), dtype=bool))
-        except ValueError as exc:
-            untrained[key] = str(exc)
-    if not prepared:
-        return {}, {}, untrained
     pooled_names = [name for name in config.ensemble.detectors if name in registry.SHAPE_LEARNERS]
-    window = min(p.config.windows.size for p in prepared.values())  # one window that every series can fill
-    shared_config = dataclasses.replace(config, windows=dataclasses.replace(config.windows, size=window))
-    pooled, pooled_seconds = {}, {}
-    for name in pooled_names:
-        detector = registry.build(name, shared_config, 0, seed)
-        parts, per_series = [], max(max_windows // len(prepared), 10)
-        for key, one in list(prepared.items()):
-            try:
-                windows, _ = training_windows(one, detector, name)
-            except ValueError as exc:
-                untrained[key] = str(exc)
-                del prepared[key]
-                continue
-            step = max(len(windows) // per_series, 1)
-            parts.append(windows[::step][:per_series])
-        if not parts:
+    with progress.task("training", total=2 * len(histories) + len(pooled_names)) as bar:
+        prepared, untrained = {}, {}
+        with progress.muted():
+            for key, (timestamps, values) in histories.items():
+                bar.advance(1, f"checking series {key}")
+                try:
+                    prepared[key] = prepare(timestamps, values, config, np.zeros(len(values), dtype=bool))
+                except ValueError as exc:
+                    untrained[key] = str(exc)
+        if not prepared:
             return {}, {}, untrained
-        pooled[name] = _fitted(name, detector, np.concatenate(parts), None, pooled_seconds)
-    own_names = [name for name in config.ensemble.detectors if name not in pooled]
-    jobs = [(one, own_names, seed) for one in prepared.values()]
-    ensembles, reports = {}, {}
-    for key, (own, fit_seconds, why) in zip(list(prepared), _each(_own_detectors, jobs, workers)):
-        if why:
-            untrained[key] = why
-            continue
-        started = time.perf_counter()
-        detectors = {name: pooled[name] if name in pooled else own[name] for name in config.ensemble.detectors}
-        try:
-            ensembles[key], reports[key] = calibrated(prepared[key], detectors, [], {**pooled_seconds, **fit_seconds},
-                                                      started)
-        except ValueError as exc:
-            untrained[key] = str(exc)
+        window = min(p.config.windows.size for p in prepared.values())  # one window that every series can fill
+        shared_config = dataclasses.replace(config, windows=dataclasses.replace(config.windows, size=window))
+        pooled, pooled_seconds = {}, {}
+        for name in pooled_names:
+            with progress.stage(f"fitting {name} on all series"):
+                detector = registry.build(name, shared_config, 0, seed)
+                parts, per_series = [], max(max_windows // len(prepared), 10)
+                for key, one in list(prepared.items()):
+                    try:
+                        windows, _ = training_windows(one, detector, name)
+                    except ValueError as exc:
+                        untrained[key] = str(exc)
+                        del prepared[key]
+                        continue
+                    step = max(len(windows) // per_series, 1)
+                    parts.append(windows[::step][:per_series])
+                if not parts:
+                    return {}, {}, untrained
+                pooled[name] = _fitted(name, detector, np.concatenate(parts), None, pooled_seconds)
+        own_names = [name for name in config.ensemble.detectors if name not in pooled]
+        jobs = [(one, own_names, seed) for one in prepared.values()]
+        ensembles, reports = {}, {}
+        bar.advance(len(histories) - len(prepared), "")  # the series left out count as done
+        with progress.muted():
+            for key, (own, fit_seconds, why) in zip(list(prepared), _each(_own_detectors, jobs, workers)):
+                bar.advance(1, f"series {key}")
+                if why:
+                    untrained[key] = why
+                    continue
+                started = time.perf_counter()
+                detectors = {name: pooled[name] if name in pooled else own[name] for name in config.ensemble.detectors}
+                try:
+                    ensembles[key], reports[key] = calibrated(prepared[key], detectors, [],
+                                                              {**pooled_seconds, **fit_seconds}, started)
+                except ValueError as exc:
+                    untrained[key] = str(exc)
     return ensembles, reports, untrained
 
 
@@ -291,15 +303,16 @@ def _own_detectors(job) -> tuple[dict, dict, str]:
 
 
 def _each(function, jobs: list, workers: int):
-    """Return ``function`` of every job, in order: in ``workers`` processes when there are enough jobs to pay
-    for starting them (statsmodels' fits hold the GIL: threads would take turns)."""
+    """Yield ``function`` of every job, in order, as each is done: in ``workers`` processes when there are
+    enough jobs to pay for starting them (statsmodels' fits hold the GIL: threads would take turns)."""
     if workers <= 1 or len(jobs) < 4 * workers:
-        return map(function, jobs)
+        yield from map(function, jobs)
+        return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(function, jobs, chunksize=max(1, len(jobs) // (8 * workers))))
+        yield from pool.map(function, jobs, chunksize=max(1, len(jobs) // (8 * workers)))
 
 
 def calibrated(prepared: Prepared, detectors: dict, labels: list[Label], fit_seconds: dict,
@@ -320,6 +333,7 @@ def calibrated(prepared: Prepared, detectors: dict, labels: list[Label], fit_sec
         first = lo - ensemble.window + 1
         return scaled[first:hi], data.positions[first:hi]
 
+    progress.note("calibrating on held-out points")
     false_alarms = feedback_mask(labels, data.grid.timestamp(data.positions), "false_alarm")
     false_alarms[:ensemble.window - 1] = False  # a point needs a full window to be scored
     taught = (ensemble.raw_scores(scaled, data.positions)[false_alarms[ensemble.window - 1:]]
@@ -349,7 +363,9 @@ def calibrated(prepared: Prepared, detectors: dict, labels: list[Label], fit_sec
     # cautious as well: this calibrator maps the statistic back to the rate measured on held-out points, which
     # undoes the detectors' caution (measured on NAB: 30 flags per 10k normal points against 6 per detector)
     ensemble.combined_ = taught_calibrator(statistic, taught_statistic, alpha)
+    progress.advance("measuring the false-alarm rate on validation points")
     validation = ensemble.decide(*part(end_ens, n))
+    progress.advance("")
     validation_clean = ~tainted[end_ens:]
     flagged = int(validation.is_anomaly[validation_clean].sum())
     report = {

@@ -14,6 +14,7 @@ from typing import Self
 
 import numpy as np
 
+from .. import progress
 from ..rolling import rolling_median, rolling_median_mad
 from ..windows import sliding
 from .base import (MAD_TO_SD, NAIVE, check_phase, check_series, check_windows, read_params, require_fitted,
@@ -141,8 +142,9 @@ class KerasAutoencoder:
         n_val = max(1, len(x) // 10)
         val, train = order[:n_val], order[n_val:]
         stop = k.callbacks.EarlyStopping(patience=2, restore_best_weights=True)
-        model.fit(x[train], y[train], validation_data=(x[val], y[val]), epochs=self.epochs,
-                  batch_size=self.batch_size, shuffle=True, verbose=0, callbacks=[stop])
+        with progress.task(f"  {self.name} epochs", total=self.epochs, unit="epochs") as epochs:
+            model.fit(x[train], y[train], validation_data=(x[val], y[val]), epochs=self.epochs,
+                      batch_size=self.batch_size, shuffle=True, verbose=0, callbacks=[stop, *epochs.keras_callbacks(k)])
         self.model_ = model
         self.graph_ = to_onnx(model, self.window)
         self._keras_file = None

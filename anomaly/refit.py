@@ -68,7 +68,7 @@ def train_refit(config: Config, data: RefitData, period: int, grid, models_dir: 
     ensemble, report = train(data.timestamps, data.values, config, exclude=data.exclude, labels=data.labels,
                              period=period, grid=grid)
     keeps_promise(report)
-    beats_models_in_use(report, data, ensemble)
+    beats_models_in_use(report, data, ensemble, learned_cycle=not period and report["period"] > 0)
     report["data"] = {"source": "refit", "reason": data.reason, "refit_of": parent}
     directory = Path(models_dir) if models_dir else Path(tempfile.mkdtemp(prefix="anomaly-refit-"))
 
@@ -95,7 +95,7 @@ def keeps_promise(report: dict, level: float = 0.01) -> None:
                          "keeping the models in use")
 
 
-def beats_models_in_use(report: dict, data: RefitData, ensemble) -> None:
+def beats_models_in_use(report: dict, data: RefitData, ensemble, learned_cycle: bool = False) -> None:
     """Raise ``ValueError`` unless the new ``ensemble`` flags fewer recent points than the models in use did.
 
     Both are judged on the same recent points, every point of the refit's validation part
@@ -116,7 +116,7 @@ def beats_models_in_use(report: dict, data: RefitData, ensemble) -> None:
     before = int(data.flagged[recent].sum())
     after = int(decided.flags[decided.timestamps >= report["validation_start"]].sum())
     report["recent_flags"], report["recent_flags_before"] = after, before
-    if after >= before:
+    if after > before or (after == before and not learned_cycle):
         raise ValueError(f"the new models flagged {after} recent points, the models in use {before}: "
                          "keeping the models in use")
 
@@ -168,7 +168,9 @@ class Refitter:
             return
         logger.info("refit: retraining the models on %d recent points (%s)", len(data.values), data.reason)
         self._started = time.perf_counter()
-        args = (self.config, data, ensemble.period, ensemble.grid, self.models_dir, self.parent, self.move_latest)
+        # a period the models lack may show in the longer history: look for one (a known one is kept)
+        args = (self.config, data, ensemble.period or None, ensemble.grid, self.models_dir, self.parent,
+                self.move_latest)
         if not self.background:
             from .signals import StopRequested, interruptible, stop_requested
 

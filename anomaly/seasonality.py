@@ -32,13 +32,15 @@ def detect_period(values: np.ndarray, max_period: int | None = None, interval: f
     the true period (which correlates almost as well) is not chosen. Noise flattens a
     long period's peak, so the winner is refined among its neighbours by the mean
     autocorrelation at its first multiples (an off-by-one period would drift a whole
-    point of phase per cycle). At least two full cycles are needed, so ``max_period``
-    defaults to a third of the series.
+    point of phase per cycle). A peak alone must repeat three times (``max_period``
+    defaults to a third of the series); a calendar cycle, expected in metrics, is taken
+    from two full cycles (half the series), so that a two-day history finds its day.
     """
     values = np.asarray(values, dtype=np.float64)
     n = len(values)
+    calendar_max = min(max_period or n // 2, n // 2)  # a calendar cycle is expected: two cycles show it
     max_period = min(max_period or n // 3, n // 2)
-    if max_period <= MIN_PERIOD:
+    if calendar_max <= MIN_PERIOD:
         return 0
     t = np.arange(n)
     detrended = values - np.polyval(np.polyfit(t, values, 1), t)
@@ -46,13 +48,13 @@ def detect_period(values: np.ndarray, max_period: int | None = None, interval: f
         return 0
     corr = acf(detrended, nlags=n // 2, fft=True)
     # a period stands out: noise makes small wiggles on the slope of a smooth series' autocorrelation
-    peaks, _ = find_peaks(corr[:max_period + 2], prominence=MIN_PROMINENCE)
+    peaks, _ = find_peaks(corr[:calendar_max + 2], prominence=MIN_PROMINENCE)
     peaks = peaks[(peaks >= MIN_PERIOD) & (corr[peaks] >= MIN_ACF_PEAK)]
-    found = _autocorrelation_period(corr, n, peaks)
+    found = _autocorrelation_period(corr, n, peaks[peaks <= max_period])
     for cycle in CALENDAR_S if interval else ():
         points = cycle / interval
         lag = int(round(points))
-        if abs(points - lag) > 0.01 * points or not MIN_PERIOD <= lag <= max_period:
+        if abs(points - lag) > 0.01 * points or not MIN_PERIOD <= lag <= calendar_max:
             continue  # the interval does not divide the cycle, or too few cycles to see it
         if not (np.abs(peaks - lag) <= max(1, 0.02 * lag)).any():
             continue  # the data does not repeat there (a smooth series correlates at every short lag)

@@ -112,6 +112,16 @@ def test_timestamps_give_the_exact_calendar_period():
     assert detect_period(hourly, interval=60.0) == 60
 
 
+def test_a_calendar_cycle_seen_twice_is_found_but_a_cycle_of_no_calendar_needs_three():
+    rng = np.random.default_rng(5)
+    t = np.arange(700)  # 2.4 days of five-minute points
+    daily = np.where(t % 288 < 144, 1.0, -1.0) + 0.3 * rng.normal(size=len(t))
+    assert detect_period(daily, interval=300.0) == 288  # a day is expected: two of them show it
+    odd = np.where(t % 250 < 125, 1.0, -1.0) + 0.3 * rng.normal(size=len(t))  # 2.8 cycles of 250 points
+    assert detect_period(odd, interval=300.0) == 0
+    assert detect_period(np.concatenate([odd, odd[:100]]), interval=300.0) == 250  # three cycles: found
+
+
 def test_a_smooth_series_without_a_cycle_gets_no_calendar_period():
     walk = np.cumsum(np.random.default_rng(4).normal(size=2000))  # correlated at every short lag
     assert detect_period(walk, interval=300.0) == 0

@@ -43,14 +43,21 @@ def describe(event: AlarmEvent) -> str:
             f" value {i.peak_value:.4g}{expected}  detectors: {detectors}{truth}")
 
 
+def event_id(event: AlarmEvent) -> str:
+    """Return the id of an incident event, the same each time the same event is sent (a receiver that saw it
+    can drop a resend): the series, the incident's number and start, and whether it opened or closed."""
+    i = event.incident
+    return f"{i.series or ''}#{i.id}@{format_timestamp(i.start)}:{event.kind}"
+
+
 def payload(event: AlarmEvent) -> dict:
-    """Return the JSON object of an incident event (timestamps in ISO format, UTC)."""
+    """Return the JSON object of an incident event (timestamps in ISO format, UTC), with its :func:`event_id`."""
     incident = event.incident.to_dict()
     for key in ("start", "end", "peak_timestamp"):
         incident[key] = format_timestamp(incident[key]) if math.isfinite(incident[key]) else None
     for key in ("expected", "spread", "peak_value"):
         incident[key] = incident[key] if math.isfinite(incident[key]) else None
-    return {"event": event.kind, "incident": incident}
+    return {"id": event_id(event), "event": event.kind, "incident": incident}
 
 
 class ConsoleAlerts:

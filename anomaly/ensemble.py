@@ -31,9 +31,13 @@ SCALED_LIMIT = 1e6  # |scaled value| beyond which a point is anomalous outright 
 
 @functools.cache
 def _pool() -> ThreadPoolExecutor:
-    """One scoring thread per core: ONNX Runtime and the compiled kernels release the GIL."""
+    """One scoring thread per core: ONNX Runtime and the compiled kernels release the GIL.
+
+    ``ANOMALY_SCORING_THREADS=N`` caps them (inside an engine that runs a task per core, one)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return ThreadPoolExecutor(max_workers=cores or 2, thread_name_prefix="anomaly-score")
+    cap = int(os.environ.get("ANOMALY_SCORING_THREADS", "0") or 0)
+    return ThreadPoolExecutor(max_workers=min(cores or 2, cap) if cap > 0 else cores or 2,
+                              thread_name_prefix="anomaly-score")
 
 
 @dataclass
@@ -151,7 +155,8 @@ class Ensemble:
             return score_consecutive(detector, values, phase)
 
         jobs = [(name, part) for name in self.names for part in parts]
-        results = dict(zip(jobs, _pool().map(task, jobs) if n >= PARALLEL_FROM else map(task, jobs)))
+        parallel = n >= PARALLEL_FROM and _pool()._max_workers > 1
+        results = dict(zip(jobs, _pool().map(task, jobs) if parallel else map(task, jobs)))
         columns, expected = [], None
         for name in self.names:
             pieces = [results[name, part] for part in parts]

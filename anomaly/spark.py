@@ -39,20 +39,35 @@ _SCORERS: dict = {}  # models folder -> Scorer, one per worker process (Python w
 
 # ---------------------------------------------------------------- the scorer, on the workers
 class Scorer:
-    """The models of a run and the stream's settings: makes each series' runner and alarm filter."""
+    """The runs of a models folder and the stream's settings: makes each series' runner and alarm filter.
+
+    The run in use is the folder's latest, looked up at every group (a refit's new run is
+    picked up at the next micro-batch); runs are loaded once each and kept."""
 
     def __init__(self, models: str, config_json: str, adapt: bool):
         from .config import config_from_dict
-        from .runs import load_series
 
-        self.ensembles, self.manifest = load_series(models)
+        self.models = models
         self.config = config_from_dict(json.loads(config_json))
         self.adapt = dataclasses.replace(self.config.adapt, refit=False) if adapt else None  # no refits in tasks
-        self.keyed = "series" in self.manifest  # a many-series run: each series its own ensemble
+        self._runs: dict[str, tuple[dict, dict]] = {}
 
-    def ensemble(self, series: str):
-        """Return the ensemble that scores ``series`` (``None``: a many-series run without it)."""
-        return self.ensembles.get(series) if self.keyed else self.ensembles[""]
+    def run(self, name: str | None = None) -> tuple[str, dict, dict]:
+        """Return the name, ensembles by series and manifest of run ``name`` (``None``: the one in use)."""
+        from .runs import load_series, resolve_run
+
+        path = resolve_run(self.models) if name is None else _run_path(self.models, name)
+        if path.name not in self._runs:
+            self._runs[path.name] = load_series(path)
+        return path.name, *self._runs[path.name]
+
+    @staticmethod
+    def ensemble(ensembles: dict, manifest: dict, series: str):
+        """Return the ensemble that scores ``series`` in a run (``None``: a many-series run without it; a refit
+        of a one-series run keeps that one, under ``""``, for series it has not seen)."""
+        if "series" not in manifest:
+            return ensembles[""]
+        return ensembles.get(series, ensembles.get(""))
 
     def runner(self, ensemble):
         from .runner import Runner
@@ -68,11 +83,17 @@ class Scorer:
 
 
 def scorer(models: str, config_json: str, adapt: bool) -> Scorer:
-    """Return the worker's :class:`Scorer` of ``models`` (loaded on first use, then kept)."""
+    """Return the worker's :class:`Scorer` of ``models`` (made on first use, then kept)."""
     key = (models, config_json, adapt)
     if key not in _SCORERS:
         _SCORERS[key] = Scorer(models, config_json, adapt)
     return _SCORERS[key]
+
+
+def _run_path(models: str, name: str) -> Path:
+    """Return the folder of run ``name`` beside the run in use (``models`` is a models folder or a run)."""
+    models = Path(models)
+    return (models.parent if (models / "manifest.json").is_file() else models) / name
 
 
 def detector_names(models: str) -> list[str]:
@@ -128,13 +149,11 @@ def _scored(scoring: Scorer, series, frame, group_state, names: list[str]) -> li
     lines = [f"{t},{v}" for t, v in zip(stamps, values)]
     if series is None:  # no key: it cannot be scored, and is kept
         return [quarantined(line, "no series") for line in lines]
-    ensemble = scoring.ensemble(series)
+    run, ensembles, manifest = scoring.run()
+    ensemble = scoring.ensemble(ensembles, manifest, series)
     if ensemble is None:
         return [quarantined(line, "unknown series: the run was not trained on it") for line in lines]
-    runner, alarm = scoring.runner(ensemble), scoring.alarm(series)
-    if group_state.exists:
-        extra, _ = runner.restore(bytes(group_state.get[0]))
-        alarm.load_state(*extra["alarms"])
+    runner, alarm = _restored(scoring, series, group_state, run, ensemble)
     seen = runner.counts.points + runner.counts.rejected
     chunk = parse_csv_lines(lines, seen + 1, 2, 0, 1)
     order = np.lexsort((np.array(lines, dtype=object)[_parsed(chunk, seen)].astype(str), chunk.timestamps))
@@ -146,9 +165,35 @@ def _scored(scoring: Scorer, series, frame, group_state, names: list[str]) -> li
     rows = [quarantined(r.raw, r.reason) for r in rejected]
     rows += _decision_rows(block, series)
     rows += [_event_row(event, series, width) for event in events]
-    group_state.update((runner.snapshot({"alarms": alarm.state()}, {"series": series}),))
+    group_state.update((runner.snapshot({"alarms": alarm.state()}, {"series": series, "run": run}),))
     runner.close()
     return rows
+
+
+def _restored(scoring: Scorer, series: str, group_state, run: str, ensemble):
+    """Return the series' runner and alarm filter, from its state when it has one. State taken with an
+    earlier run is restored with that run's models, then the new models are swapped in (as a refit is in
+    ``stream.py``: the kept window is rescaled, the calibration starts from the new run's)."""
+    from .state import peek
+
+    alarm = scoring.alarm(series)
+    if not group_state.exists:
+        return scoring.runner(ensemble), alarm
+    blob = bytes(group_state.get[0])
+    before = peek(blob).get("run", run)
+    old = ensemble
+    if before != run:
+        try:
+            _, ensembles, manifest = scoring.run(before)
+            old = scoring.ensemble(ensembles, manifest, series) or ensemble
+        except (FileNotFoundError, KeyError, ValueError, OSError):  # that run is gone: its state fits these models
+            old = ensemble
+    runner = scoring.runner(old)
+    extra, _ = runner.restore(blob)
+    alarm.load_state(*extra["alarms"])
+    if before != run:
+        runner.swap(ensemble)
+    return runner, alarm
 
 
 def _parsed(chunk, seen: int) -> np.ndarray:
@@ -373,11 +418,149 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- the refit batch job
+def refit_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m anomaly.spark refit",
+        description="Retrain every series on the points it has seen, as a Spark batch job (one task per group of "
+                    "series), and save the result as a new run in --models: the streaming job picks it up at its "
+                    "next micro-batch and goes on with each series' state. The series' own detectors (seasonal, "
+                    "forecasting) and calibration are refitted; the run's shared shape models are kept. Points the "
+                    "stream flagged (in --output) are left out. A series whose refit fails keeps its models.")
+    parser.add_argument("--input", required=True, help="the stream's input folder (CSV or JSON Lines files)")
+    parser.add_argument("--format", choices=("csv", "json"), default="csv")
+    parser.add_argument("--models", required=True, help="the models folder the stream reads (the new run goes there)")
+    parser.add_argument("--output", help="the stream's output folder: its flagged points do not teach")
+    parser.add_argument("--history", type=int, metavar="N",
+                        help="the most recent points of each series to learn from (default: the run's "
+                             "adapt.refit_history, 20,000)")
+    parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--partitions", type=int, default=4)
+    return parser
+
+
 def refit_main(argv: list[str]) -> int:
-    """``python -m anomaly.spark refit``: not built yet (see issue 17); say so."""
-    print("python -m anomaly.spark refit: not available yet: retrain with train.py --data --series-column",
-          file=sys.stderr)
-    return 2
+    """``python -m anomaly.spark refit``: retrain every series (see :func:`refit_parser`); return the exit status."""
+    from pyspark.sql.functions import lit
+
+    from .runs import resolve_run, run_config
+
+    args = refit_parser().parse_args(argv)
+    try:
+        run = resolve_run(args.models)
+        manifest = json.loads((run / "manifest.json").read_text())
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        print(f"python -m anomaly.spark refit: error: {exc}", file=sys.stderr)
+        return 2
+    history = args.history or run_config(manifest).adapt.refit_history
+    spark = session(args.master, args.partitions, "anomaly-refit")
+    try:
+        schema = "series STRING, timestamp STRING, value STRING"
+        reader = spark.read.schema(schema)
+        points = (reader.json(args.input) if args.format == "json"
+                  else reader.option("header", "true").csv(args.input)).where("series IS NOT NULL")
+        decisions = Path(args.output or "", "decisions")
+        if args.output and decisions.is_dir():
+            flagged = spark.read.parquet(str(decisions)).where("is_anomaly").select("series", "timestamp")
+        else:
+            flagged = spark.createDataFrame([], "series STRING, timestamp STRING")
+        trained = (points.groupBy("series").cogroup(flagged.withColumn("flagged", lit(True)).groupBy("series"))
+                   .applyInPandas(refit_group(str(run), history), "series STRING, files BINARY, error STRING")
+                   .collect())
+    finally:
+        spark.stop()
+    new_run, failed = save_refit(run, manifest, trained)
+    print(f"refitted {len(trained) - len(failed)} series into {new_run}"
+          + (f"; {len(failed)} kept their models: " + "; ".join(f"{k}: {why}" for k, why in failed[:3])
+             if failed else ""), file=sys.stderr)
+    return 0
+
+
+def refit_group(run: str, history: int):
+    """Return the function that retrains one series (its input rows and its flagged rows) on a worker."""
+
+    def refit(key, points, flagged):
+        import pandas as pd
+
+        series = key[0]
+        try:
+            files = _refitted(run, series, points, flagged, history)
+            return pd.DataFrame([[series, files, None]], columns=["series", "files", "error"])
+        except ValueError as exc:
+            return pd.DataFrame([[series, None, str(exc)]], columns=["series", "files", "error"])
+
+    return refit
+
+
+def _refitted(run: str, series: str, points, flagged, history: int) -> bytes:
+    """Retrain one series; return its ensemble's files packed as bytes (see :mod:`anomaly.state`)."""
+    import tempfile
+    import time
+
+    from .detectors import SHAPE_LEARNERS
+    from .parse import parse_csv_lines, parse_timestamps
+    from .refit import keeps_promise
+    from .runs import run_config
+    from .state import pack
+    from .training import calibrated, fit_detectors, prepare
+
+    scoring = scorer(run, json.dumps({}), False)
+    _, ensembles, manifest = scoring.run()
+    base = Scorer.ensemble(ensembles, manifest, series)
+    if base is None:
+        raise ValueError("the run does not hold this series")
+    config = run_config(manifest)
+    lines = [f"{t},{v}" for t, v in zip(points["timestamp"].fillna("").astype(str), points["value"].fillna("")
+                                        .astype(str))]
+    chunk = parse_csv_lines(lines, 1, 2, 0, 1)
+    order = np.argsort(chunk.timestamps, kind="stable")[-history:]
+    timestamps, values = chunk.timestamps[order], chunk.values[order]
+    bad, _ = parse_timestamps(flagged["timestamp"].astype(str).tolist())
+    exclude = np.isin(timestamps, bad)
+    shared = set(manifest.get("shared_detectors", [])) if "series" in manifest else set(base.names) & SHAPE_LEARNERS
+    seed = config.training.seed
+    prepared = prepare(timestamps, values, config, exclude, base.period or None, base.grid)
+    own, fit_seconds = fit_detectors(prepared, [name for name in base.names if name not in shared], seed)
+    detectors = {name: base.detectors[name] if name in shared else own[name] for name in base.names}
+    ensemble, report = calibrated(prepared, detectors, [], fit_seconds, time.perf_counter())
+    keeps_promise(report)
+    with tempfile.TemporaryDirectory() as folder:
+        ensemble.save(Path(folder), frozenset(shared))
+        files = {str(path.relative_to(folder)): np.frombuffer(path.read_bytes(), dtype=np.uint8)
+                 for path in Path(folder).rglob("*") if path.is_file()}
+    return pack({"files": (files, {"shared": sorted(shared)})}, {"series": series, "points": len(values)})
+
+
+def save_refit(run: Path, manifest: dict, trained: list) -> tuple[Path, list[tuple[str, str]]]:
+    """Save the refitted series (and, unchanged, every series of ``run`` that was not) as a new run beside
+    ``run``; return it and the series whose refit failed, with why."""
+    import tempfile
+
+    from .ensemble import Ensemble
+    from .runs import load_series, write_run
+    from .state import unpack
+
+    ensembles, _ = load_series(run)
+    shared = {name: detector for name, detector in next(iter(ensembles.values())).detectors.items()}
+    new = dict(ensembles)  # series that are not refitted keep their models; a one-series run's under ""
+    failed = []
+    for row in trained:
+        if row["error"]:
+            failed.append((row["series"], row["error"]))
+            continue
+        parts, _ = unpack(bytes(row["files"]))
+        files, meta = parts["files"]
+        with tempfile.TemporaryDirectory() as folder:
+            for name, data in files.items():
+                path = Path(folder, name)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data.tobytes())
+            new[row["series"]] = Ensemble.load(Path(folder), {name: shared[name] for name in meta["shared"]})
+    report = {key: manifest[key] for key in ("target_far", "measured_far", "points") if key in manifest}
+    report |= {"detectors": manifest.get("detectors"), "config": manifest.get("config"),
+               "data": {"source": "spark refit", "refit_of": manifest.get("data", {}).get("refit_of") or manifest["run"],
+                        "refitted": len(trained) - len(failed), "kept": [key for key, _ in failed]}}
+    return write_run(run.parent, new, report), failed
 
 
 if __name__ == "__main__":

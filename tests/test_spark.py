@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -122,3 +123,53 @@ def test_after_a_kill_9_of_the_driver_a_restart_writes_every_point_exactly_once(
     same_records(records, reference)  # ...every point, with the decisions of an uninterrupted run
     ids = {json.loads(line)["id"] for line in open(data / "crash-alerts.jsonl")}
     assert ids == {json.loads(line)["id"] for line in open(data / "whole-alerts.jsonl")}  # none lost, same ids
+
+
+@pytest.mark.slow
+def test_a_refit_job_makes_a_new_run_that_the_stream_picks_up_at_its_next_batch(data, quick_run, reference,
+                                                                                 tmp_path):
+    from anomaly.runs import latest_run, load_series
+    from anomaly.runs import _point_latest
+
+    models = data / "refit-models"
+    shutil.copytree(quick_run, models / quick_run.name)
+    _point_latest(models, quick_run.name)
+    early = data / "refit-input"
+    early.mkdir()
+    for j in range(3):  # the first half arrives
+        shutil.copy2(data / "input" / f"part-{j}.csv", early)
+    command = [sys.executable, "-m", "anomaly.spark", "--input", str(early), "--models", str(models), "--output",
+               "refit-out", "--checkpoint", "refit-checkpoint", "--available-now", "--max-files", "1",
+               "--partitions", "2", "--log", "refit.log"]
+    finished(subprocess.Popen(command, cwd=data, env=ENV, stderr=subprocess.PIPE, text=True))
+    refit = subprocess.run([sys.executable, "-m", "anomaly.spark", "refit", "--input", str(early), "--models",
+                            str(models), "--output", "refit-out", "--partitions", "2"],
+                           cwd=data, env=ENV, capture_output=True, text=True, timeout=400)
+    assert refit.returncode == 0, refit.stderr[-3000:]
+    refitted = int(re.search(r"refitted (\d+) series", refit.stderr).group(1))
+    assert refitted >= SERIES - 1  # 900 points of a series may leave too few clean ones to calibrate on
+    new_run = latest_run(models)
+    assert new_run.name != quick_run.name
+    ensembles, manifest = load_series(new_run)
+    assert manifest["data"]["source"] == "spark refit" and manifest["data"]["refit_of"] == quick_run.name
+    kept = set(manifest["data"]["kept"])  # a series whose refit failed keeps its models, saying why
+    assert len(kept) == SERIES - refitted
+    assert set(ensembles) == {"", *({f"host-{k}" for k in range(SERIES)} - kept)}  # "": any other series
+    one, two = [ensembles[key] for key in sorted(set(ensembles) - {""})][:2]
+    shapes = {name for name in one.names if one.detectors[name] is two.detectors[name]}
+    assert shapes == {"dense_ae"}  # the shape model is kept and shared; the rest is each series' own
+    for j in range(3, FILES):  # the second half arrives: scored with the new run, the state going on
+        shutil.copy2(data / "input" / f"part-{j}.csv", early)
+    finished(subprocess.Popen(command, cwd=data, env=ENV, stderr=subprocess.PIPE, text=True))
+    records = pd.read_parquet(data / "refit-out" / "decisions").sort_values(["series", "timestamp"])
+    assert not records.duplicated(["series", "timestamp"]).any() and len(records) == len(reference)
+    later = records["batch"].astype(int) >= 3
+    first = records[~later].reset_index(drop=True)
+    same_records(first, reference[reference["timestamp"].isin(first["timestamp"])
+                                  & reference.set_index(["series", "timestamp"]).index.isin(
+                                      first.set_index(["series", "timestamp"]).index)].reset_index(drop=True))
+    assert (records[later]["status"] == "ok").all()  # no warm-up again: each series' window went on
+    new = records[later & ~records["series"].isin(kept)]
+    changed = new["p_shesd"].to_numpy() != reference.set_index(["series", "timestamp"]).loc[
+        list(zip(new["series"], new["timestamp"])), "p_shesd"].to_numpy()
+    assert changed.mean() > 0.5  # the new models decide from the first point of the next batch

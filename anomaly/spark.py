@@ -386,6 +386,11 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the streaming job (or, with ``refit`` first, the refit job); return the exit status."""
     argv = sys.argv[1:] if argv is None else argv
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        print("python -m anomaly.spark: error: pyspark is not installed: pip install -e \".[spark]\"", file=sys.stderr)
+        return 2
     if argv[:1] == ["refit"]:
         return refit_main(argv[1:])
     args = parser().parse_args(argv)
@@ -396,11 +401,6 @@ def main(argv: list[str] | None = None) -> int:
         names = detector_names(args.models)
     except (FileNotFoundError, KeyError, ValueError, OSError) as exc:
         print(f"python -m anomaly.spark: error: cannot load the run in {args.models}: {exc}", file=sys.stderr)
-        return 2
-    try:
-        import pyspark  # noqa: F401
-    except ImportError:
-        print("python -m anomaly.spark: error: pyspark is not installed: pip install -e \".[spark]\"", file=sys.stderr)
         return 2
     spark = session(args.master, args.partitions)
     query = start(spark, args, names)

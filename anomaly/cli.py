@@ -214,8 +214,8 @@ def stream_parser() -> argparse.ArgumentParser:
                              "feedback.jsonl; write them with python -m anomaly.feedback)")
     tcp = parser.add_argument_group("TCP server (--source tcp://HOST:PORT)")
     tcp.add_argument("--allow-remote", action="store_true",
-                     help="allow binding an address other than loopback (every client that can reach it is served: "
-                          "add --auth-token)")
+                     help="allow binding an address other than loopback, for the TCP server or --dashboard "
+                          "(every client that can reach it is served: add --auth-token)")
     tcp.add_argument("--auth-token", metavar="TOKEN", default=os.environ.get("ANOMALY_AUTH_TOKEN"),
                      help="clients must send 'AUTH TOKEN' as their first line (default: $ANOMALY_AUTH_TOKEN; none)")
     tcp.add_argument("--max-clients", type=_positive_int, default=Limits.max_clients, metavar="N",
@@ -236,6 +236,9 @@ def stream_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=1, help="simulator seed (default: 1)")
     parser.add_argument("--quick", action="store_true", help="if no run exists, train tiny models (seconds)")
     parser.add_argument("--quiet", action="store_true", help="no incident lines on the console")
+    parser.add_argument("--dashboard", nargs="?", const="127.0.0.1:8050", metavar="[HOST:]PORT",
+                        help="serve a live web dashboard while streaming (default address 127.0.0.1:8050; another "
+                             "than loopback needs --allow-remote)")
     return parser
 
 

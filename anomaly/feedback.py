@@ -191,17 +191,32 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"anomaly.feedback: error: {exc}", file=sys.stderr)
         return 2
+    record = append_label(args.file, kind, start, end, args.incident, args.note)
+    print(f"{kind.replace('_', ' ')} {record['start']} to {record['end']} added to {args.file}")
+    return 0
+
+
+def append_label(path: str | Path, kind: str, start: float, end: float, incident: int | None = None,
+                 note: str = "", series: str | None = None) -> dict:
+    """Append one label (epoch seconds, inclusive) to the feedback file, synced to disk; return its record.
+
+    ``incident``, ``note`` and ``series`` are kept for people (a label applies to every series)."""
+    if kind not in KINDS:
+        raise ValueError(f"label must be one of {', '.join(KINDS)}, got {kind!r}")
+    if not (math.isfinite(start) and math.isfinite(end)) or end < start:
+        raise ValueError("start and end must be times with start <= end")
     record = {"label": kind, "start": _iso(start), "end": _iso(end)}
-    if args.incident is not None:
-        record["incident"] = args.incident
-    if args.note:
-        record["note"] = args.note
-    with open(args.file, "a", encoding="utf-8") as handle:
+    if incident is not None:
+        record["incident"] = incident
+    if series is not None:
+        record["series"] = series
+    if note:
+        record["note"] = note
+    with open(path, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(record) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
-    print(f"{kind.replace('_', ' ')} {record['start']} to {record['end']} added to {args.file}")
-    return 0
+    return record
 
 
 if __name__ == "__main__":

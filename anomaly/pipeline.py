@@ -60,6 +60,7 @@ class StreamOptions:
     seed: int = 1  # the simulator's
     quick: bool = False  # train tiny models if there is no run
     quiet: bool = False  # no incident lines on the console
+    dashboard: str | None = None  # [HOST:]PORT to serve the live dashboard on (see anomaly.dashboard)
 
 
 class Pipeline:
@@ -171,6 +172,7 @@ def run_stream(options: StreamOptions, config: Config) -> int:
         sinks.append(LivePlot(config.stream.plot_points, png, title=str(options.source)))
     quarantine = QuarantineSink(options.quarantine)
     feedback = FeedbackFile(options.feedback or config.stream.feedback)
+    dashboard = _dashboard(options, ensemble, sinks, alerts, feedback.path) if options.dashboard else None
     if options.no_adapt and feedback.path.is_file():
         print(f"note: {feedback.path} is not applied with --no-adapt (train.py --feedback applies it)",
               file=sys.stderr)
@@ -261,11 +263,13 @@ def run_stream(options: StreamOptions, config: Config) -> int:
         stop.finishing = True  # a second Ctrl-C now stops waiting for the output to be written
         if keyed is not None:
             _finish_keyed(options, keyed, ensemble, sinks, quarantine, alerts, stopped, time.perf_counter() - started)
-            return stop.exit_code or 0
-        if options.state:
-            _save_state(options, runners[0], filters.get(runners[0]), manifest)
-        _finish(options, ensemble, sinks, quarantine, alerts, filters, ended, runners, stopped,
-                time.perf_counter() - started, resumed)
+        else:
+            if options.state:
+                _save_state(options, runners[0], filters.get(runners[0]), manifest)
+            _finish(options, ensemble, sinks, quarantine, alerts, filters, ended, runners, stopped,
+                    time.perf_counter() - started, resumed)
+    if dashboard is not None:
+        dashboard.stop()
     return stop.exit_code or 0
 
 
@@ -315,6 +319,24 @@ def _finish_keyed(options, keyed, ensemble, sinks, quarantine, alerts, stopped: 
               f"{keyed.incidents()} incidents", file=sys.stderr)
     for problem in problems:
         print(f"stream.py: warning: {problem}", file=sys.stderr)
+
+
+def _dashboard(options, ensemble, sinks: list, alerts: list, feedback):
+    """Serve the dashboard (``--dashboard``) beside the stream, fed as a sink and an alert sink; return it."""
+    from .dashboard import Board, parse_address, serve
+    from .dashboard.__main__ import check_remote
+
+    try:
+        host, port = parse_address(options.dashboard)
+        check_remote(host, options.allow_remote)
+        board = Board(alpha=ensemble.target_far)
+        served = serve(board, host, port, str(feedback))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--dashboard {options.dashboard}: {exc}") from None
+    sinks.append(board)
+    alerts.append(board)
+    print(f"dashboard on {served.url}", file=sys.stderr)
+    return served
 
 
 def _saved_state(options) -> bytes | None:

@@ -80,9 +80,11 @@ class Board:
             if keys is None or isinstance(keys, str):
                 self._extend(keys or "", columns, block.p_detectors, block.names)
             else:
-                keys = np.asarray(keys)
-                for key in dict.fromkeys(keys.tolist()):
-                    rows = keys == key
+                unique, inverse = np.unique(np.asarray(keys), return_inverse=True)  # one pass, not one per series
+                order = np.argsort(inverse, kind="stable")
+                bounds = np.searchsorted(inverse[order], np.arange(len(unique) + 1))
+                for j, key in enumerate(unique.tolist()):
+                    rows = order[bounds[j]:bounds[j + 1]]
                     self._extend(key, {k: v[rows] for k, v in columns.items()}, block.p_detectors[rows],
                                  block.names)
             self.version += 1

@@ -323,8 +323,7 @@ def _finish_keyed(options, keyed, ensemble, sinks, quarantine, alerts, stopped: 
 
 def _dashboard(options, ensemble, sinks: list, alerts: list, feedback):
     """Serve the dashboard (``--dashboard``) beside the stream, fed as a sink and an alert sink; return it."""
-    from .dashboard import Board, parse_address, serve
-    from .dashboard.__main__ import check_remote
+    from .dashboard import Board, check_remote, parse_address, serve
 
     try:
         host, port = parse_address(options.dashboard)

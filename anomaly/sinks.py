@@ -50,6 +50,23 @@ def record(decision: Decision) -> dict:
     return row
 
 
+def record_columns(block: DecisionBlock) -> dict[str, list]:
+    """Return the fields of :func:`record` for every point of ``block`` as typed columns (for a table output:
+    Parquet, a DataFrame), with the same values and the same rounding; without ``series`` and the truth."""
+    columns = {
+        "timestamp": format_timestamps(block.timestamps),
+        "value": block.values.tolist(),
+        "score": np.round(block.score, 6).tolist(),
+        "p_value": block.p_value.tolist(),
+        "is_anomaly": block.is_anomaly.tolist(),
+        "status": block.status(),
+        "expected": [None if math.isnan(e) else e for e in np.round(block.expected, 6).tolist()],
+    }
+    columns.update({f"p_{name}": [float(f"{p:.6g}") for p in column]
+                    for name, column in zip(block.names, block.p_detectors.T.tolist())})
+    return columns
+
+
 def _csv_field(text: str) -> str:
     """Return ``text`` as one CSV field (quoted when it holds a comma, a quote or a line end)."""
     return f'"{text.replace(chr(34), chr(34) * 2)}"' if any(c in text for c in ',"\r\n') else text

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 CRASH_AT = "ANOMALY_SPARK_KILL_AT_BATCH"  # tests: kill -9 the driver's process group after writing this batch
+SCHEMA = "series STRING, timestamp STRING, value STRING"  # the input, every field as text: the scorer parses
 STATE_KEY = "snapshot"  # the one column of a series' state: its runner's snapshot bytes
 _SCORERS: dict = {}  # models folder -> Scorer, one per worker process (Python workers are reused)
 
@@ -144,9 +145,7 @@ def _scored(scoring: Scorer, series, frame, group_state, names: list[str]) -> li
         row[0], row[1], row[-4], row[-3] = "quarantine", series, raw, reason
         return row
 
-    stamps = frame["timestamp"].fillna("").astype(str).tolist()
-    values = frame["value"].fillna("").astype(str).tolist()
-    lines = [f"{t},{v}" for t, v in zip(stamps, values)]
+    lines = _lines(frame)
     if series is None:  # no key: it cannot be scored, and is kept
         return [quarantined(line, "no series") for line in lines]
     run, ensembles, manifest = scoring.run()
@@ -156,7 +155,8 @@ def _scored(scoring: Scorer, series, frame, group_state, names: list[str]) -> li
     runner, alarm = _restored(scoring, series, group_state, run, ensemble)
     seen = runner.counts.points + runner.counts.rejected
     chunk = parse_csv_lines(lines, seen + 1, 2, 0, 1)
-    order = np.lexsort((np.array(lines, dtype=object)[_parsed(chunk, seen)].astype(str), chunk.timestamps))
+    texts = np.array([lines[position - seen - 1] for position in chunk.positions.tolist()])
+    order = np.lexsort((texts, chunk.timestamps))
     rejected = list(chunk.rejected)
     chunk = chunk.take(order)  # Spark keeps no order inside a group: by timestamp (then text, for ties)
     chunk.rejected = rejected
@@ -196,24 +196,20 @@ def _restored(scoring: Scorer, series: str, group_state, run: str, ensemble):
     return runner, alarm
 
 
-def _parsed(chunk, seen: int) -> np.ndarray:
-    """Return the indices into the group's lines of the chunk's points (their positions count from ``seen + 1``)."""
-    return chunk.positions - seen - 1
+def _lines(frame) -> list[str]:
+    """Return a group's rows as ``timestamp,value`` text lines (missing fields empty: the parser rejects them)."""
+    stamps = frame["timestamp"].fillna("").astype(str).tolist()
+    values = frame["value"].fillna("").astype(str).tolist()
+    return [f"{t},{v}" for t, v in zip(stamps, values)]
 
 
 def _decision_rows(block, series: str) -> list[list]:
     """Return the decision rows of a block: the fields of ``stream.py``'s records, value for value."""
-    from .sinks import format_timestamps
+    from .sinks import record_columns
 
     if not len(block):
         return []
-    expected = np.round(block.expected, 6)
-    p = [[float(f"{value:.6g}") for value in row] for row in block.p_detectors.tolist()]
-    return [["decision", series, stamp, value, score, p_value, flag, status, None if np.isnan(e) else float(e),
-             *p_row, None, None, None, None]
-            for stamp, value, score, p_value, flag, status, e, p_row in zip(
-                format_timestamps(block.timestamps), block.values.tolist(), np.round(block.score, 6).tolist(),
-                block.p_value.tolist(), block.is_anomaly.tolist(), block.status(), expected.tolist(), p)]
+    return [["decision", series, *fields, None, None, None, None] for fields in zip(*record_columns(block).values())]
 
 
 def _event_row(event, series: str, width: int) -> list:
@@ -248,17 +244,22 @@ def session(master: str, partitions: int, app: str = "anomaly"):
 def read_stream(spark, args):
     """Return the streaming DataFrame of ``series, timestamp, value`` (all text: the scorer parses and
     quarantines)."""
-    schema = "series STRING, timestamp STRING, value STRING"
     if args.kafka_bootstrap:
         from pyspark.sql.functions import col, from_json
 
         raw = (spark.readStream.format("kafka").option("kafka.bootstrap.servers", args.kafka_bootstrap)
                .option("subscribe", args.topic).load())
-        return raw.select(from_json(col("value").cast("string"), schema).alias("row")).select("row.*")
-    reader = spark.readStream.schema(schema).option("maxFilesPerTrigger", args.max_files)
-    if args.format == "json":
-        return reader.json(args.input)
-    return reader.option("header", "true").option("mode", "PERMISSIVE").csv(args.input)
+        return raw.select(from_json(col("value").cast("string"), SCHEMA).alias("row")).select("row.*")
+    return input_files(spark.readStream.option("maxFilesPerTrigger", args.max_files), args.format, args.input)
+
+
+def input_files(reader, form: str, folder: str):
+    """Return the rows of the CSV (with header) or JSON Lines files in ``folder`` through ``reader`` (a
+    streaming or a batch reader), every field as text."""
+    reader = reader.schema(SCHEMA)
+    if form == "json":
+        return reader.json(folder)
+    return reader.option("header", "true").option("mode", "PERMISSIVE").csv(folder)
 
 
 def start(spark, args, names: list[str]):
@@ -455,10 +456,7 @@ def refit_main(argv: list[str]) -> int:
     history = args.history or run_config(manifest).adapt.refit_history
     spark = session(args.master, args.partitions, "anomaly-refit")
     try:
-        schema = "series STRING, timestamp STRING, value STRING"
-        reader = spark.read.schema(schema)
-        points = (reader.json(args.input) if args.format == "json"
-                  else reader.option("header", "true").csv(args.input)).where("series IS NOT NULL")
+        points = input_files(spark.read, args.format, args.input).where("series IS NOT NULL")
         decisions = Path(args.output or "", "decisions")
         if args.output and decisions.is_dir():
             flagged = spark.read.parquet(str(decisions)).where("is_anomaly").select("series", "timestamp")
@@ -510,9 +508,7 @@ def _refitted(run: str, series: str, points, flagged, history: int) -> bytes:
     if base is None:
         raise ValueError("the run does not hold this series")
     config = run_config(manifest)
-    lines = [f"{t},{v}" for t, v in zip(points["timestamp"].fillna("").astype(str), points["value"].fillna("")
-                                        .astype(str))]
-    chunk = parse_csv_lines(lines, 1, 2, 0, 1)
+    chunk = parse_csv_lines(_lines(points), 1, 2, 0, 1)
     order = np.argsort(chunk.timestamps, kind="stable")[-history:]
     timestamps, values = chunk.timestamps[order], chunk.values[order]
     bad, _ = parse_timestamps(flagged["timestamp"].astype(str).tolist())

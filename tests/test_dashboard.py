@@ -111,7 +111,7 @@ def test_the_page_and_its_vendored_chart_library_are_served_without_a_cdn(client
 
 
 def test_an_address_other_than_loopback_needs_allow_remote():
-    from anomaly.dashboard.__main__ import check_remote
+    from anomaly.dashboard import check_remote
 
     assert parse_address("8050") == ("127.0.0.1", 8050)
     assert parse_address("0.0.0.0:9000") == ("0.0.0.0", 9000)

@@ -7,6 +7,7 @@ anomaly.dashboard --output FILE --alerts FILE`` shows a finished run from its fi
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -43,6 +44,19 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def check_remote(host: str, allowed: bool) -> None:
+    """Raise ``ValueError`` for an address other than loopback without ``allowed``; warn when allowed."""
+    from ..server import is_loopback
+
+    if is_loopback(host):
+        return
+    if not allowed:
+        raise ValueError(f"{host} is not loopback: every machine that can reach it would see the dashboard; add "
+                         "--allow-remote if that is what you want")
+    print(f"warning: serving the dashboard on {host}, not loopback: anyone who can reach it sees every series "
+          "and can label incidents", file=sys.stderr)
+
+
 def serve(board: Board, host: str = "127.0.0.1", port: int = 8050, feedback: str = "feedback.jsonl") -> Served:
     """Serve the dashboard of ``board`` on ``host:port`` from a background thread; return it once listening
     (port 0: any free port). Raises ``OSError`` when the address cannot be bound."""
@@ -76,4 +90,4 @@ def serve(board: Board, host: str = "127.0.0.1", port: int = 8050, feedback: str
     return Served(server, thread, host, bound)
 
 
-__all__ = ["Board", "DEFAULT_ADDRESS", "Served", "parse_address", "serve"]
+__all__ = ["Board", "DEFAULT_ADDRESS", "Served", "check_remote", "parse_address", "serve"]

@@ -7,7 +7,7 @@ import json
 import sys
 import time
 
-from . import DEFAULT_ADDRESS, Board, parse_address, serve
+from . import DEFAULT_ADDRESS, Board, check_remote, parse_address, serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,19 +47,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         served.stop()
     return 0
-
-
-def check_remote(host: str, allowed: bool) -> None:
-    """Raise ``ValueError`` for an address other than loopback without ``allowed``; warn when allowed."""
-    from ..server import is_loopback
-
-    if is_loopback(host):
-        return
-    if not allowed:
-        raise ValueError(f"{host} is not loopback: every machine that can reach it would see the dashboard; add "
-                         "--allow-remote if that is what you want")
-    print(f"warning: serving the dashboard on {host}, not loopback: anyone who can reach it sees every series "
-          "and can label incidents", file=sys.stderr)
 
 
 if __name__ == "__main__":

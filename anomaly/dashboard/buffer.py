@@ -97,16 +97,8 @@ class Board:
     def write(self, event) -> None:
         """Keep an incident event (the latest event of each incident wins)."""
         record = payload(event)
-        record["open"] = event.kind == "opened"
-        record["incident"]["series"] = event.incident.series or ""
         record["incident"]["evidence"] = {name: float(f"{p:.3g}") for name, p in event.incident.evidence.items()}
-        key = (event.incident.series or "", event.incident.id, event.incident.start)
-        with self.lock:
-            self.incidents.pop(key, None)
-            self.incidents[key] = record
-            while len(self.incidents) > self.max_incidents:
-                self.incidents.popitem(last=False)
-            self.version += 1
+        self.add_event(record)
 
     def close(self) -> None:
         pass
@@ -134,7 +126,8 @@ class Board:
             self.version += 1
 
     def add_event(self, record: dict) -> None:
-        """Keep an incident event as ``stream.py --alerts`` wrote it (a dict)."""
+        """Keep an incident event as ``stream.py --alerts`` writes it (a dict; the latest event of each
+        incident wins)."""
         incident = record["incident"]
         incident["series"] = incident.get("series") or ""
         record = {**record, "open": record.get("event") == "opened"}

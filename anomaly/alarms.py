@@ -111,6 +111,14 @@ class AlarmFilter:
                 events.append(AlarmEvent("opened", self.open.snapshot()))
         return events
 
+    def quiet(self) -> bool:
+        """Take in one scored point without a flag when no incident is open (all it changes is the recent
+        flags); return ``False``, taking in nothing, when an incident is open: :meth:`update` it."""
+        if self.open is not None:
+            return False
+        self._recent.append(False)
+        return True
+
     def close(self) -> list[AlarmEvent]:
         """Close the open incident at the end of the stream."""
         if self.open is None:

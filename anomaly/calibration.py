@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from scipy import special
 
@@ -108,6 +109,104 @@ class Calibrator:
             # fit() keeps shape >= 0; p_value's closed form holds only there
             raise ValueError(f"calibration: tail shape must be >= 0 and scale > 0, got {cal.gpd_}")
         return cal
+
+
+class CalibratorTable:
+    """Many calibrators side by side, for many series scored together: one score per calibrator.
+
+    Each calibrator's sorted sample is copied once into one array (:meth:`add` returns its
+    slot), so a block with a score for each of thousands of series is calibrated in a few
+    array operations instead of one :meth:`Calibrator.p_value` call each. The p-values are
+    those :meth:`Calibrator.p_value` gives (the same operations, row by row). Slots of
+    calibrators no longer in use are given back with :meth:`remove`; their samples' room is
+    taken back when it is more than half of the array.
+    """
+
+    def __init__(self):
+        self._data = np.empty(1024)
+        self._used = 0  # entries of _data written (live or not)
+        self._live = 0  # entries of _data that belong to calibrators still in use
+        self._sources: list[Calibrator | None] = []  # the calibrator of each slot (None: free)
+        self._free: list[int] = []
+        self._columns = {name: np.zeros(16, dtype=dtype) for name, dtype in
+                         (("offset", np.int64), ("size", np.int64), ("tail", np.int64), ("threshold", np.float64),
+                          ("shape", np.float64), ("scale", np.float64))}
+
+    def add(self, calibrator: Calibrator) -> int:
+        """Copy in ``calibrator``'s sample; return its slot (what :meth:`p_value` takes)."""
+        sample = calibrator.sorted_
+        if self._used + len(sample) > len(self._data):
+            if 2 * self._live < self._used:
+                self._compact()
+            if self._used + len(sample) > len(self._data):
+                grown = np.empty(max(2 * len(self._data), self._used + len(sample)))
+                grown[:self._used] = self._data[:self._used]
+                self._data = grown
+        slot = self._free.pop() if self._free else len(self._sources)
+        if slot == len(self._sources):
+            self._sources.append(None)
+            if slot >= len(self._columns["offset"]):
+                for name, column in self._columns.items():
+                    self._columns[name] = np.concatenate([column, np.zeros_like(column)])
+        self._sources[slot] = calibrator
+        self._data[self._used:self._used + len(sample)] = sample
+        n = len(sample)
+        c = self._columns
+        c["offset"][slot], c["size"][slot] = self._used, n
+        c["tail"][slot] = max(n - np.searchsorted(sample, calibrator.threshold_, side="right"), 1)
+        c["threshold"][slot] = calibrator.threshold_
+        c["shape"][slot], c["scale"][slot] = calibrator.gpd_
+        self._used += n
+        self._live += n
+        return slot
+
+    def remove(self, slot: int) -> None:
+        """Give back ``slot``: its calibrator is no longer in use."""
+        self._live -= int(self._columns["size"][slot])
+        self._sources[slot] = None
+        self._free.append(slot)
+
+    def _compact(self) -> None:
+        data, used = np.empty(max(2 * self._live, 1024)), 0
+        for slot, calibrator in enumerate(self._sources):
+            if calibrator is not None:
+                n = len(calibrator.sorted_)
+                data[used:used + n] = calibrator.sorted_
+                self._columns["offset"][slot] = used
+                used += n
+        self._data, self._used = data, used
+
+    def p_value(self, slots: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """Return ``(n,)`` tail probabilities of ``scores`` ``(n,)``, row ``i`` by the calibrator in ``slots[i]``."""
+        scores = np.asarray(scores, dtype=np.float64)
+        c = self._columns
+        n = c["size"][slots]
+        at_least = n - _search_left(self._data, c["offset"][slots], n, scores)
+        p = (1.0 + at_least) / (n + 1.0)
+        threshold = c["threshold"][slots]
+        above = scores > threshold
+        if above.any():
+            rows = slots[above]
+            tail = special.inv_boxcox(-((scores[above] - threshold[above]) / c["scale"][rows]), -c["shape"][rows])
+            p[above] = (c["tail"][rows] / (n[above] + 1.0)) * tail
+        return np.clip(np.nan_to_num(p, nan=1.0), P_FLOOR, 1.0)
+
+
+@numba.njit(nogil=True, cache=True)
+def _search_left(data, offset, size, scores):  # pragma: no cover (compiled)
+    """np.searchsorted(sample, score, side="left") of each row's own sorted sample ``data[offset:offset + size]``."""
+    out = np.empty(len(scores), dtype=np.int64)
+    for i in range(len(scores)):
+        lo, hi, x = offset[i], offset[i] + size[i], scores[i]
+        base = lo
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if data[mid] < x:
+                lo = mid + 1
+            else:
+                hi = mid
+        out[i] = lo - base
+    return out
 
 
 def gpd_fit(excess: np.ndarray) -> tuple[float, float]:

@@ -25,13 +25,17 @@ from . import state
 from .alarms import AlarmEvent, AlarmFilter
 from .records import Chunk, DecisionBlock, Rejected
 from .runner import Counts, Runner
+from .ticks import TickScorer
 
 
 @dataclass
 class SeriesResult:
-    """What one series' part of a chunk gave: its decisions, its rejected lines, its incident events."""
+    """What one series' part of a chunk gave: its decisions, its rejected lines, its incident events.
 
-    series: str
+    ``series`` is ``None`` for the points a tick scored together (:mod:`anomaly.ticks`): one
+    point of each of many series, ``block.series`` naming each point's."""
+
+    series: str | None
     block: DecisionBlock
     rejected: list[Rejected]
     events: list[AlarmEvent] = field(default_factory=list)
@@ -58,12 +62,15 @@ class KeyedRunners:
     ``idle_after``: seconds without a point before a series is evicted (``None``: never).
     ``state_dir``: where evicted series are kept (``None``: they are dropped and start
     afresh, warm-up included, when they come back). ``clock``: seconds, monotonic.
+    ``ticks``: score the series that bring one point each in a chunk together (:mod:`anomaly.ticks`;
+    ``False``: each through its own runner, the same decisions, slower).
     """
 
     def __init__(self, make_runner: Callable[[str], Runner], make_alarm: Callable[[str], AlarmFilter] = None,
                  idle_after: float | None = None, state_dir: str | Path | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, ticks: bool = True):
         self._make_runner = make_runner
+        self._ticks = TickScorer() if ticks else None  # one point of many series: scored together
         self._make_alarm = make_alarm or (lambda key: AlarmFilter(series=key))
         self.idle_after = idle_after
         self.state_dir = Path(state_dir) if state_dir is not None else None
@@ -87,25 +94,75 @@ class KeyedRunners:
         """
         now = self._clock()
         self.evict_idle(now)  # before: a series back after a long silence comes back from its saved state
-        results = []
-        for key, part in chunk.by_series().items():
+        results, ticked, timestamps, values = [], [], None, None
+        for key, rows in chunk.rows_by_series().items():
             active = self._series(key, now)
+            part = chunk if len(rows) == len(chunk) else None
             if active is None:
+                part = part or chunk.take(np.array(rows))
                 self.unknown.add(key)
                 rejected = [Rejected(part.raw_text(i), "unknown series: the run was not trained on it", int(position),
                                      key) for i, position in enumerate(part.positions)]
                 self._unscored(rejected)
                 results.append(SeriesResult(key, _empty_block(), rejected))
                 continue
-            block, rejected = active.runner.process(part)
-            block.series = key
             active.last_seen = now
+            if len(rows) == 1 and self._ticks is not None:
+                if timestamps is None:  # Python floats: a tick checks each series' point in plain Python
+                    timestamps, values = chunk.timestamps.tolist(), chunk.values.tolist()
+                i = rows[0]
+                if (position := active.runner.ready_for_tick(timestamps[i], values[i])) is not None:
+                    ticked.append((key, active, i, position))
+                    continue
+            block, rejected = active.runner.process(part or chunk.take(np.array(rows)))
+            block.series = key
             results.append(SeriesResult(key, block, [replace(r, series=key) for r in rejected],
                                         active.alarm.update(block)))
+        if ticked:
+            results += self._tick(chunk, ticked, timestamps, values)
         if chunk.rejected:
             self._unscored(chunk.rejected)
             results.append(SeriesResult("", _empty_block(), list(chunk.rejected)))
         return results
+
+    def _tick(self, chunk: Chunk, ticked: list[tuple], timestamps: list[float], values: list[float]) -> list[SeriesResult]:
+        """Score the points of ``ticked`` (series, active, row, grid position) together: one result per
+        shape of models (one for a run of many series)."""
+        groups: dict[int, tuple] = {}
+        for item in ticked:
+            group, slot = self._ticks.place(item[1].runner.ensemble)
+            groups.setdefault(id(group), (group, []))[1].append((*item, slot))
+        return [self._tick_group(chunk, group, items, timestamps, values) for group, items in groups.values()]
+
+    @staticmethod
+    def _tick_group(chunk: Chunk, group, items: list[tuple], timestamps: list[float],
+                    values: list[float]) -> SeriesResult:
+        runners = [item[1].runner for item in items]
+        rows = np.array([item[2] for item in items])
+        slots = np.array([item[4] for item in items])
+        latest = np.array([item[3] for item in items], dtype=np.int64)
+        windows = np.concatenate([np.stack([r._scaled for r in runners]),
+                                  group.scaled(slots, chunk.values[rows])[:, None]], axis=1)
+        positions = np.concatenate([np.stack([r._positions for r in runners]), latest[:, None]], axis=1)
+        d = group.decide(slots, windows, positions)
+        n = len(rows)
+        block = DecisionBlock(
+            names=group.names, alpha=group.alpha, timestamps=chunk.timestamps[rows], values=chunk.values[rows],
+            score=d["score"], p_value=d["p_value"], is_anomaly=d["is_anomaly"], p_detectors=d["p_detectors"],
+            warmup=np.zeros(n, dtype=bool), expected=d["expected"], spread=d["spread"], positions=chunk.positions[rows],
+            labels=None if chunk.labels is None else [chunk.labels[i] for i in rows.tolist()],
+            kinds=None if chunk.kinds is None else [chunk.kinds[i] for i in rows.tolist()], raw=d["raw"],
+            series=[item[0] for item in items])
+        p_values, flags, raw = d["p_value"].tolist(), d["is_anomaly"].tolist(), d["raw"].tolist()
+        events = []
+        for i, (key, active, row, position, _) in enumerate(items):
+            active.runner.tick_scored(timestamps[row], values[row], position, windows[i, 1:].copy(),
+                                      positions[i, 1:].copy(), p_values[i], flags[i], raw[i])
+            if flags[i] or not active.alarm.quiet():  # an incident opens, goes on or closes: the filter sees the point
+                one = block.take(np.array([i]))
+                one.series = key
+                events += active.alarm.update(one)
+        return SeriesResult(None, block, [], events)
 
     def _unscored(self, rejected: list[Rejected]) -> None:
         """Count lines no series' runner took (unparsable, or of a series that cannot be scored)."""
@@ -169,7 +226,9 @@ class KeyedRunners:
         return len(self._seen)
 
     def runners(self) -> list[Runner]:
-        """The active series' runners."""
+        """The active series' runners (each adapter up to date: see :meth:`Runner.flush`)."""
+        for active in self.active.values():
+            active.runner.flush()
         return [active.runner for active in self.active.values()]
 
     def counts(self) -> Counts:
@@ -203,11 +262,20 @@ def in_input_order(results: list[SeriesResult]) -> DecisionBlock | None:
     blocks = [result.block for result in results if len(result.block)]
     if not blocks:
         return None
-    keys = [key for block in blocks for key in [block.series] * len(block)]
+    keys = [key for block in blocks
+            for key in (block.series if isinstance(block.series, list) else [block.series] * len(block))]
     joined = DecisionBlock.concat(blocks)
     order = np.argsort(joined.positions, kind="stable")  # a gap's filled points keep their place before the next
     joined.series = keys
     return joined.take(order)
+
+
+def of_series(result: SeriesResult, key: str) -> DecisionBlock | None:
+    """Return the decisions ``result`` holds for series ``key``, or ``None`` when it holds none."""
+    if result.series is not None:
+        return result.block if result.series == key and len(result.block) else None
+    rows = [i for i, series in enumerate(result.block.series) if series == key]
+    return result.block.take(np.array(rows)) if rows else None
 
 
 def _empty_block() -> DecisionBlock:

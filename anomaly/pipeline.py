@@ -130,7 +130,7 @@ def _open_source(options, config: Config, ensemble, manifest, rate: float, resum
 def run_stream(options: StreamOptions, config: Config) -> int:
     """Stream ``options.source`` through the latest run; print a summary; return the exit status."""
     from .alarms import AlarmFilter
-    from .keyed import in_input_order
+    from .keyed import in_input_order, of_series
     from .plot import LivePlot, has_display
     from .sink_process import SinkProcess, make_sinks
     from .feedback import FeedbackFile
@@ -225,8 +225,8 @@ def run_stream(options: StreamOptions, config: Config) -> int:
                                     sink.write_block(block)
                         for result in results:
                             for sink in sinks:
-                                if isinstance(sink, LivePlot) and result.series == plotted:
-                                    sink.write_block(result.block)
+                                if isinstance(sink, LivePlot) and (drawn := of_series(result, plotted)) is not None:
+                                    sink.write_block(drawn)
                             for event in result.events:
                                 for sink in alerts:
                                     sink.write(event)

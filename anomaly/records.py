@@ -116,10 +116,17 @@ class Chunk:
         One pass over the keys: a tick of thousands of series must not compare every key with every point."""
         if self.series is None:
             return {"": self}
+        return {key: self.take(np.array(rows)) for key, rows in self.rows_by_series().items()}
+
+    def rows_by_series(self) -> dict[str, list[int]]:
+        """Return the rows of each series, in order of first appearance (one pass; all rows under ``""``
+        without a ``series`` column)."""
+        if self.series is None:
+            return {"": list(range(len(self)))}
         index: dict[str, list[int]] = {}
         for i, key in enumerate(self.series):
             index.setdefault(key, []).append(i)
-        return {key: self.take(np.array(rows)) for key, rows in index.items()}
+        return index
 
     def take(self, keep: np.ndarray) -> Chunk:
         """Return the points where the boolean mask ``keep`` is true, or at the integer positions ``keep``

@@ -29,6 +29,7 @@ __all__ = ["Counts", "Decision", "DecisionBlock", "Rejected", "Runner"]
 
 COMBINED = "combined"  # the combined evidence's calibrator in a snapshot (no detector has this name)
 JUMP_CONFIRM = 3  # points in a row beyond the horizon, in order and close together: the clock really moved
+DEFER_MAX = 64  # points ticks scored that the adapter may have yet to see (see Runner.flush)
 
 
 @dataclass
@@ -90,6 +91,7 @@ class Runner:
         self.future_horizon = future_horizon
         self._wall_clock = wall_clock
         self._ahead: list[float] = []  # the latest points beyond the horizon, in a row (see _in_the_future)
+        self._deferred: list[tuple] = []  # points scored by a tick (anomaly.ticks) the adapter has yet to see
 
     def check(self, point: Point, position: int, now: float | None = None) -> Rejected | None:
         """Return why ``point`` cannot be scored, or ``None`` when it is valid (and remember it).
@@ -178,6 +180,7 @@ class Runner:
         Every point of the chunk ends in exactly one of the two, and so does every line in
         ``chunk.rejected`` (the lines its source could not parse); all rejects are counted.
         """
+        self.flush()
         rejected = [self.reject(r) for r in chunk.rejected]
         valid, reasons = self._validate(chunk.timestamps, chunk.values)
         for i in np.flatnonzero(~valid):
@@ -230,8 +233,64 @@ class Runner:
         elif not self.refitter.busy and (data := self.adapter.refit_request(self.refitter.trained_on)) is not None:
             self.refitter.submit(self.ensemble, data)
 
+    def ready_for_tick(self, timestamp: float, value: float) -> int | None:
+        """Return the grid position of the next point when a tick may score it (see :mod:`anomaly.ticks`), else ``None``.
+
+        A tick takes the common case only: a valid point (finite, in order, not in the
+        future), one grid step after the last (no gap), full windows, and not the point at
+        which the adapter acts (nor a refit). Every other point goes through :meth:`process`.
+        """
+        if (self.refitter is not None or not math.isfinite(value) or not math.isfinite(timestamp)
+                or timestamp <= self._last_timestamp or len(self._scaled) != self._keep):
+            return None
+        if self.future_horizon is not None and (
+                self._ahead or timestamp > max(self._last_timestamp, self._wall_clock()) + self.future_horizon):
+            return None
+        grid, gaps = self.ensemble.grid, self._gaps
+        position = round((timestamp - grid.origin) / grid.interval)  # as TimeGrid.positions (half to even)
+        if gaps._restart or not grid.sequence and (gaps._last is None or position != gaps._last[0] + 1):
+            return None
+        if self.adapter is not None and self.counts.points + 1 >= self.adapter.boundary(self.counts.points):
+            return None
+        return position
+
+    def tick_scored(self, timestamp: float, value: float, position: int, scaled: np.ndarray, positions: np.ndarray,
+                    p_value: float, is_anomaly: bool, raw: list[float]) -> None:
+        """Take in a point a tick scored (after :meth:`ready_for_tick`): the window tail ``scaled`` and
+        ``positions`` now end with it. The adapter sees it at the next :meth:`flush`."""
+        self._last_timestamp = timestamp
+        if not self.ensemble.grid.sequence:
+            self._gaps._last = (position, value)
+        self._scaled, self._positions = scaled, positions
+        self.counts.points += 1
+        if is_anomaly:
+            self.counts.anomalies += 1
+        if self.adapter is not None:
+            self._deferred.append((timestamp, value, p_value, is_anomaly, raw))
+            if len(self._deferred) >= DEFER_MAX:
+                self.flush()
+
+    def flush(self) -> None:
+        """Let the adapter see the points ticks scored since it last looked (before anything else reads it).
+
+        It acts only at its boundaries, and no tick takes a point there, so seeing them now,
+        in one block, decides what seeing each as it came would have."""
+        if not self._deferred:
+            return
+        timestamps, values, p_value, flags, raw = zip(*self._deferred)
+        self._deferred = []
+        n, ens = len(timestamps), self.ensemble
+        block = DecisionBlock(
+            names=ens.names, alpha=ens.alpha, timestamps=np.array(timestamps), values=np.array(values),
+            score=np.zeros(n), p_value=np.array(p_value), is_anomaly=np.array(flags, dtype=bool),
+            p_detectors=np.ones((n, len(ens.names))), warmup=np.zeros(n, dtype=bool), expected=np.full(n, math.nan),
+            spread=np.full(n, math.nan), positions=np.zeros(n, dtype=np.int64), raw=np.array(raw, dtype=np.float64))
+        if (adapted := self.adapter.observe(block, ens)) is not None:  # (not at a boundary: never)
+            self.ensemble = adapted
+
     def swap(self, ensemble: Ensemble) -> None:
         """Decide the next points with ``ensemble`` (same time grid): the kept history is rescaled to it."""
+        self.flush()
         old = self.ensemble
         self._scaled = ensemble.scaler.transform(old.scaler.inverse(self._scaled))
         self._keep = ensemble.window - 1  # a longer window warms up again from what is kept
@@ -251,6 +310,7 @@ class Runner:
         """
         from .state import pack
 
+        self.flush()
         ensemble = self.ensemble
         calibration = {f"{name}.{key}": value for name, calibrator in ensemble.calibrators_.items()
                        for key, value in calibrator.to_arrays().items()}
@@ -278,6 +338,7 @@ class Runner:
         from .state import SnapshotError, unpack
 
         parts, meta = unpack(blob)
+        self._deferred = []
         ensemble = self.ensemble
         if meta.get("detectors") != ensemble.names:
             raise SnapshotError(f"the snapshot holds detectors {meta.get('detectors')}, these models {ensemble.names}")
@@ -315,6 +376,7 @@ class Runner:
 
     def feedback(self, labels: list) -> int:
         """Apply feedback labels (:mod:`anomaly.feedback`); return how many kept points they cover."""
+        self.flush()
         return self.adapter.feedback(labels) if self.adapter is not None else 0
 
     def close(self) -> None:

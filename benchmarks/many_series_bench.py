@@ -3,6 +3,7 @@
     python benchmarks/many_series_bench.py                       # 1,000 series x 2,000 points to train,
                                                                   # 10,000 series x 100 ticks to stream
     python benchmarks/many_series_bench.py --train-series 100 --stream-series 1000   # a quick look
+    python benchmarks/many_series_bench.py --models DIR     # streaming only, on a run an earlier one trained
 
 In one run, on simulated series (each its own seed, scale and level):
 
@@ -10,10 +11,14 @@ In one run, on simulated series (each its own seed, scale and level):
   series of ``--train-points`` points (the shape learners pooled, each series its own
   calibration), wall time end to end;
 - ticks: ``--stream-series`` series send one point each per tick, ``--ticks`` ticks, every
-  tick one chunk through :class:`~anomaly.keyed.KeyedRunners` (each series' own runner,
-  adaptation on): points per second, against the same number of points of one series
-  replayed alone through one runner in the same run, in blocks of 1,000 as a replay reads
-  them (the ratio is the figure: goal 0.5 or more), and one point per chunk (as live);
+  tick one chunk through :class:`~anomaly.keyed.KeyedRunners` (adaptation on). Each series
+  first gets a window of history in one chunk (untimed), so the ticks are scored, not
+  warm-up. Points per second of the ticks scored together (:mod:`anomaly.ticks`, the
+  default), of a few ticks with each series through its own runner (``ticks=False``), and
+  of the same number of points of one series replayed alone through one runner in the same
+  run, in blocks of 1,000 as a replay reads them (the ratio is the figure: goal 0.5 or
+  more), and one point per chunk (as live). Each streamed series continues a trained
+  series' simulated data (series beyond those trained reuse them in turn);
 - memory: resident memory of the process before the series start and after the last tick,
   per active series.
 """
@@ -36,16 +41,20 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg"}
 
 
-def write_many(path: Path, series: int, points: int, start: int = 0) -> None:
+def series_shapes(series: int) -> list[tuple[float, float]]:
+    """Return each simulated series' ``(scale, level)``: the simulator's values are scaled and moved by these."""
+    rng = np.random.default_rng(0)
+    return [(10 ** rng.uniform(-1, 3), rng.uniform(-100, 100)) for _ in range(series)]
+
+
+def write_many(path: Path, series: int, points: int) -> None:
     """Write ``series`` interleaved simulated series of ``points`` points as ``timestamp,series,value``."""
     from anomaly.simulate import simulate
     from anomaly.sinks import format_timestamps
 
-    rng = np.random.default_rng(0)
     columns = []
-    for i in range(series):
-        one = simulate(points, seed=1000 + i, start_index=start)
-        scale, level = 10 ** rng.uniform(-1, 3), rng.uniform(-100, 100)
+    for i, (scale, level) in enumerate(series_shapes(series)):
+        one = simulate(points, seed=1000 + i)
         columns.append((format_timestamps(one.timestamps), (one.values * scale + level).tolist()))
     with open(path, "w") as handle:
         handle.write("timestamp,series,value\n")
@@ -65,6 +74,9 @@ def main() -> int:
     parser.add_argument("--train-points", type=int, default=2000)
     parser.add_argument("--stream-series", type=int, default=10_000)
     parser.add_argument("--ticks", type=int, default=100)
+    parser.add_argument("--models", type=Path, help="a run trained by an earlier benchmark with the same "
+                        "--train-series and --train-points: streaming only (training is not timed)")
+    parser.add_argument("--slow-ticks", type=int, default=3, help="ticks timed with each series through its own runner")
     args = parser.parse_args()
 
     from anomaly.config import Config
@@ -74,62 +86,85 @@ def main() -> int:
     from anomaly.runs import load_series
     from anomaly.simulate import simulate
 
-    work = Path(tempfile.mkdtemp(prefix="anomaly-many-"))
-    print(f"working in {work}", file=sys.stderr)
-    write_many(work / "many.csv", args.train_series, args.train_points)
-    started = time.perf_counter()
-    subprocess.run([sys.executable, str(ROOT / "train.py"), "--data", str(work / "many.csv"), "--series-column",
-                    "series", "--models", str(work / "models"), "--quiet"], env=ENV, check=True,
-                   stdout=subprocess.DEVNULL)
-    train_s = time.perf_counter() - started
+    shapes = series_shapes(args.train_series)
+    models, train_s = args.models, None
+    if models is None:
+        work = Path(tempfile.mkdtemp(prefix="anomaly-many-"))
+        print(f"working in {work}", file=sys.stderr)
+        write_many(work / "many.csv", args.train_series, args.train_points)
+        started = time.perf_counter()
+        models = work / "models"
+        subprocess.run([sys.executable, str(ROOT / "train.py"), "--data", str(work / "many.csv"), "--series-column",
+                        "series", "--models", str(models), "--quiet"], env=ENV, check=True, stdout=subprocess.DEVNULL)
+        train_s = time.perf_counter() - started
 
-    ensembles, manifest = load_series(work / "models")
-    keys = sorted(ensembles)
+    ensembles, manifest = load_series(models)
+    trained = [i for i in range(args.train_series) if f"s{i}" in ensembles]
     adapt = dataclasses.replace(Config().adapt, refit=False)  # as stream.py runs many series: no refits
-    # one series alone: the same number of points through one runner, one point per chunk
+    window = max(ensemble.window for ensemble in ensembles.values())
+    # each trained series goes on where its training data ended: a window of history, then the ticks
+    after = args.train_points + window + args.ticks
+    going_on = {}
+    for i in trained:
+        one = simulate(after, seed=1000 + i)
+        scale, level = shapes[i]
+        going_on[i] = one.timestamps[args.train_points:], one.values[args.train_points:] * scale + level
+
+    # one series alone: the same number of points through one runner
     total = args.stream_series * args.ticks
-    one = simulate(args.train_points + total, seed=1000, start_index=0)
-    runner = Runner(ensembles[keys[0]], adapt=adapt)
-    runner.process(Chunk(one.timestamps[:args.train_points], one.values[:args.train_points],
+    one = simulate(args.train_points + total, seed=1000 + trained[0])
+    values = one.values * shapes[trained[0]][0] + shapes[trained[0]][1]
+    runner = Runner(ensembles[f"s{trained[0]}"], adapt=adapt)
+    runner.process(Chunk(one.timestamps[:args.train_points], values[:args.train_points],
                          np.arange(args.train_points) + 1))  # warm: its windows are full
     alone_points = min(total, 20_000)
     tic = time.perf_counter()
     for i in range(args.train_points, args.train_points + alone_points):
-        runner.process(Chunk(one.timestamps[i:i + 1], one.values[i:i + 1], np.array([i + 1])))
+        runner.process(Chunk(one.timestamps[i:i + 1], values[i:i + 1], np.array([i + 1])))
     alone = alone_points / (time.perf_counter() - tic)
-    runner = Runner(ensembles[keys[0]], adapt=adapt)
+    runner = Runner(ensembles[f"s{trained[0]}"], adapt=adapt)
     tic = time.perf_counter()
     for i in range(0, args.train_points + total, 1000):
-        runner.process(Chunk(one.timestamps[i:i + 1000], one.values[i:i + 1000],
-                             np.arange(i, min(i + 1000, len(one.values))) + 1))
+        runner.process(Chunk(one.timestamps[i:i + 1000], values[i:i + 1000],
+                             np.arange(i, min(i + 1000, len(values))) + 1))
     replay = (args.train_points + total) / (time.perf_counter() - tic)
 
-    before = rss_mb()
-    # series beyond those trained reuse the trained series' ensembles in turn (the scoring cost is the same)
-    keyed = KeyedRunners(lambda key: Runner(ensembles[keys[int(key[1:]) % len(keys)]], adapt=adapt))
     names = [f"s{i}" for i in range(args.stream_series)]
-    level = {key: ensemble.scaler.center for key, ensemble in ensembles.items()}
-    spread = {key: ensemble.scaler.scale for key, ensemble in ensembles.items()}
-    rng = np.random.default_rng(1)
-    base = float(one.timestamps[args.train_points])
-    interval = ensembles[keys[0]].grid.interval
-    tic = time.perf_counter()
-    for tick in range(args.ticks):
-        stamps = np.full(args.stream_series, base + tick * interval)
-        values = np.array([level[keys[i % len(keys)]] + spread[keys[i % len(keys)]] * rng.normal()
-                           for i in range(args.stream_series)])
-        keyed.process(Chunk(stamps, values, np.arange(args.stream_series) + 1 + tick * args.stream_series,
-                            series=names))
-    ticks = total / (time.perf_counter() - tic)
-    after = rss_mb()
+    source = [trained[i % len(trained)] for i in range(args.stream_series)]
 
-    print(f"\ntraining: {args.train_series:,} series x {args.train_points:,} points in {train_s:.0f} s "
+    def streamed(ticks: bool, count: int) -> tuple[KeyedRunners, float]:
+        """Prime every series with a window of history, then time ``count`` ticks; return the runners, points/s."""
+        keyed = KeyedRunners(lambda key: Runner(ensembles[f"s{source[int(key[1:])]}"], adapt=adapt), ticks=ticks)
+        history = Chunk(np.concatenate([going_on[j][0][:window] for j in source]),
+                        np.concatenate([going_on[j][1][:window] for j in source]),
+                        np.arange(window * len(source)) + 1, series=[key for key in names for _ in range(window)])
+        keyed.process(history)
+        tic = time.perf_counter()
+        for tick in range(count):
+            at = window + tick
+            keyed.process(Chunk(np.array([going_on[j][0][at] for j in source]),
+                                np.array([going_on[j][1][at] for j in source]),
+                                np.arange(len(source)) + 1 + (window + tick) * len(source), series=names))
+        return keyed, len(source) * count / (time.perf_counter() - tic)
+
+    before = rss_mb()
+    keyed, ticks = streamed(True, args.ticks)
+    after_mb = rss_mb()
+    active = len(keyed.active)
+    anomalies = keyed.counts().anomalies
+    del keyed
+    _, one_by_one = streamed(False, args.slow_ticks)
+
+    took = f"in {train_s:.0f} s" if train_s is not None else f"(not timed: the run {models} was given)"
+    print(f"\ntraining: {args.train_series:,} series x {args.train_points:,} points {took} "
           f"({len(manifest['series']):,} trained, {len(manifest['untrained'])} not; shared: "
           f"{', '.join(manifest['shared_detectors']) or 'none'})")
-    print(f"ticks: {args.stream_series:,} series x {args.ticks} ticks, one point each per tick: {ticks:,.0f} points/s")
+    print(f"ticks: {args.stream_series:,} series x {args.ticks} ticks, one point each per tick: {ticks:,.0f} points/s "
+          f"scored together ({anomalies:,} flagged); each series through its own runner "
+          f"({args.slow_ticks} ticks): {one_by_one:,.0f} points/s")
     print(f"one series alone, replayed in blocks of 1,000: {replay:,.0f} points/s (ticks / this: {ticks / replay:.2f}, "
           f"goal 0.5); one point per chunk: {alone:,.0f} points/s (ticks / this: {ticks / alone:.2f})")
-    print(f"memory: {before:.0f} MB before the series, {after:.0f} MB after ({(after - before) * 1024 / len(keyed.active):,.0f}"
+    print(f"memory: {before:.0f} MB before the series, {after_mb:.0f} MB after ({(after_mb - before) * 1024 / active:,.0f}"
           f" KB per active series; peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)")
     return 0
 

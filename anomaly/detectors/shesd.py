@@ -184,6 +184,32 @@ class SHESD:
         seasonal = self.profile_[phase[self.window - 1:]] if phase is not None else 0.0
         return SeriesStats(score, level + seasonal, spread)
 
+    def many_params(self) -> dict[str, float | np.ndarray]:
+        """Return the learned numbers :meth:`stats_many` stacks across many series' detectors of these settings."""
+        require_fitted(self, "profile_")
+        return {"profile": self.profile_, "floor": self.floor_}
+
+    def stats_many(self, params: dict[str, np.ndarray], windows: np.ndarray, phase: np.ndarray | None) -> SeriesStats:
+        """Return :meth:`series_stats` of one window per row, each row its own series' detector.
+
+        ``params``: :meth:`many_params` of each row's detector, stacked (``profile`` ``(n, period)``,
+        ``floor`` ``(n,)``); their settings (window, period, alpha, direction) are this one's.
+        ``windows`` ``(n, window)`` and ``phase`` (each point's, ``(n, window)``, or ``None``).
+        The same numbers as :meth:`series_stats` on each series (the same operations, row by row).
+        """
+        rows = np.arange(len(windows))[:, None]
+        deseasoned = windows - params["profile"][rows, phase] if phase is not None and self.period >= 2 else windows
+        level = np.median(deseasoned, axis=1)
+        spread = np.maximum(MAD_TO_SD * np.median(np.abs(deseasoned - level[:, None]), axis=1), params["floor"])
+        z = self._directed((deseasoned - level[:, None]) / spread[:, None])
+        rank = (z[:, :-1] > z[:, -1:]).sum(axis=1)
+        naive = np.median(deseasoned[:, -NAIVE - 1:-1], axis=1)
+        last = np.minimum(z[:, -1], self._directed((deseasoned[:, -1] - naive) / spread))
+        critical = self._critical
+        score = last / critical[np.minimum(rank, len(critical) - 1)]
+        seasonal = params["profile"][rows[:, 0], phase[:, -1]] if phase is not None and self.period >= 2 else 0.0
+        return SeriesStats(score, level + seasonal, spread)
+
     def score_series(self, values: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
         """Return the scores of every full window of consecutive ``values`` (see :meth:`series_stats`)."""
         return self.series_stats(values, phase).score

@@ -33,6 +33,16 @@ def guarded(last: np.ndarray, forecast: np.ndarray, naive: np.ndarray) -> np.nda
     return np.where(np.abs(naive_error) < np.abs(error), naive_error, error)
 
 
+def _weighted(windows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Return ``(n,)`` each row of ``windows`` weighted by ``weights`` and summed.
+
+    Summed row by row in one order (einsum's own loop), so a row's result does not depend on
+    how many rows come with it: a BLAS product may round the last bit differently for a
+    block than for one window, and a replay in blocks, a live stream and a tick of many
+    series must decide alike."""
+    return np.einsum("ij,j->i", windows, weights)
+
+
 class _Statistical:
     """Shared plumbing: parameters saved as JSON, learned numbers in ``state.npz``."""
 
@@ -143,7 +153,7 @@ class EWMAResidual(_Statistical):
 
     def _residuals(self, windows: np.ndarray) -> np.ndarray:
         naive = np.median(windows[:, -NAIVE - 1:-1], axis=1)
-        return guarded(windows[:, -1], windows[:, :-1] @ self._weights, naive)
+        return guarded(windows[:, -1], _weighted(windows[:, :-1], self._weights), naive)
 
     def fit(self, windows: np.ndarray, phase: np.ndarray | None = None) -> Self:
         """Learn the typical forecast error; return ``self``."""
@@ -156,11 +166,21 @@ class EWMAResidual(_Statistical):
         require_fitted(self, "spread_")
         return np.abs(self._residuals(self._check(windows, phase)[0])) / self.spread_
 
+    def many_params(self) -> dict[str, float]:
+        """Return the learned numbers :meth:`score_many` stacks across many series' detectors of these settings."""
+        require_fitted(self, "spread_")
+        return {"spread": self.spread_}
+
+    def score_many(self, params: dict[str, np.ndarray], windows: np.ndarray, phase: np.ndarray | None) -> np.ndarray:
+        """Return :meth:`score` of one window per row, each row its own series' detector (``params``: stacked
+        :meth:`many_params`; the settings are this one's)."""
+        return np.abs(self._residuals(windows)) / params["spread"]
+
     def score_series(self, values: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
         """Return :meth:`score` of every full window of consecutive ``values``."""
         require_fitted(self, "spread_")
         values, _ = self._check_series(values, phase)
-        forecast = sliding(values[:-1], self.window - 1) @ self._weights
+        forecast = _weighted(sliding(values[:-1], self.window - 1), self._weights)
         naive = rolling_median(values[self.window - NAIVE - 1:-1], NAIVE)
         return np.abs(guarded(values[self.window - 1:], forecast, naive)) / self.spread_
 
@@ -264,18 +284,38 @@ class HoltWintersResidual(_Statistical):
             return None
         return (phase[:, None] - np.arange(self.window - 1, -1, -1)[None, :]) % self.period
 
-    def _residuals(self, windows: np.ndarray, phase: np.ndarray | None) -> np.ndarray:
-        """The last point minus the Holt-Winters forecast made from the points before it, ``(n,)``."""
+    def _residuals(self, windows: np.ndarray, phase: np.ndarray | None, params: dict | None = None) -> np.ndarray:
+        """The last point minus the Holt-Winters forecast made from the points before it, ``(n,)``.
+
+        ``params``: each row's own learned numbers (see :meth:`score_many`), else this detector's."""
+        alpha, beta, profile = ((self.alpha_, self.beta_, self.profile_) if params is None else
+                                (params["alpha"], params["beta"], params["profile"]))
         phases = self._window_phases(phase)
-        seasonal = self.profile_[phases] if phases is not None else np.zeros_like(windows)
+        if phases is None:
+            seasonal = np.zeros_like(windows)
+        else:
+            seasonal = profile[phases] if params is None else profile[np.arange(len(windows))[:, None], phases]
         deseasoned = windows - seasonal
         level, trend = deseasoned[:, 0].copy(), np.zeros(len(windows))
         for k in range(1, self.window - 1):  # the recursions over the points before the last
             previous = level
-            level = self.alpha_ * deseasoned[:, k] + (1 - self.alpha_) * (level + trend)
-            trend = self.beta_ * (level - previous) + (1 - self.beta_) * trend
+            level = alpha * deseasoned[:, k] + (1 - alpha) * (level + trend)
+            trend = beta * (level - previous) + (1 - beta) * trend
         naive = np.median(deseasoned[:, -NAIVE - 1:-1], axis=1)
         return guarded(deseasoned[:, -1], level + trend, naive)
+
+    def many_params(self) -> dict[str, float | np.ndarray]:
+        """Return the learned numbers :meth:`score_many` stacks across many series' detectors of these settings."""
+        require_fitted(self, "spread_")
+        return {"alpha": self.alpha_, "beta": self.beta_, "profile": self.profile_, "spread": self.spread_}
+
+    def score_many(self, params: dict[str, np.ndarray], windows: np.ndarray, phase: np.ndarray | None) -> np.ndarray:
+        """Return :meth:`score` of one window per row, each row its own series' detector.
+
+        ``params``: :meth:`many_params` of each row's detector, stacked (``alpha``, ``beta``,
+        ``spread`` ``(n,)``, ``profile`` ``(n, period)``); ``phase``: the phase of each
+        window's last point ``(n,)``; the settings (window, period) are this one's."""
+        return np.abs(self._residuals(windows, phase, params)) / params["spread"]
 
     def score(self, windows: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
         """Return ``(n,)`` |residual| / typical residual of each window's last point."""

@@ -1,0 +1,114 @@
+"""A tick of many series (one point of each, scored together) decides exactly as each series' own runner would."""
+
+from __future__ import annotations
+
+import gc
+import math
+
+import numpy as np
+import pytest
+
+from anomaly.keyed import KeyedRunners, in_input_order
+from anomaly.records import Chunk
+from anomaly.runner import Runner
+from anomaly.runs import load_run
+from anomaly.simulate import simulate
+
+TICKS = 700  # past the adapter's first boundaries (every 256 points): recalibrated copies tick too
+FIELDS = ("timestamps", "values", "score", "p_value", "is_anomaly", "p_detectors", "warmup", "expected", "spread",
+          "positions", "raw")
+
+
+@pytest.fixture(scope="module", params=["two runs of one shape", "every detector"])
+def ensembles(request, quick_ensemble, second_ensemble, family_run):
+    """Series name -> its models. Two runs of one shape: two slots of one group, and a series sharing the
+    first's models. Every detector: the detectors without stacked numbers are scored by calling each
+    detector object (the fallback)."""
+    if request.param == "every detector":
+        family = load_run(family_run)[0]
+        return {"a": family, "b": family, "c": family, "d": family}
+    return {"a": quick_ensemble, "b": second_ensemble, "c": second_ensemble, "d": quick_ensemble}
+
+
+def ticks(ensembles, config) -> list[Chunk]:
+    """One chunk per tick, one point of each series, with trouble: a NaN, a duplicate timestamp, a gap."""
+    start = config.training.n_points
+    series = {key: simulate(TICKS, seed=40 + i, anomalies=True, start_index=start, config=config.simulator)
+              for i, key in enumerate(ensembles)}
+    chunks, position = [], 1
+    for t in range(TICKS):
+        keys, stamps, values = [], [], []
+        for key, one in series.items():
+            if key == "d" and 300 <= t < 303:
+                continue  # a gap of three points, filled when it comes back
+            stamp, value = float(one.timestamps[t]), float(one.values[t])
+            if key == "b" and t == 150:
+                value = math.nan
+            if key == "c" and t == 200:
+                stamp = float(one.timestamps[t - 1])  # a duplicate: quarantined
+            keys.append(key), stamps.append(stamp), values.append(value)
+        chunks.append(Chunk(np.array(stamps), np.array(values), np.arange(position, position + len(keys)),
+                            series=keys))
+        position += len(keys)
+    return chunks
+
+
+def streamed(ensembles, config, chunks, together: bool):
+    """Stream the chunks; return each series' decisions (one block), the rejected lines, the events, the runners
+    and how many points ticks scored together."""
+    keyed = KeyedRunners(lambda key: Runner(ensembles[key], adapt=config.adapt), ticks=together)
+    blocks, rejected, events, ticked = [], [], [], 0
+    for chunk in chunks:
+        results = keyed.process(chunk)
+        ticked += sum(len(result.block) for result in results if result.series is None)
+        blocks.append(in_input_order(results))
+        rejected += [(r.series, r.raw, r.reason) for result in results for r in result.rejected]
+        events += sorted((e.incident.series, e.kind, e.incident.to_dict()) for result in results for e in result.events)
+    return blocks, rejected, events, keyed, ticked
+
+
+def test_a_tick_decides_every_point_as_each_series_own_runner_does(ensembles, quick_config):
+    chunks = ticks(ensembles, quick_config)
+    together = streamed(ensembles, quick_config, chunks, together=True)
+    alone = streamed(ensembles, quick_config, chunks, together=False)
+    points = sum(len(chunk) for chunk in chunks)
+    assert together[4] > 0.7 * points  # most points were scored together (not those in warm-up)
+    assert alone[4] == 0
+    # the default detectors run the same operations row by row: equal to the last bit; scikit-learn's
+    # models (the fallback) may round a batch's last bit differently from one window's, as in any replay
+    exact = set(ensembles["a"].names) <= {"dense_ae", "shesd", "holt_winters", "ewma"}
+    for mine, theirs in zip(together[0], alone[0]):
+        assert mine.series == theirs.series
+        for name in FIELDS:
+            if exact or getattr(mine, name).dtype != np.float64:
+                np.testing.assert_array_equal(getattr(mine, name), getattr(theirs, name), err_msg=name)
+            else:
+                np.testing.assert_allclose(getattr(mine, name), getattr(theirs, name), rtol=1e-9, atol=1e-12,
+                                           err_msg=name)
+        assert mine.status() == theirs.status()
+    assert together[1] == alone[1] and len(alone[1]) == 2  # the NaN and the duplicate, each in its series
+    def when(events):  # which incidents, when (their peaks' scores may differ in the last bit where not exact)
+        return [(series, kind, {key: incident[key] for key in ("id", "start", "end", "flagged")})
+                for series, kind, incident in events]
+
+    assert (together[2] == alone[2] if exact else when(together[2]) == when(alone[2]))
+    assert any(kind == "opened" for _, kind, _ in alone[2])
+    keyed, reference = together[3], alone[3]
+    assert keyed.counts() == reference.counts() and keyed.counts().filled == 3 + 1 + 1  # the gap, the NaN, the duplicate
+    for key in ensembles:  # the whole online state, the adapter's included, byte for byte
+        assert not exact or keyed.active[key].runner.snapshot() == reference.active[key].runner.snapshot(), key
+    assert sum(runner.adapter.recalibrations for runner in reference.runners()) > 0
+
+
+def test_the_room_of_models_no_longer_in_use_is_given_back(quick_ensemble, quick_config):
+    """A recalibration replaces a series' models: the tick path lets the old ones' numbers go."""
+    keyed = KeyedRunners(lambda key: Runner(quick_ensemble, adapt=quick_config.adapt))
+    n = 3000  # recalibrated every 1,000 points
+    series = simulate(n, seed=50, start_index=quick_config.training.n_points, config=quick_config.simulator)
+    for t in range(n):
+        keyed.process(Chunk(series.timestamps[t:t + 1], series.values[t:t + 1], np.array([t + 1]), series=["x"]))
+    runner = keyed.active["x"].runner
+    assert runner.adapter.recalibrations >= 2
+    gc.collect()
+    group, _ = keyed._ticks.place(runner.ensemble)
+    assert group._size - len(group._free) == 2  # the trained models (the adapter's baseline) and those in use

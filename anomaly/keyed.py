@@ -48,6 +48,21 @@ class _Active:
     last_seen: float
 
 
+class _Tick:
+    """The points of one chunk a tick scores together, column by column (a few lists, not an object per point:
+    the garbage collector traces every object that outlives its youngest generation)."""
+
+    def __init__(self):
+        self.keys, self.actives, self.rows, self.positions, self.slots = [], [], [], [], []
+
+    def add(self, key: str, active: _Active, row: int, position: int, slot: int) -> None:
+        self.keys.append(key)
+        self.actives.append(active)
+        self.rows.append(row)
+        self.positions.append(position)
+        self.slots.append(slot)
+
+
 def state_name(series: str) -> str:
     """Return the file name a series' state is kept under (its key hashed: any text is a safe key)."""
     return hashlib.sha256(series.encode()).hexdigest()[:32] + ".state"
@@ -94,12 +109,13 @@ class KeyedRunners:
         """
         now = self._clock()
         self.evict_idle(now)  # before: a series back after a long silence comes back from its saved state
-        results, ticked, timestamps, values = [], [], None, None
-        for key, rows in chunk.rows_by_series().items():
-            active = self._series(key, now)
-            part = chunk if len(rows) == len(chunk) else None
+        results, groups = [], {}
+        ticks, known = self._ticks, self.active
+        timestamps = values = None
+        for key, rows in chunk.series_rows().items():
+            active = known.get(key) or self._series(key, now)
             if active is None:
-                part = part or chunk.take(np.array(rows))
+                part = chunk.take(np.array(rows).reshape(-1))
                 self.unknown.add(key)
                 rejected = [Rejected(part.raw_text(i), "unknown series: the run was not trained on it", int(position),
                                      key) for i, position in enumerate(part.positions)]
@@ -107,60 +123,59 @@ class KeyedRunners:
                 results.append(SeriesResult(key, _empty_block(), rejected))
                 continue
             active.last_seen = now
-            if len(rows) == 1 and self._ticks is not None:
+            if ticks is not None and type(rows) is int:  # one point of this series
                 if timestamps is None:  # Python floats: a tick checks each series' point in plain Python
                     timestamps, values = chunk.timestamps.tolist(), chunk.values.tolist()
-                i = rows[0]
-                if (position := active.runner.ready_for_tick(timestamps[i], values[i])) is not None:
-                    ticked.append((key, active, i, position))
+                i = rows
+                runner = active.runner
+                if (position := runner.ready_for_tick(timestamps[i], values[i])) is not None:
+                    group, slot = ticks.place(runner.ensemble)
+                    if (tick := groups.get(group)) is None:
+                        tick = groups[group] = _Tick()
+                    tick.add(key, active, i, position, slot)
                     continue
-            block, rejected = active.runner.process(part or chunk.take(np.array(rows)))
+            rows = [rows] if type(rows) is int else rows
+            block, rejected = active.runner.process(chunk if len(rows) == len(chunk) else chunk.take(np.array(rows)))
             block.series = key
             results.append(SeriesResult(key, block, [replace(r, series=key) for r in rejected],
                                         active.alarm.update(block)))
-        if ticked:
-            results += self._tick(chunk, ticked, timestamps, values)
+        for group, tick in groups.items():  # one per shape of models (one, for a run of many series)
+            results.append(self._tick(chunk, group, tick, timestamps, values))
         if chunk.rejected:
             self._unscored(chunk.rejected)
             results.append(SeriesResult("", _empty_block(), list(chunk.rejected)))
         return results
 
-    def _tick(self, chunk: Chunk, ticked: list[tuple], timestamps: list[float], values: list[float]) -> list[SeriesResult]:
-        """Score the points of ``ticked`` (series, active, row, grid position) together: one result per
-        shape of models (one for a run of many series)."""
-        groups: dict[int, tuple] = {}
-        for item in ticked:
-            group, slot = self._ticks.place(item[1].runner.ensemble)
-            groups.setdefault(id(group), (group, []))[1].append((*item, slot))
-        return [self._tick_group(chunk, group, items, timestamps, values) for group, items in groups.values()]
-
     @staticmethod
-    def _tick_group(chunk: Chunk, group, items: list[tuple], timestamps: list[float],
-                    values: list[float]) -> SeriesResult:
-        runners = [item[1].runner for item in items]
-        rows = np.array([item[2] for item in items])
-        slots = np.array([item[4] for item in items])
-        latest = np.array([item[3] for item in items], dtype=np.int64)
-        windows = np.concatenate([np.stack([r._scaled for r in runners]),
-                                  group.scaled(slots, chunk.values[rows])[:, None]], axis=1)
-        positions = np.concatenate([np.stack([r._positions for r in runners]), latest[:, None]], axis=1)
+    def _tick(chunk: Chunk, group, tick: _Tick, timestamps: list[float], values: list[float]) -> SeriesResult:
+        """Score together the points of ``tick``, whose series' models are of one shape (``group``; see
+        :mod:`anomaly.ticks`)."""
+        runners = [active.runner for active in tick.actives]
+        rows, slots, n = np.array(tick.rows), np.array(tick.slots), len(tick.rows)
+        width = group.window - 1
+        windows = np.empty((n, width + 1))
+        windows[:, :width] = np.concatenate([runner._scaled for runner in runners]).reshape(n, width)
+        windows[:, width] = group.scaled(slots, chunk.values[rows])
+        positions = np.empty((n, width + 1), dtype=np.int64)
+        positions[:, :width] = np.concatenate([runner._positions for runner in runners]).reshape(n, width)
+        positions[:, width] = tick.positions
         d = group.decide(slots, windows, positions)
-        n = len(rows)
         block = DecisionBlock(
             names=group.names, alpha=group.alpha, timestamps=chunk.timestamps[rows], values=chunk.values[rows],
             score=d["score"], p_value=d["p_value"], is_anomaly=d["is_anomaly"], p_detectors=d["p_detectors"],
             warmup=np.zeros(n, dtype=bool), expected=d["expected"], spread=d["spread"], positions=chunk.positions[rows],
-            labels=None if chunk.labels is None else [chunk.labels[i] for i in rows.tolist()],
-            kinds=None if chunk.kinds is None else [chunk.kinds[i] for i in rows.tolist()], raw=d["raw"],
-            series=[item[0] for item in items])
+            labels=None if chunk.labels is None else [chunk.labels[i] for i in tick.rows],
+            kinds=None if chunk.kinds is None else [chunk.kinds[i] for i in tick.rows], raw=d["raw"], series=tick.keys)
         p_values, flags, raw = d["p_value"].tolist(), d["is_anomaly"].tolist(), d["raw"].tolist()
         events = []
-        for i, (key, active, row, position, _) in enumerate(items):
-            active.runner.tick_scored(timestamps[row], values[row], position, windows[i, 1:].copy(),
-                                      positions[i, 1:].copy(), p_values[i], flags[i], raw[i])
-            if flags[i] or not active.alarm.quiet():  # an incident opens, goes on or closes: the filter sees the point
+        tails = zip(map(np.ndarray.copy, windows[:, 1:]), map(np.ndarray.copy, positions[:, 1:]))  # each its own
+        for i, (active, runner, row, position, (scaled, kept)) in enumerate(zip(tick.actives, runners, tick.rows,
+                                                                                tick.positions, tails)):
+            flag = flags[i]
+            runner.tick_scored(timestamps[row], values[row], position, scaled, kept, p_values[i], flag, raw[i])
+            if flag or not active.alarm.quiet():  # an incident opens, goes on or closes: the filter sees the point
                 one = block.take(np.array([i]))
-                one.series = key
+                one.series = tick.keys[i]
                 events += active.alarm.update(one)
         return SeriesResult(None, block, [], events)
 

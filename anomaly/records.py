@@ -121,11 +121,22 @@ class Chunk:
     def rows_by_series(self) -> dict[str, list[int]]:
         """Return the rows of each series, in order of first appearance (one pass; all rows under ``""``
         without a ``series`` column)."""
+        return {key: [rows] if type(rows) is int else rows for key, rows in self.series_rows().items()}
+
+    def series_rows(self) -> dict[str, int | list[int]]:
+        """Like :meth:`rows_by_series`, a series of one row given as that row (an ``int``, not a list): a tick of
+        thousands of series, one point each, then makes no list per series."""
         if self.series is None:
             return {"": list(range(len(self)))}
-        index: dict[str, list[int]] = {}
+        index: dict[str, int | list[int]] = {}
         for i, key in enumerate(self.series):
-            index.setdefault(key, []).append(i)
+            rows = index.get(key)
+            if rows is None:
+                index[key] = i
+            elif type(rows) is int:
+                index[key] = [rows, i]
+            else:
+                rows.append(i)
         return index
 
     def take(self, keep: np.ndarray) -> Chunk:

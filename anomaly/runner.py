@@ -91,7 +91,8 @@ class Runner:
         self.future_horizon = future_horizon
         self._wall_clock = wall_clock
         self._ahead: list[float] = []  # the latest points beyond the horizon, in a row (see _in_the_future)
-        self._deferred: list[tuple] = []  # points scored by a tick (anomaly.ticks) the adapter has yet to see
+        self._deferred: list[float] = []  # points a tick scored (anomaly.ticks) that the adapter has yet to see
+        self._boundary = 0  # the input count at which the adapter next acts, as last worked out (ticks)
 
     def check(self, point: Point, position: int, now: float | None = None) -> Rejected | None:
         """Return why ``point`` cannot be scored, or ``None`` when it is valid (and remember it).
@@ -240,8 +241,8 @@ class Runner:
         future), one grid step after the last (no gap), full windows, and not the point at
         which the adapter acts (nor a refit). Every other point goes through :meth:`process`.
         """
-        if (self.refitter is not None or not math.isfinite(value) or not math.isfinite(timestamp)
-                or timestamp <= self._last_timestamp or len(self._scaled) != self._keep):
+        if (timestamp <= self._last_timestamp or len(self._scaled) != self._keep or not math.isfinite(value)
+                or not math.isfinite(timestamp) or self.refitter is not None):
             return None
         if self.future_horizon is not None and (
                 self._ahead or timestamp > max(self._last_timestamp, self._wall_clock()) + self.future_horizon):
@@ -250,8 +251,10 @@ class Runner:
         position = round((timestamp - grid.origin) / grid.interval)  # as TimeGrid.positions (half to even)
         if gaps._restart or not grid.sequence and (gaps._last is None or position != gaps._last[0] + 1):
             return None
-        if self.adapter is not None and self.counts.points + 1 >= self.adapter.boundary(self.counts.points):
-            return None
+        if self.adapter is not None and self.counts.points + 1 >= self._boundary:
+            self._boundary = self.adapter.boundary(self.counts.points)  # the next count where the adapter acts
+            if self.counts.points + 1 >= self._boundary:
+                return None
         return position
 
     def tick_scored(self, timestamp: float, value: float, position: int, scaled: np.ndarray, positions: np.ndarray,
@@ -265,9 +268,9 @@ class Runner:
         self.counts.points += 1
         if is_anomaly:
             self.counts.anomalies += 1
-        if self.adapter is not None:
-            self._deferred.append((timestamp, value, p_value, is_anomaly, raw))
-            if len(self._deferred) >= DEFER_MAX:
+        if self.adapter is not None:  # numbers only, one flat list: nothing for the garbage collector to trace
+            self._deferred += (timestamp, value, p_value, is_anomaly, *raw)
+            if len(self._deferred) >= DEFER_MAX * (4 + len(raw)):
                 self.flush()
 
     def flush(self) -> None:
@@ -277,14 +280,15 @@ class Runner:
         in one block, decides what seeing each as it came would have."""
         if not self._deferred:
             return
-        timestamps, values, p_value, flags, raw = zip(*self._deferred)
+        ens = self.ensemble
+        rows = np.array(self._deferred, dtype=np.float64).reshape(-1, 4 + len(ens.names))
         self._deferred = []
-        n, ens = len(timestamps), self.ensemble
+        n = len(rows)
         block = DecisionBlock(
-            names=ens.names, alpha=ens.alpha, timestamps=np.array(timestamps), values=np.array(values),
-            score=np.zeros(n), p_value=np.array(p_value), is_anomaly=np.array(flags, dtype=bool),
-            p_detectors=np.ones((n, len(ens.names))), warmup=np.zeros(n, dtype=bool), expected=np.full(n, math.nan),
-            spread=np.full(n, math.nan), positions=np.zeros(n, dtype=np.int64), raw=np.array(raw, dtype=np.float64))
+            names=ens.names, alpha=ens.alpha, timestamps=rows[:, 0], values=rows[:, 1], score=np.zeros(n),
+            p_value=rows[:, 2], is_anomaly=rows[:, 3] > 0, p_detectors=np.ones((n, len(ens.names))),
+            warmup=np.zeros(n, dtype=bool), expected=np.full(n, math.nan), spread=np.full(n, math.nan),
+            positions=np.zeros(n, dtype=np.int64), raw=np.ascontiguousarray(rows[:, 4:]))
         if (adapted := self.adapter.observe(block, ens)) is not None:  # (not at a boundary: never)
             self.ensemble = adapted
 
@@ -338,7 +342,7 @@ class Runner:
         from .state import SnapshotError, unpack
 
         parts, meta = unpack(blob)
-        self._deferred = []
+        self._deferred, self._boundary = [], 0
         ensemble = self.ensemble
         if meta.get("detectors") != ensemble.names:
             raise SnapshotError(f"the snapshot holds detectors {meta.get('detectors')}, these models {ensemble.names}")

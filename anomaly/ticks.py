@@ -23,9 +23,10 @@ import weakref
 import numpy as np
 
 from .calibration import MIN_EMPIRICAL, CalibratorTable, analytic_p_value, anomaly_score, combine
-from .ensemble import SCALED_LIMIT, Ensemble
+from .ensemble import SCALED_LIMIT, Ensemble, _pool
 
 COMBINED = "combined"  # the combined evidence's calibrator table (no detector has this name)
+PARALLEL_ROWS = 2048  # ticks of this many series are decided on every core
 
 
 def shape_of(ensemble: Ensemble) -> tuple:
@@ -134,8 +135,18 @@ class _Group:
         ``slots`` ``(n,)``: each row's ensemble; ``windows`` ``(n, window)`` scaled values and
         ``positions`` ``(n, window)`` grid positions, the scored point last. Returns arrays
         ``raw`` and ``p_detectors`` ``(n, k)``, ``p_value``, ``score``, ``is_anomaly``,
-        ``expected`` and ``spread`` ``(n,)`` (the last two in each series' units).
+        ``expected`` and ``spread`` ``(n,)`` (the last two in each series' units). Many rows
+        are cut into parts decided on every core (the medians and ONNX Runtime release the GIL).
         """
+        workers = _pool()._max_workers
+        if len(slots) < PARALLEL_ROWS or workers < 2:
+            return self._decide(slots, windows, positions)
+        cuts = np.linspace(0, len(slots), workers + 1).astype(int)
+        parts = list(_pool().map(lambda lo_hi: self._decide(slots[lo_hi[0]:lo_hi[1]], windows[lo_hi[0]:lo_hi[1]],
+                                                            positions[lo_hi[0]:lo_hi[1]]), zip(cuts[:-1], cuts[1:])))
+        return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+
+    def _decide(self, slots: np.ndarray, windows: np.ndarray, positions: np.ndarray) -> dict[str, np.ndarray]:
         beyond = ~(np.abs(windows[:, -1]) < SCALED_LIMIT)
         windows = np.clip(windows, -SCALED_LIMIT, SCALED_LIMIT)
         phase = np.mod(positions, self.period) if self.period >= 2 else None

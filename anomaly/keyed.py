@@ -159,25 +159,33 @@ class KeyedRunners:
         positions = np.empty((n, width + 1), dtype=np.int64)
         positions[:, :width] = np.concatenate([runner._positions for runner in runners]).reshape(n, width)
         positions[:, width] = tick.positions
-        d = group.decide(slots, windows, positions)
+        events, decided = [], []
+        for part, d in group.decide_parts(slots, windows, positions):  # each part taken in while the next is decided
+            decided.append(d)
+            raw = d["raw"].ravel().tolist()
+            k = len(group.names)
+            tails = zip(map(np.ndarray.copy, windows[part, 1:]), map(np.ndarray.copy, positions[part, 1:]))
+            for i, (active, runner, row, position, (scaled, kept), p_value, flag) in enumerate(zip(
+                    tick.actives[part], runners[part], tick.rows[part], tick.positions[part], tails,
+                    d["p_value"].tolist(), d["is_anomaly"].tolist())):
+                runner.tick_scored(timestamps[row], values[row], position, scaled, kept, p_value, flag,
+                                   raw[k * i:k * i + k])
+                if flag or not active.alarm.quiet():  # an incident opens, goes on or closes: the filter sees it
+                    events.append((part.start + i, active))
+        d = decided[0] if len(decided) == 1 else {key: np.concatenate([part[key] for part in decided])
+                                                  for key in decided[0]}
         block = DecisionBlock(
             names=group.names, alpha=group.alpha, timestamps=chunk.timestamps[rows], values=chunk.values[rows],
             score=d["score"], p_value=d["p_value"], is_anomaly=d["is_anomaly"], p_detectors=d["p_detectors"],
             warmup=np.zeros(n, dtype=bool), expected=d["expected"], spread=d["spread"], positions=chunk.positions[rows],
             labels=None if chunk.labels is None else [chunk.labels[i] for i in tick.rows],
             kinds=None if chunk.kinds is None else [chunk.kinds[i] for i in tick.rows], raw=d["raw"], series=tick.keys)
-        p_values, flags, raw = d["p_value"].tolist(), d["is_anomaly"].tolist(), d["raw"].tolist()
-        events = []
-        tails = zip(map(np.ndarray.copy, windows[:, 1:]), map(np.ndarray.copy, positions[:, 1:]))  # each its own
-        for i, (active, runner, row, position, (scaled, kept)) in enumerate(zip(tick.actives, runners, tick.rows,
-                                                                                tick.positions, tails)):
-            flag = flags[i]
-            runner.tick_scored(timestamps[row], values[row], position, scaled, kept, p_values[i], flag, raw[i])
-            if flag or not active.alarm.quiet():  # an incident opens, goes on or closes: the filter sees the point
-                one = block.take(np.array([i]))
-                one.series = tick.keys[i]
-                events += active.alarm.update(one)
-        return SeriesResult(None, block, [], events)
+        incidents = []
+        for i, active in events:
+            one = block.take(np.array([i]))
+            one.series = tick.keys[i]
+            incidents += active.alarm.update(one)
+        return SeriesResult(None, block, [], incidents)
 
     def _unscored(self, rejected: list[Rejected]) -> None:
         """Count lines no series' runner took (unparsable, or of a series that cannot be scored)."""

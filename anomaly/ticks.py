@@ -135,16 +135,26 @@ class _Group:
         ``slots`` ``(n,)``: each row's ensemble; ``windows`` ``(n, window)`` scaled values and
         ``positions`` ``(n, window)`` grid positions, the scored point last. Returns arrays
         ``raw`` and ``p_detectors`` ``(n, k)``, ``p_value``, ``score``, ``is_anomaly``,
-        ``expected`` and ``spread`` ``(n,)`` (the last two in each series' units). Many rows
-        are cut into parts decided on every core (the medians and ONNX Runtime release the GIL).
+        ``expected`` and ``spread`` ``(n,)`` (the last two in each series' units).
         """
-        workers = _pool()._max_workers
-        if len(slots) < PARALLEL_ROWS or workers < 2:
-            return self._decide(slots, windows, positions)
-        cuts = np.linspace(0, len(slots), workers + 1).astype(int)
-        parts = list(_pool().map(lambda lo_hi: self._decide(slots[lo_hi[0]:lo_hi[1]], windows[lo_hi[0]:lo_hi[1]],
-                                                            positions[lo_hi[0]:lo_hi[1]]), zip(cuts[:-1], cuts[1:])))
-        return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+        parts = [d for _, d in self.decide_parts(slots, windows, positions)]
+        return parts[0] if len(parts) == 1 else {key: np.concatenate([d[key] for d in parts]) for key in parts[0]}
+
+    def decide_parts(self, slots: np.ndarray, windows: np.ndarray, positions: np.ndarray):
+        """Yield ``(rows, decisions)`` of consecutive parts of the rows, in order (see :meth:`decide`).
+
+        Many rows are cut into parts decided on every core (the medians and ONNX Runtime
+        release the GIL), all started at once: the caller takes in each part's decisions
+        while the later parts are still being worked out."""
+        n = len(slots)
+        if n < PARALLEL_ROWS or _pool()._max_workers < 2:
+            yield slice(0, n), self._decide(slots, windows, positions)
+            return
+        cuts = np.linspace(0, n, 2 * _pool()._max_workers + 1).astype(int)
+        parts = [slice(lo, hi) for lo, hi in zip(cuts[:-1].tolist(), cuts[1:].tolist())]
+        futures = [_pool().submit(self._decide, slots[rows], windows[rows], positions[rows]) for rows in parts]
+        for rows, future in zip(parts, futures):
+            yield rows, future.result()
 
     def _decide(self, slots: np.ndarray, windows: np.ndarray, positions: np.ndarray) -> dict[str, np.ndarray]:
         beyond = ~(np.abs(windows[:, -1]) < SCALED_LIMIT)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -67,7 +68,12 @@ def streamed(ensembles, config, chunks, together: bool):
     return blocks, rejected, events, keyed, ticked
 
 
-def test_a_tick_decides_every_point_as_each_series_own_runner_does(ensembles, quick_config):
+@pytest.mark.parametrize("parts", ["one part", "parts on every core"])
+def test_a_tick_decides_every_point_as_each_series_own_runner_does(ensembles, quick_config, parts, monkeypatch):
+    if parts == "parts on every core":  # as a tick of thousands of series is decided: in parts, on a pool
+        monkeypatch.setattr("anomaly.ticks.PARALLEL_ROWS", 2)
+        pool = ThreadPoolExecutor(2)
+        monkeypatch.setattr("anomaly.ticks._pool", lambda: pool)
     chunks = ticks(ensembles, quick_config)
     together = streamed(ensembles, quick_config, chunks, together=True)
     alone = streamed(ensembles, quick_config, chunks, together=False)

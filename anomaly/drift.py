@@ -34,7 +34,7 @@ class Adwin:
         if not 0 < delta < 1:
             raise ValueError(f"adwin: delta must be in (0, 1), got {delta}")
         self.delta, self.clock, self.max_window, self.min_side = delta, clock, max_window, min_side
-        self._buffer = np.empty(min(2 * max_window, 512))  # the window is _buffer[_start:_end]; grows to 2x max_window
+        self._buffer = np.empty(min(2 * max_window, 64))  # the window is _buffer[_start:_end]; grows to 2x max_window
         self._start = self._end = 0
         self._until_check = clock  # values to take before the next test: set at each test, so the
         # schedule depends on the stream alone, not on how it is handed over
@@ -56,7 +56,7 @@ class Adwin:
         """Go on from :meth:`state`'s output."""
         window = np.asarray(arrays["window"], dtype=np.float64)[-self.max_window:]
         if len(window) > len(self._buffer):
-            self._buffer = np.empty(min(2 * self.max_window, max(2 * len(window), 512)))
+            self._buffer = np.empty(min(2 * self.max_window, max(2 * len(window), 64)))
         self._buffer[:len(window)] = window
         self._start, self._end = 0, len(window)
         self._until_check = int(meta["until_check"])

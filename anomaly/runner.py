@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from array import array
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -91,7 +92,7 @@ class Runner:
         self.future_horizon = future_horizon
         self._wall_clock = wall_clock
         self._ahead: list[float] = []  # the latest points beyond the horizon, in a row (see _in_the_future)
-        self._deferred: list[float] = []  # points a tick scored (anomaly.ticks) that the adapter has yet to see
+        self._deferred = array("d")  # points a tick scored (anomaly.ticks) that the adapter has yet to see
         self._boundary = 0  # the input count at which the adapter next acts, as last worked out (ticks)
 
     def check(self, point: Point, position: int, now: float | None = None) -> Rejected | None:
@@ -268,8 +269,8 @@ class Runner:
         self.counts.points += 1
         if is_anomaly:
             self.counts.anomalies += 1
-        if self.adapter is not None:  # numbers only, one flat list: nothing for the garbage collector to trace
-            self._deferred += (timestamp, value, p_value, is_anomaly, *raw)
+        if self.adapter is not None:  # numbers only, in one flat array: nothing for the garbage collector to trace
+            self._deferred.extend((timestamp, value, p_value, is_anomaly, *raw))
             if len(self._deferred) >= DEFER_MAX * (4 + len(raw)):
                 self.flush()
 
@@ -281,8 +282,8 @@ class Runner:
         if not self._deferred:
             return
         ens = self.ensemble
-        rows = np.array(self._deferred, dtype=np.float64).reshape(-1, 4 + len(ens.names))
-        self._deferred = []
+        rows = np.frombuffer(self._deferred, dtype=np.float64).reshape(-1, 4 + len(ens.names))
+        self._deferred = array("d")
         n = len(rows)
         block = DecisionBlock(
             names=ens.names, alpha=ens.alpha, timestamps=rows[:, 0], values=rows[:, 1], score=np.zeros(n),
@@ -342,7 +343,7 @@ class Runner:
         from .state import SnapshotError, unpack
 
         parts, meta = unpack(blob)
-        self._deferred, self._boundary = [], 0
+        self._deferred, self._boundary = array("d"), 0
         ensemble = self.ensemble
         if meta.get("detectors") != ensemble.names:
             raise SnapshotError(f"the snapshot holds detectors {meta.get('detectors')}, these models {ensemble.names}")

@@ -13,11 +13,12 @@ import sys
 
 from . import progress
 from .config import Config, load_config, quick
-from .data import TIME_FORMATS
 from .errors import UserError
-from .pipeline import DEFAULT_MODELS, Pipeline, StreamOptions
-from .server import Limits
-from .trainer import train_and_save, train_series_and_save
+from .io.data import TIME_FORMATS
+from .io.server import Limits
+from .model.trainer import train_and_save, train_series_and_save
+from .online.pipeline import DEFAULT_MODELS, Pipeline, StreamOptions
+
 
 def _setup_logging(quiet: bool = False) -> None:
     handler = progress.ConsoleHandler()  # log lines go above a progress display
@@ -47,7 +48,7 @@ def _config(args) -> Config:
 
 def _detector_names(text: str) -> tuple[str, ...]:
     """Return the detector names of ``a,b,c``; raises :class:`UserError` for an unknown or repeated one."""
-    from .detectors import REGISTRY
+    from .model.detectors import REGISTRY
 
     names = tuple(name.strip() for name in text.split(",") if name.strip())
     unknown = [name for name in names if name not in REGISTRY]
@@ -123,7 +124,7 @@ def train_parser() -> argparse.ArgumentParser:
 
 
 def train_main(argv: list[str] | None = None) -> int:
-    from .signals import interrupted_exit_code, terminate_like_interrupt
+    from .online.signals import interrupted_exit_code, terminate_like_interrupt
 
     args = train_parser().parse_args(argv)
     _setup_logging(args.quiet)
@@ -243,7 +244,7 @@ def stream_parser() -> argparse.ArgumentParser:
 
 
 def stream_main(argv: list[str] | None = None) -> int:
-    from .signals import interrupted_exit_code, terminate_like_interrupt
+    from .online.signals import interrupted_exit_code, terminate_like_interrupt
 
     args = stream_parser().parse_args(argv)
     _setup_logging()
@@ -263,7 +264,7 @@ def stream_main(argv: list[str] | None = None) -> int:
 
 
 def stream_options(args: argparse.Namespace) -> StreamOptions:
-    """Return the :class:`~anomaly.pipeline.StreamOptions` that ``stream.py``'s parsed flags say."""
+    """Return the :class:`~anomaly.online.pipeline.StreamOptions` that ``stream.py``'s parsed flags say."""
     names = {f.name for f in dataclasses.fields(StreamOptions)} - {"limits"}
     limits = Limits(args.max_clients, args.max_line, args.max_unread, args.idle_timeout)
     return StreamOptions(**{name: getattr(args, name) for name in names}, limits=limits)

@@ -19,8 +19,8 @@ import sys
 import threading
 from collections.abc import Iterator
 
-from .data import format_timestamp
-from .sources import paced
+from .io.data import format_timestamp
+from .io.sources import paced
 
 
 def file_lines(path: str) -> Iterator[str]:
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
     args = parser.parse_args(argv)
 
-    from .server import parse_address
+    from .io.server import parse_address
 
     try:
         host, port = parse_address(args.server)

@@ -165,7 +165,7 @@ class StreamConfig:
 
 @dataclass(frozen=True)
 class AdaptConfig:
-    """Adaptation to drift (anomaly.adapt); 0 means derived from the ensemble's windows."""
+    """Adaptation to drift (anomaly.online.adapt); 0 means derived from the ensemble's windows."""
 
     enabled: bool = True  # stream.py --no-adapt turns it off
     history: int = 5000  # recent points kept to recalibrate from
@@ -185,7 +185,7 @@ class AdaptConfig:
 
 @dataclass(frozen=True)
 class AlertsConfig:
-    """Point flags -> incidents (see anomaly.alarms) and where they are sent."""
+    """Point flags -> incidents (see anomaly.io.alarms) and where they are sent."""
 
     k: int = 1  # an incident opens when k of the last n scored points are flagged
     n: int = 1

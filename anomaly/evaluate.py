@@ -1,4 +1,4 @@
-"""Evaluation on labelled data: metrics (:mod:`anomaly.metrics`) and the NAB protocol (:mod:`anomaly.nab`).
+"""Evaluation on labelled data: metrics (:mod:`anomaly.evaluation.metrics`) and the NAB protocol (:mod:`anomaly.evaluation.nab`).
 
     python -m anomaly.evaluate nab --root ../shared/data/NAB      # --help for the options
     python -m anomaly.evaluate drift --models models              # recovery from level shifts
@@ -9,7 +9,7 @@ For each file of a NAB-style folder, ``nab`` trains on the file's probation head
 where its own calibrated p-value is below the threshold). It prints a table per category
 and overall, and writes one CSV per data file (``timestamp,value,anomaly_score``) and a
 ``summary.json``. ``drift`` measures the recovery from sudden level shifts on the simulator
-(:mod:`anomaly.recovery`).
+(:mod:`anomaly.evaluation.recovery`).
 """
 
 from __future__ import annotations
@@ -26,10 +26,20 @@ from pathlib import Path
 import numpy as np
 
 from . import progress
-from .metrics import (AfterEvents, after_events, clean_normal, event_metrics, event_recall, false_alarm_rate, false_alarms_per_10k,
-                      point_metrics, roc_auc, runs)
-from .nab import PROFILES, FileScore, corpus_files, normalised, probation, score_file, window_bounds
-from .streamed import ENSEMBLE, Streamed, stream_file, stream_series
+from .evaluation.metrics import (
+    AfterEvents,
+    after_events,
+    clean_normal,
+    event_metrics,
+    event_recall,
+    false_alarm_rate,
+    false_alarms_per_10k,
+    point_metrics,
+    roc_auc,
+    runs,
+)
+from .evaluation.nab import PROFILES, FileScore, corpus_files, normalised, probation, score_file, window_bounds
+from .online.streamed import ENSEMBLE, Streamed, stream_file, stream_series
 
 __all__ = ["ENSEMBLE", "AfterEvents", "Streamed", "after_events", "clean_normal", "evaluate_file", "event_metrics", "event_recall",
            "false_alarm_rate", "false_alarms_per_10k", "labels_of", "nab_stream", "point_metrics", "roc_auc",
@@ -70,9 +80,9 @@ class FileResult:
 def nab_stream(path: Path, config) -> tuple[Streamed, str]:  # adapts as config.adapt says
     """Train on a file's probation head and stream the whole file; return the decisions and why training
     failed (``""`` when it did not: then nothing is flagged)."""
-    from .sources import read_csv
-    from .refit import Refitter
-    from .training import train
+    from .io.sources import read_csv
+    from .model.training import train
+    from .online.refit import Refitter
 
     history = read_csv(path)
     head = probation(len(history.values))
@@ -114,7 +124,7 @@ def evaluate_file(path: Path, windows: list[list[str]], config, out: Path | None
 
 
 def _write_scores(path: Path, streamed: Streamed) -> None:
-    from .sinks import format_timestamps
+    from .io.sinks import format_timestamps
 
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = zip(format_timestamps(streamed.timestamps), streamed.values.tolist(), np.round(streamed.score, 6).tolist())
@@ -222,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     from .cli import _setup_logging
 
     _setup_logging()
-    for name in ("anomaly.training", "anomaly.refit", "anomaly.adapt"):  # one line per file is enough
+    for name in ("anomaly.model.training", "anomaly.online.refit", "anomaly.online.adapt"):  # one line per file is enough
         logging.getLogger(name).setLevel(logging.WARNING)
     with progress.display(progress.wanted()):
         return _command(args)
@@ -266,8 +276,8 @@ def _simulated_arguments(parser: argparse.ArgumentParser, points: int, seed: int
 
 def _simulated_run(args):
     """Return the run of ``--models`` with its manifest, adaptation and inline refitter, or ``None`` (error said)."""
-    from .refit import Refitter
-    from .runs import load_run, run_config
+    from .model.runs import load_run, run_config
+    from .online.refit import Refitter
 
     try:
         ensemble, manifest = load_run(args.models)
@@ -289,8 +299,8 @@ def _run_line(manifest: dict, args, adapt, refitter, seconds: float) -> str:
 
 def _drift(args) -> int:
     """``evaluate drift``: refits (unless turned off) are inline, so the numbers do not depend on timing."""
-    from .recovery import drift_recovery
-    from .runs import simulator_start
+    from .evaluation.recovery import drift_recovery
+    from .model.runs import simulator_start
 
     if (run := _simulated_run(args)) is None:
         return 2
@@ -304,7 +314,7 @@ def _drift(args) -> int:
 
 def _sim(args) -> int:
     """``evaluate sim``: recall per kind and flagged normal points by distance after events, per detector."""
-    from .runs import simulator_start
+    from .model.runs import simulator_start
     from .simulate import simulate
 
     if (run := _simulated_run(args)) is None:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import format_timestamp, parse_timestamp
+from .io.data import format_timestamp, parse_timestamp
 
 KINDS = ("false_alarm", "anomaly")
 DEFAULT_FILE = "feedback.jsonl"

@@ -8,8 +8,8 @@ injected anomalies of six kinds, and optional concept drift (which is *not* an a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np

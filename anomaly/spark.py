@@ -3,9 +3,9 @@
 ``python -m anomaly.spark --input DIR --models DIR --output DIR --checkpoint DIR`` reads CSV
 or JSON Lines files of ``series,timestamp,value`` as they appear in ``--input`` (or a Kafka
 topic), groups them by series and scores each group with the series' own
-:class:`~anomaly.runner.Runner` and :class:`~anomaly.alarms.AlarmFilter` inside
+:class:`~anomaly.online.runner.Runner` and :class:`~anomaly.io.alarms.AlarmFilter` inside
 ``applyInPandasWithState``. A series' whole online state is its
-:meth:`~anomaly.runner.Runner.snapshot` (numpy arrays and JSON as bytes, no pickle), kept in
+:meth:`~anomaly.online.runner.Runner.snapshot` (numpy arrays and JSON as bytes, no pickle), kept in
 Spark's checkpointed state store (RocksDB). Rows of a group are sorted by timestamp before
 scoring; the models are loaded once per worker process (:func:`scorer`).
 
@@ -55,7 +55,7 @@ class Scorer:
 
     def run(self, name: str | None = None) -> tuple[str, dict, dict]:
         """Return the name, ensembles by series and manifest of run ``name`` (``None``: the one in use)."""
-        from .runs import load_series, resolve_run
+        from .model.runs import load_series, resolve_run
 
         path = resolve_run(self.models) if name is None else _run_path(self.models, name)
         if path.name not in self._runs:
@@ -71,13 +71,13 @@ class Scorer:
         return ensembles.get(series, ensembles.get(""))
 
     def runner(self, ensemble):
-        from .runner import Runner
+        from .online.runner import Runner
 
         stream = self.config.stream
         return Runner(ensemble, stream.gaps, stream.max_fill, self.adapt, future_horizon=stream.future_horizon_s)
 
     def alarm(self, series: str):
-        from .alarms import AlarmFilter
+        from .io.alarms import AlarmFilter
 
         alerts = self.config.alerts
         return AlarmFilter(alerts.k, alerts.n, alerts.cooldown or self.config.windows.size, series=series)
@@ -99,7 +99,7 @@ def _run_path(models: str, name: str) -> Path:
 
 def detector_names(models: str) -> list[str]:
     """Return the detectors of the run in ``models`` (the ``p_<name>`` columns of the records)."""
-    from .runs import load_series
+    from .model.runs import load_series
 
     ensembles, _ = load_series(models)
     return list(next(iter(ensembles.values())).names)
@@ -136,7 +136,7 @@ def _columns(names: list[str]) -> list[str]:
 
 def _scored(scoring: Scorer, series, frame, group_state, names: list[str]) -> list[list]:
     """Score one series' rows (restoring and updating its state); return the output rows."""
-    from .parse import parse_csv_lines
+    from .io.parse import parse_csv_lines
 
     width = len(_columns(names))
 
@@ -174,7 +174,7 @@ def _restored(scoring: Scorer, series: str, group_state, run: str, ensemble):
     """Return the series' runner and alarm filter, from its state when it has one. State taken with an
     earlier run is restored with that run's models, then the new models are swapped in (as a refit is in
     ``stream.py``: the kept window is rescaled, the calibration starts from the new run's)."""
-    from .state import peek
+    from .online.state import peek
 
     alarm = scoring.alarm(series)
     if not group_state.exists:
@@ -205,7 +205,7 @@ def _lines(frame) -> list[str]:
 
 def _decision_rows(block, series: str) -> list[list]:
     """Return the decision rows of a block: the fields of ``stream.py``'s records, value for value."""
-    from .sinks import record_columns
+    from .io.sinks import record_columns
 
     if not len(block):
         return []
@@ -213,7 +213,7 @@ def _decision_rows(block, series: str) -> list[list]:
 
 
 def _event_row(event, series: str, width: int) -> list:
-    from .alerts import event_id
+    from .io.alerts import event_id
 
     row = [None] * width
     row[0], row[1] = "incident", series
@@ -318,8 +318,8 @@ def _alert_specs(args) -> dict:
 
 def deliver(rows, specs: dict) -> None:
     """Send incident events (rows of ``event_id, event``) to the log, JSON Lines and webhook alert sinks."""
-    from .alarms import AlarmEvent, Incident
-    from .alerts import JsonlAlerts, LogAlerts, WebhookAlerts
+    from .io.alarms import AlarmEvent, Incident
+    from .io.alerts import JsonlAlerts, LogAlerts, WebhookAlerts
 
     sinks = [LogAlerts(specs["log"])]
     if specs.get("jsonl"):
@@ -444,7 +444,7 @@ def refit_main(argv: list[str]) -> int:
     """``python -m anomaly.spark refit``: retrain every series (see :func:`refit_parser`); return the exit status."""
     from pyspark.sql.functions import lit
 
-    from .runs import resolve_run, run_config
+    from .model.runs import resolve_run, run_config
 
     args = refit_parser().parse_args(argv)
     try:
@@ -491,16 +491,16 @@ def refit_group(run: str, history: int):
 
 
 def _refitted(run: str, series: str, points, flagged, history: int) -> bytes:
-    """Retrain one series; return its ensemble's files packed as bytes (see :mod:`anomaly.state`)."""
+    """Retrain one series; return its ensemble's files packed as bytes (see :mod:`anomaly.online.state`)."""
     import tempfile
     import time
 
-    from .detectors import SHAPE_LEARNERS
-    from .parse import parse_csv_lines, parse_timestamps
-    from .refit import keeps_promise
-    from .runs import run_config
-    from .state import pack
-    from .training import calibrated, fit_detectors, prepare
+    from .io.parse import parse_csv_lines, parse_timestamps
+    from .model.detectors import SHAPE_LEARNERS
+    from .model.runs import run_config
+    from .model.training import calibrated, fit_detectors, prepare
+    from .online.refit import keeps_promise
+    from .online.state import pack
 
     scoring = scorer(run, json.dumps({}), False)
     _, ensembles, manifest = scoring.run()
@@ -532,9 +532,9 @@ def save_refit(run: Path, manifest: dict, trained: list) -> tuple[Path, list[tup
     ``run``; return it and the series whose refit failed, with why."""
     import tempfile
 
-    from .ensemble import Ensemble
-    from .runs import load_series, write_run
-    from .state import unpack
+    from .model.ensemble import Ensemble
+    from .model.runs import load_series, write_run
+    from .online.state import unpack
 
     ensembles, _ = load_series(run)
     shared = {name: detector for name, detector in next(iter(ensembles.values())).detectors.items()}

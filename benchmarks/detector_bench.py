@@ -28,9 +28,9 @@ from stream_bench import ENV, river_loop  # noqa: E402
 
 def per_point_seconds(run: Path, points: int, block: int = 1024) -> dict[str, float]:
     """Return each detector's scoring seconds per point on ``points`` simulated points."""
-    from anomaly.detectors.base import score_consecutive
-    from anomaly.ensemble import phases
-    from anomaly.runs import load_run, simulator_start
+    from anomaly.model.detectors.base import score_consecutive
+    from anomaly.model.ensemble import phases
+    from anomaly.model.runs import load_run, simulator_start
     from anomaly.simulate import simulate
 
     ensemble, manifest = load_run(run)
@@ -56,8 +56,8 @@ def main() -> int:
     parser.add_argument("--models", type=Path, help="a trained run/folder (default: train every registered detector)")
     parser.add_argument("--points", type=int, default=200_000)
     args = parser.parse_args()
-    from anomaly.detectors import REGISTRY
-    from anomaly.runs import resolve_run
+    from anomaly.model.detectors import REGISTRY
+    from anomaly.model.runs import resolve_run
 
     models = args.models
     if models is None:

@@ -11,9 +11,9 @@ In one run, on simulated series (each its own seed, scale and level):
   series of ``--train-points`` points (the shape learners pooled, each series its own
   calibration), wall time end to end;
 - ticks: ``--stream-series`` series send one point each per tick, ``--ticks`` ticks, every
-  tick one chunk through :class:`~anomaly.keyed.KeyedRunners` (adaptation on). Each series
+  tick one chunk through :class:`~anomaly.online.keyed.KeyedRunners` (adaptation on). Each series
   first gets a window of history in one chunk (untimed), so the ticks are scored, not
-  warm-up. Points per second of the ticks scored together (:mod:`anomaly.ticks`, the
+  warm-up. Points per second of the ticks scored together (:mod:`anomaly.online.ticks`, the
   default), of a few ticks with each series through its own runner (``ticks=False``), and
   of the same number of points of one series replayed alone through one runner in the same
   run, in blocks of 1,000 as a replay reads them (the ratio is the figure: goal 0.5 or
@@ -49,8 +49,8 @@ def series_shapes(series: int) -> list[tuple[float, float]]:
 
 def write_many(path: Path, series: int, points: int) -> None:
     """Write ``series`` interleaved simulated series of ``points`` points as ``timestamp,series,value``."""
+    from anomaly.io.sinks import format_timestamps
     from anomaly.simulate import simulate
-    from anomaly.sinks import format_timestamps
 
     columns = []
     for i, (scale, level) in enumerate(series_shapes(series)):
@@ -80,10 +80,10 @@ def main() -> int:
     args = parser.parse_args()
 
     from anomaly.config import Config
-    from anomaly.keyed import KeyedRunners
-    from anomaly.records import Chunk
-    from anomaly.runner import Runner
-    from anomaly.runs import load_series
+    from anomaly.io.records import Chunk
+    from anomaly.model.runs import load_series
+    from anomaly.online.keyed import KeyedRunners
+    from anomaly.online.runner import Runner
     from anomaly.simulate import simulate
 
     shapes = series_shapes(args.train_series)

@@ -38,8 +38,8 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg", "SPARK_LO
 
 def write_input(folder: Path, series: int, points: int, files: int) -> Path:
     """Write the interleaved series as one CSV (returned) and as ``files`` files under ``folder/input``."""
+    from anomaly.io.sinks import format_timestamps
     from anomaly.simulate import simulate
-    from anomaly.sinks import format_timestamps
 
     per = points // series
     base = simulate(per, seed=1, anomalies=True, start_index=30_000)

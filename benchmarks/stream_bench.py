@@ -45,8 +45,8 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg"}
 
 def write_stream(path: Path, n: int, start_index: int, seed: int = 7) -> np.ndarray:
     """Write ``n`` simulated points (with anomalies) as ``timestamp,value``; return the values."""
+    from anomaly.io.sinks import format_timestamps
     from anomaly.simulate import simulate
-    from anomaly.sinks import format_timestamps
 
     series = simulate(n, seed=seed, anomalies=True, start_index=start_index)
     with open(path, "w") as handle:
@@ -125,7 +125,7 @@ def naive_loop(run: Path, values: np.ndarray, points: int) -> float:
     Holt-Winters by refitting statsmodels' ``ExponentialSmoothing`` on them, and any other
     detector through its own ``score`` on that one window.
     """
-    from anomaly.runs import load_run
+    from anomaly.model.runs import load_run
 
     ensemble, _ = load_run(run)
     period = ensemble.period
@@ -147,7 +147,7 @@ def _naive_step(name: str, detector, directory: Path, period: int):
     window = detector.window
     phase_of = (lambda t: None) if period < 2 else (lambda t: np.array([t % period]))
     if name in ("dense_ae", "lstm_ae"):
-        from anomaly.detectors.autoencoder import keras
+        from anomaly.model.detectors.autoencoder import keras
 
         model = keras().models.load_model(directory / "model.keras", compile=False)
         shape = (1, window) if name == "dense_ae" else (1, window, 1)
@@ -216,7 +216,7 @@ def main() -> int:
                                           *chosen], work, subprocess.DEVNULL)
     else:
         models, train_s = args.models.resolve(), None
-    from anomaly.runs import resolve_run, simulator_start
+    from anomaly.model.runs import resolve_run, simulator_start
 
     run = resolve_run(models)
     start = simulator_start(json.loads((run / "manifest.json").read_text()))

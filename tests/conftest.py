@@ -12,9 +12,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from anomaly.config import Config, quick  # noqa: E402
-from anomaly.runs import load_run, write_run  # noqa: E402
+from anomaly.model.runs import load_run, write_run  # noqa: E402
+from anomaly.model.training import train  # noqa: E402
 from anomaly.simulate import simulate  # noqa: E402
-from anomaly.training import train  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +34,7 @@ def quick_run(quick_config, tmp_path_factory):
 @pytest.fixture(scope="session")
 def family_run(quick_config, tmp_path_factory):
     """A quick run holding every registered detector (the default ensemble holds four); its folder."""
-    from anomaly.detectors import REGISTRY
+    from anomaly.model.detectors import REGISTRY
 
     config = dataclasses.replace(quick_config, ensemble=dataclasses.replace(quick_config.ensemble,
                                                                             detectors=tuple(REGISTRY)))

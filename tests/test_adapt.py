@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from anomaly.config import AdaptConfig, SimulatorConfig
-from anomaly.drift import Adwin
-from anomaly.records import Chunk
-from anomaly.runner import Runner
+from anomaly.io.records import Chunk
+from anomaly.online.drift import Adwin
+from anomaly.online.runner import Runner
 from anomaly.simulate import Simulator
 
 
@@ -85,7 +85,7 @@ def test_an_anomaly_never_teaches_the_detector_that_it_is_normal(quick_ensemble)
 
 
 def test_a_common_pattern_is_not_gated_for_ever(quick_ensemble):
-    from anomaly.adapt import Adapter
+    from anomaly.online.adapt import Adapter
 
     adapter = Adapter(quick_ensemble, AdaptConfig())
     adapter.kept.append(usable=np.ones(1000, dtype=bool), flags=np.zeros(1000, dtype=bool))
@@ -98,7 +98,7 @@ def test_a_common_pattern_is_not_gated_for_ever(quick_ensemble):
 def test_the_models_own_calibration_keeps_anomalies_out_only_in_the_regime_it_was_fitted_on(quick_ensemble):
     """A point confidently anomalous under the trained calibration, though not under the current one,
     does not teach while the stream's scores look like training; once their bulk has moved up, it does."""
-    from anomaly.adapt import Adapter
+    from anomaly.online.adapt import Adapter
 
     rng = np.random.default_rng(0)
     samples = [quick_ensemble.calibrators_[name].sorted_ for name in quick_ensemble.names]
@@ -126,7 +126,7 @@ def test_adapting_gives_the_same_decisions_in_blocks_and_one_by_one(quick_ensemb
 
 
 def test_kept_points_keep_the_last_capacity_points_in_order_however_they_arrive():
-    from anomaly.adapt import KeptPoints
+    from anomaly.online.adapt import KeptPoints
 
     kept = KeptPoints(capacity=100, k=2)
     sizes = np.random.default_rng(0).integers(1, 40, size=60).tolist() + [1] * 150 + [250, 3]

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from anomaly.evaluate import event_recall, stream_series
-from anomaly.records import Chunk
-from anomaly.refit import Refitter
-from anomaly.runner import Runner
+from anomaly.io.records import Chunk
+from anomaly.online.refit import Refitter
+from anomaly.online.runner import Runner
 from anomaly.simulate import simulate
+
 
 @pytest.fixture(params=[0, 1], ids=["seed0", "seed1"])
 def ensemble_and_seed(request, quick_ensemble, second_ensemble):

@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from anomaly.alarms import AlarmFilter
-from anomaly.alerts import WebhookAlerts, describe, payload
-from anomaly.records import DecisionBlock
+from anomaly.io.alarms import AlarmFilter
+from anomaly.io.alerts import WebhookAlerts, describe, payload
+from anomaly.io.records import DecisionBlock
 
 
 def kinds(events):

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from anomaly.data import format_timestamp
-from anomaly.parse import parse_csv_lines, parse_line
-from anomaly.runner import Runner
+from anomaly.io.data import format_timestamp
+from anomaly.io.parse import parse_csv_lines, parse_line
+from anomaly.online.runner import Runner
 from anomaly.simulate import simulate
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import score_series
 
-from anomaly.calibration import Calibrator, anomaly_score, combine
+from anomaly.model.calibration import Calibrator, anomaly_score, combine
 from anomaly.simulate import simulate
 
 

@@ -115,7 +115,7 @@ def test_help_explains_sources_and_examples():
 
 @pytest.mark.slow
 def test_replay_in_blocks_and_paced_points_write_identical_records(trained):
-    from anomaly.data import format_timestamp
+    from anomaly.io.data import format_timestamp
     from anomaly.simulate import simulate
 
     series = simulate(500, seed=8, anomalies=True, start_index=30_000)

@@ -18,12 +18,12 @@ import pytest
 pytest.importorskip("starlette")
 pytest.importorskip("httpx")
 
-from anomaly.alarms import AlarmFilter  # noqa: E402
 from anomaly.dashboard import Board, parse_address  # noqa: E402
 from anomaly.dashboard.app import create_app  # noqa: E402
-from anomaly.keyed import KeyedRunners, in_input_order  # noqa: E402
-from anomaly.records import Chunk  # noqa: E402
-from anomaly.runner import Runner  # noqa: E402
+from anomaly.io.alarms import AlarmFilter  # noqa: E402
+from anomaly.io.records import Chunk  # noqa: E402
+from anomaly.online.keyed import KeyedRunners, in_input_order  # noqa: E402
+from anomaly.online.runner import Runner  # noqa: E402
 from anomaly.simulate import simulate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import score_series
 
 from anomaly.config import Config
 from anomaly.evaluate import after_events, clean_normal, event_recall, false_alarm_rate, roc_auc
+from anomaly.model.training import train
 from anomaly.simulate import ANOMALY_KINDS, simulate
-from anomaly.training import train
 
 
 @pytest.fixture(scope="module", params=[0, 1], ids=["seed0", "seed1"])

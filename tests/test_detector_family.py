@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from anomaly.config import Config, quick
-from anomaly.detectors import REGISTRY
+from anomaly.model.detectors import REGISTRY
+from anomaly.model.training import train
 from anomaly.simulate import Simulator, simulate
-from anomaly.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg", "DISPLAY": ""}
@@ -57,7 +57,7 @@ def test_the_one_class_svm_scores_as_scikit_learn_does():
     from sklearn.kernel_approximation import Nystroem
     from sklearn.linear_model import SGDOneClassSVM
 
-    from anomaly.windows import sliding
+    from anomaly.model.windows import sliding
 
     rng = np.random.default_rng(0)
     windows = sliding(np.sin(np.arange(2000) / 5) + 0.1 * rng.normal(size=2000), 16)

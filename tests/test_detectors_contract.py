@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from anomaly.detectors import REGISTRY, NotFittedError
-from anomaly.detectors.base import score_consecutive
-from anomaly.windows import sliding
+from anomaly.model.detectors import REGISTRY, NotFittedError
+from anomaly.model.detectors.base import score_consecutive
+from anomaly.model.windows import sliding
 
 PERIOD = 24
 TINY = {

@@ -8,11 +8,11 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy import stats
 from sklearn.ensemble import IsolationForest
 
-from anomaly.calibration import Calibrator
-from anomaly.detectors import REGISTRY
-from anomaly.detectors.forest import CompiledForest
-from anomaly.detectors.onnx_export import session, to_onnx
-from anomaly.rolling import rolling_exceedances, rolling_median, rolling_median_mad
+from anomaly.model.calibration import Calibrator
+from anomaly.model.detectors import REGISTRY
+from anomaly.model.detectors.forest import CompiledForest
+from anomaly.model.detectors.onnx_export import session, to_onnx
+from anomaly.model.rolling import rolling_exceedances, rolling_median, rolling_median_mad
 
 
 def series(kind: int, n: int, rng) -> np.ndarray:
@@ -99,7 +99,7 @@ def test_onnx_graph_reproduces_the_keras_model(fitted_autoencoders, name):
 
 
 def test_onnx_export_refuses_layers_it_does_not_know():
-    from anomaly.detectors.autoencoder import keras
+    from anomaly.model.detectors.autoencoder import keras
 
     k = keras()
     model = k.Sequential([k.Input((8,)), k.layers.Dense(4, activation="softplus"), k.layers.Dense(8)])
@@ -124,10 +124,10 @@ def test_calibrated_tail_equals_scipy_generalised_pareto():
 
 def test_decisions_are_those_of_the_keras_models_on_a_test_stream(quick_ensemble, quick_run):
     """ONNX Runtime rounds floats differently from Keras (~1e-6): not one decision may change."""
-    from anomaly.calibration import anomaly_score, combine
-    from anomaly.detectors.autoencoder import NAIVE, keras, masked
+    from anomaly.model.calibration import anomaly_score, combine
+    from anomaly.model.detectors.autoencoder import NAIVE, keras, masked
+    from anomaly.model.windows import sliding
     from anomaly.simulate import simulate
-    from anomaly.windows import sliding
 
     ensemble = quick_ensemble
     series = simulate(6000, seed=31, anomalies=True, start_index=25_000)

@@ -14,8 +14,8 @@ import pytest
 
 from anomaly.config import AdaptConfig, SimulatorConfig
 from anomaly.feedback import FeedbackFile, Label, main, parse_label, read_feedback
-from anomaly.records import Chunk
-from anomaly.runner import Runner
+from anomaly.io.records import Chunk
+from anomaly.online.runner import Runner
 from anomaly.simulate import Simulator
 
 NO_REFIT = dataclasses.replace(AdaptConfig(), refit=False)
@@ -119,8 +119,8 @@ def test_a_labelled_anomaly_never_teaches_the_stream_that_it_is_normal(quick_ens
 
 
 def test_training_teaches_a_labelled_false_alarm_as_normal(quick_config):
+    from anomaly.model.training import train
     from anomaly.simulate import simulate
-    from anomaly.training import train
 
     series = simulate(12_000, seed=0, config=quick_config.simulator)
     t, v = series.timestamps, series.values.copy()

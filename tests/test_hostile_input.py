@@ -19,13 +19,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from anomaly.data import format_timestamp
-from anomaly.sources import read_csv
-from anomaly.parse import parse_csv_lines, parse_line
-from anomaly.records import Chunk, Rejected
-from anomaly.runner import Runner
+from anomaly.io.data import format_timestamp
+from anomaly.io.parse import parse_csv_lines, parse_line
+from anomaly.io.records import Chunk, Rejected
+from anomaly.io.sources import LineReader, LineSplitter, read_csv
+from anomaly.online.runner import Runner
 from anomaly.simulate import Point, simulate
-from anomaly.sources import LineReader, LineSplitter
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg", "DISPLAY": ""}
@@ -119,7 +118,7 @@ def test_impossible_timestamps_are_rejected_never_written_as_text():
 
 
 def test_a_carriage_return_inside_a_csv_file_line_is_one_rejected_line(tmp_path):
-    from anomaly.sources import csv_chunks
+    from anomaly.io.sources import csv_chunks
 
     path = tmp_path / "cr.csv"
     path.write_bytes(b"timestamp,value\r\n2026-03-01 00:00:00,1\r\n2026-03-01 00:10:00,12\r34\r\n"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from anomaly.keyed import KeyedRunners, state_name
-from anomaly.records import Chunk
-from anomaly.runner import Runner
+from anomaly.io.records import Chunk
+from anomaly.online.keyed import KeyedRunners, state_name
+from anomaly.online.runner import Runner
 from anomaly.simulate import simulate
 
 N = 2_500
@@ -129,9 +129,9 @@ def test_without_a_state_folder_an_idle_series_is_dropped_and_starts_afresh(quic
 
 def test_a_csv_with_a_series_column_feeds_each_series_its_own_runner(quick_ensemble, three, tmp_path):
     """The file side: csv_chunks(series_column=...) keys every point; JSON lines name theirs in "series"."""
-    from anomaly.parse import parse_line
-    from anomaly.sinks import format_timestamps
-    from anomaly.sources import csv_chunks
+    from anomaly.io.parse import parse_line
+    from anomaly.io.sinks import format_timestamps
+    from anomaly.io.sources import csv_chunks
 
     series, keys, timestamps, values = three
     rows = [f"{t},{key},{v!r}\n" for t, key, v in zip(format_timestamps(timestamps), keys, values.tolist())]
@@ -163,7 +163,7 @@ def test_stream_py_scores_a_file_of_many_series_each_as_if_alone_and_names_the_s
     import sys
     from pathlib import Path
 
-    from anomaly.sinks import format_timestamps
+    from anomaly.io.sinks import format_timestamps
 
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg"}

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anomaly.keyed import KeyedRunners
-from anomaly.records import Chunk
-from anomaly.runner import Runner
-from anomaly.runs import load_run, load_series
+from anomaly.io.records import Chunk
+from anomaly.io.sinks import format_timestamps
+from anomaly.model.runs import load_run, load_series
+from anomaly.model.trainer import train_series_and_save
+from anomaly.online.keyed import KeyedRunners
+from anomaly.online.runner import Runner
 from anomaly.simulate import simulate
-from anomaly.sinks import format_timestamps
-from anomaly.trainer import train_series_and_save
 
 ROOT = Path(__file__).resolve().parents[1]
 HISTORY = 10_000
@@ -109,7 +109,7 @@ def test_stream_py_scores_known_series_and_quarantines_the_others(many_run, quic
 @pytest.mark.slow
 def test_fitting_series_in_worker_processes_gives_the_same_run_as_in_one(quick_config):
     """The series' own detectors fit in one process per core: the ensembles are those of a single process."""
-    from anomaly.training import train_pooled
+    from anomaly.model.training import train_pooled
 
     histories = {f"s{i}": (lambda one: (one.timestamps, one.values))(
         simulate(3_000, seed=200 + i, config=quick_config.simulator)) for i in range(8)}
@@ -127,7 +127,7 @@ def test_fitting_series_in_worker_processes_gives_the_same_run_as_in_one(quick_c
 def test_the_false_alarm_rate_holds_for_each_of_twenty_series_of_one_shared_model(quick_config):
     """Twenty series of different scales, levels and seeds, one pooled run: each series' own calibration keeps
     its flagged share of fresh normal points within 0.5x-2x of the target."""
-    from anomaly.training import train_pooled
+    from anomaly.model.training import train_pooled
 
     rng = np.random.default_rng(5)
     shapes = {f"s{i}": (10 ** rng.uniform(-2, 4), rng.uniform(-1e3, 1e3)) for i in range(20)}

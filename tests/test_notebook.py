@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from anomaly.detectors import REGISTRY
+from anomaly.model.detectors import REGISTRY
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "evaluate.ipynb"
 

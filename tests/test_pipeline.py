@@ -7,9 +7,9 @@ import json
 import pytest
 
 from anomaly.errors import UserError
-from anomaly.pipeline import Pipeline, StreamOptions
+from anomaly.io.sinks import format_timestamps
+from anomaly.online.pipeline import Pipeline, StreamOptions
 from anomaly.simulate import simulate
-from anomaly.sinks import format_timestamps
 
 
 def test_a_pipeline_streams_a_file_in_process_and_writes_every_record(quick_run, quick_config, tmp_path, capsys):

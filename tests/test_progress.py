@@ -66,7 +66,7 @@ def plain(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory, quick_run):
-    from anomaly.data import format_timestamp
+    from anomaly.io.data import format_timestamp
     from anomaly.simulate import simulate
 
     folder = tmp_path_factory.mktemp("progress")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from anomaly.config import AdaptConfig
-from anomaly.recovery import Recovery, drift_recovery
+from anomaly.evaluation.recovery import Recovery, drift_recovery
 
 
 def test_the_recovery_bound_is_where_the_rate_stays_within_twice_the_target():

@@ -9,14 +9,14 @@ import time
 import numpy as np
 import pytest
 
-from anomaly.adapt import RefitData
 from anomaly.config import AdaptConfig, SimulatorConfig
-from anomaly.records import Chunk
-from anomaly.refit import Refitter
-from anomaly.runner import Runner
-from anomaly.runs import latest_run, load_run
+from anomaly.io.records import Chunk
+from anomaly.model.runs import latest_run, load_run
+from anomaly.model.training import regularize, touched, train
+from anomaly.online.adapt import RefitData
+from anomaly.online.refit import Refitter
+from anomaly.online.runner import Runner
 from anomaly.simulate import Simulator
-from anomaly.training import regularize, touched, train
 
 
 def normal(n: int, start: int, noise_sd: float = 1.0, seed: int = 3):
@@ -68,7 +68,7 @@ def test_a_refit_after_a_lasting_change_swaps_in_new_models_and_saves_them_as_a_
 
 
 def test_new_models_swap_in_only_when_they_keep_the_promise_and_beat_the_models_in_use(quick_ensemble):
-    from anomaly.refit import beats_models_in_use, keeps_promise
+    from anomaly.online.refit import beats_models_in_use, keeps_promise
 
     report = {"validation_points": 200, "validation_flags": 13, "target_far": 1e-3}
     with pytest.raises(ValueError, match="13 of 200"):
@@ -204,7 +204,7 @@ def test_a_refit_still_training_when_the_stream_stops_is_dropped_and_counted(qui
 
 
 def test_points_no_normal_point_could_give_are_left_out_of_the_combined_calibration():
-    from anomaly.calibration import plausibly_normal
+    from anomaly.model.calibration import plausibly_normal
 
     rng = np.random.default_rng(0)
     for _ in range(20):  # a normal sample keeps every point (the chance of dropping one is 1%)
@@ -229,7 +229,7 @@ def test_unlabelled_anomalies_in_the_history_do_not_blind_the_trained_ensemble(q
         if history != "clean":
             values[11_000:16_000:500] += 30.0  # ten, inside the part that calibrates the combination
         if history == "with spikes, kept in":
-            monkeypatch.setattr("anomaly.training.plausibly_normal", lambda p: np.ones(len(p), dtype=bool))
+            monkeypatch.setattr("anomaly.model.training.plausibly_normal", lambda p: np.ones(len(p), dtype=bool))
         ensemble, _ = train(series.timestamps, values, quick_config, seed=0)
         decisions = ensemble.decide(ensemble.scaler.transform(spiked), ensemble.grid.positions(later.timestamps))
         first = 2000 - ensemble.window + 1  # decisions start at the first full window
@@ -240,7 +240,7 @@ def test_unlabelled_anomalies_in_the_history_do_not_blind_the_trained_ensemble(q
 
 
 def test_a_tie_goes_to_new_models_that_learned_a_cycle_the_models_in_use_lack(quick_ensemble):
-    from anomaly.refit import beats_models_in_use
+    from anomaly.online.refit import beats_models_in_use
 
     t, v = normal(1500, 20_000)
     report = {"validation_start": float(t[1100])}
@@ -277,7 +277,7 @@ def test_a_head_too_short_for_its_daily_cycle_learns_it_from_a_refit_and_then_fi
     """Two days of history cannot teach a daily cycle held out; once the stream has shown a week, a refit
     finds it, and a day whose plateau is twice as high is flagged (before: never, as on NAB's files)."""
     from anomaly.config import Config
-    from anomaly.streamed import stream_series
+    from anomaly.online.streamed import stream_series
 
     config = Config()
     config = dataclasses.replace(config, ensemble=dataclasses.replace(config.ensemble, detectors=("shesd", "ewma")))

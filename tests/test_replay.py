@@ -17,10 +17,10 @@ import pytest
 
 from anomaly.config import SimulatorConfig
 from anomaly.evaluate import stream_file
-from anomaly.refit import Refitter
-from anomaly.runs import load_run, run_config
+from anomaly.io.sinks import format_timestamps
+from anomaly.model.runs import load_run, run_config
+from anomaly.online.refit import Refitter
 from anomaly.simulate import Simulator, simulate
-from anomaly.sinks import format_timestamps
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg", "DISPLAY": ""}

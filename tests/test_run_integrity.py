@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anomaly.runs import LATEST, check_writable, latest_run, load_run, locked, write_run
+from anomaly.model.runs import LATEST, check_writable, latest_run, load_run, locked, write_run
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg", "DISPLAY": ""}

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from anomaly.runner import Rejected, Runner
-from anomaly.runs import latest_run, load_run, write_run
+from anomaly.model.runs import latest_run, load_run, write_run
+from anomaly.online.runner import Rejected, Runner
 from anomaly.simulate import Point, simulate
 
 

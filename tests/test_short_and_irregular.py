@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from anomaly.records import Chunk
-from anomaly.runner import Runner
-from anomaly.training import MIN_POINTS, regularize, train
+from anomaly.io.records import Chunk
+from anomaly.model.training import MIN_POINTS, regularize, train
+from anomaly.online.runner import Runner
 
 
 def irregular(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

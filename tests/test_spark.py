@@ -30,8 +30,8 @@ FILES, SERIES, POINTS = 6, 3, 1800  # points per series, spread over FILES input
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """Three interleaved series (anomalies injected), as one CSV for stream.py and as FILES files for Spark."""
+    from anomaly.io.sinks import format_timestamps
     from anomaly.simulate import simulate
-    from anomaly.sinks import format_timestamps
 
     folder = tmp_path_factory.mktemp("spark")
     series = {f"host-{k}": simulate(POINTS, seed=20 + k, anomalies=True, start_index=30_000) for k in range(SERIES)}
@@ -128,8 +128,7 @@ def test_after_a_kill_9_of_the_driver_a_restart_writes_every_point_exactly_once(
 @pytest.mark.slow
 def test_a_refit_job_makes_a_new_run_that_the_stream_picks_up_at_its_next_batch(data, quick_run, reference,
                                                                                  tmp_path):
-    from anomaly.runs import latest_run, load_series
-    from anomaly.runs import _point_latest
+    from anomaly.model.runs import _point_latest, latest_run, load_series
 
     models = data / "refit-models"
     shutil.copytree(quick_run, models / quick_run.name)

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anomaly.alarms import AlarmFilter
-from anomaly.records import Chunk
-from anomaly.runner import Runner
+from anomaly.io.alarms import AlarmFilter
+from anomaly.io.records import Chunk
+from anomaly.online.runner import Runner
+from anomaly.online.state import MAGIC, SnapshotError, pack, peek, unpack
 from anomaly.simulate import simulate
-from anomaly.state import MAGIC, SnapshotError, pack, peek, unpack
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg"}
@@ -121,7 +121,7 @@ def test_a_snapshot_that_does_not_fit_is_refused_with_a_reason(quick_ensemble, q
 def test_stream_py_with_state_stops_and_goes_on_as_if_it_never_stopped(quick_run, quick_config, tmp_path):
     """The CLI: a file streamed in two parts with --state DIR gives the records of one uninterrupted run,
     and the incidents split across the restart add up to the uninterrupted run's."""
-    from anomaly.sinks import format_timestamps
+    from anomaly.io.sinks import format_timestamps
 
     series = simulate(6_000, seed=4, anomalies=True, start_index=quick_config.training.n_points,
                       config=quick_config.simulator)

@@ -16,14 +16,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anomaly.data import number, parse_timestamp
-from anomaly.parse import line_fields, parse_csv_lines
-from anomaly.records import Chunk, DecisionBlock
-from anomaly.runner import Runner
+from anomaly.io.data import number, parse_timestamp
+from anomaly.io.parse import line_fields, parse_csv_lines
+from anomaly.io.records import Chunk, DecisionBlock
+from anomaly.io.sinks import OutputSink, record
+from anomaly.io.sources import arriving_lines, csv_chunks, limited
+from anomaly.model.windows import TimeGrid
+from anomaly.online.runner import Runner
 from anomaly.simulate import Point
-from anomaly.sinks import OutputSink, record
-from anomaly.sources import arriving_lines, csv_chunks, limited
-from anomaly.windows import TimeGrid
 
 GOOD_STAMPS = st.sampled_from([
     "2026-03-01 00:10:00", "2026-03-01T00:20:00", "2024-02-29 23:59:59", "1767225900", "1767225900000",
@@ -169,7 +169,7 @@ def test_chunks_concatenate_in_order_with_unknown_labels_as_none():
 
 
 def test_sinks_in_a_child_process_write_what_in_process_sinks_write(tmp_path):
-    from anomaly.sink_process import SinkProcess, make_sinks
+    from anomaly.io.sink_process import SinkProcess, make_sinks
 
     blocks = [make_block(40), make_block(25, truth=False)]
     here = [("output", str(tmp_path / "here.jsonl"))]
@@ -188,7 +188,7 @@ def test_sinks_in_a_child_process_write_what_in_process_sinks_write(tmp_path):
 
 
 def test_a_failing_child_process_is_reported(tmp_path):
-    from anomaly.sink_process import SinkProcess
+    from anomaly.io.sink_process import SinkProcess
 
     child = SinkProcess([("output", str(tmp_path / "missing-folder" / "out.jsonl"))])
     with pytest.raises(OSError, match="output process"):
@@ -198,7 +198,7 @@ def test_a_failing_child_process_is_reported(tmp_path):
 
 
 def test_rejects_reach_the_quarantine_in_input_order():
-    from anomaly.runner import Runner
+    from anomaly.online.runner import Runner
 
     runner = Runner(SimpleNamespace(window=3, grid=TimeGrid(parse_timestamp("2026-03-01"), 600.0)))
     runner._score = lambda chunk: chunk  # validation and accounting only: no model needed
@@ -210,7 +210,7 @@ def test_rejects_reach_the_quarantine_in_input_order():
 
 
 def test_a_too_long_line_is_rejected_with_its_start_kept():
-    from anomaly.parse import MAX_LINE, parse_line
+    from anomaly.io.parse import MAX_LINE, parse_line
 
     line = "2026-03-01 00:10:00," + "9" * (MAX_LINE + 10)
     chunk = parse_csv_lines([line, "2026-03-01 00:20:00,2"], 2, 2, 0, 1)

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from test_hostile_input import HOSTILE, normal_lines
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from anomaly.keyed import KeyedRunners, in_input_order
-from anomaly.records import Chunk
-from anomaly.runner import Runner
-from anomaly.runs import load_run
+from anomaly.io.records import Chunk
+from anomaly.model.runs import load_run
+from anomaly.online.keyed import KeyedRunners, in_input_order
+from anomaly.online.runner import Runner
 from anomaly.simulate import simulate
 
 TICKS = 700  # past the adapter's first boundaries (every 256 points): recalibrated copies tick too
@@ -71,9 +71,9 @@ def streamed(ensembles, config, chunks, together: bool):
 @pytest.mark.parametrize("parts", ["one part", "parts on every core"])
 def test_a_tick_decides_every_point_as_each_series_own_runner_does(ensembles, quick_config, parts, monkeypatch):
     if parts == "parts on every core":  # as a tick of thousands of series is decided: in parts, on a pool
-        monkeypatch.setattr("anomaly.ticks.PARALLEL_ROWS", 2)
+        monkeypatch.setattr("anomaly.online.ticks.PARALLEL_ROWS", 2)
         pool = ThreadPoolExecutor(2)
-        monkeypatch.setattr("anomaly.ticks._pool", lambda: pool)
+        monkeypatch.setattr("anomaly.online.ticks._pool", lambda: pool)
     chunks = ticks(ensembles, quick_config)
     together = streamed(ensembles, quick_config, chunks, together=True)
     alone = streamed(ensembles, quick_config, chunks, together=False)

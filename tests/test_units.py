@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from anomaly.config import Config, load_config
-from anomaly.data import parse_timestamp
-from anomaly.detectors.shesd import esd_critical_values
-from anomaly.seasonality import detect_period
-from anomaly.windows import Scaler, TimeGrid, sliding
+from anomaly.io.data import parse_timestamp
+from anomaly.model.detectors.shesd import esd_critical_values
+from anomaly.model.seasonality import detect_period
+from anomaly.model.windows import Scaler, TimeGrid, sliding
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,7 +95,7 @@ def test_a_timestamp_in_another_form_is_refused(text, form, message):
 
 
 def test_block_parsing_follows_the_chosen_format():
-    from anomaly.parse import parse_csv_lines
+    from anomaly.io.parse import parse_csv_lines
 
     chunk = parse_csv_lines(["1767225900000,1", "1767225960000,2"], 2, 2, 0, 1, time_format="epoch-ms")
     assert chunk.timestamps.tolist() == [1767225900.0, 1767225960.0]

@@ -46,7 +46,7 @@ def parse_address(text: str) -> tuple[str, int]:
 
 def check_remote(host: str, allowed: bool) -> None:
     """Raise ``ValueError`` for an address other than loopback without ``allowed``; warn when allowed."""
-    from ..server import is_loopback
+    from ..io.server import is_loopback
 
     if is_loopback(host):
         return

@@ -29,8 +29,8 @@ def create_app(board: Board, feedback: str | Path = "feedback.jsonl"):
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
-    from ..data import parse_timestamp
     from ..feedback import append_label
+    from ..io.data import parse_timestamp
 
     async def index(request):
         return FileResponse(STATIC / "index.html")

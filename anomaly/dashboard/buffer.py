@@ -16,7 +16,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..alerts import payload
+from ..io.alerts import payload
 
 FIELDS = ("timestamps", "values", "expected", "spread", "score", "is_anomaly")
 
@@ -106,7 +106,7 @@ class Board:
     # -------------------------------------------------------------- a finished run's files
     def add_records(self, records: list[dict]) -> None:
         """Keep output records (``stream.py --output`` JSON Lines, as dicts) of one or many series."""
-        from ..data import parse_timestamp
+        from ..io.data import parse_timestamp
 
         by_series: dict[str, list[dict]] = {}
         for record in records:

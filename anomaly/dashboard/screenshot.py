@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from ..sinks import format_timestamps
+    from ..io.sinks import format_timestamps
     from ..simulate import simulate
 
     out = Path(args.out).resolve()

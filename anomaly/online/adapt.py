@@ -1,0 +1,472 @@
+"""Adaptation: recalibrate on recent points judged normal, after drift and every so often.
+
+A detector trained once alarms for ever after a lasting change (a noisier regime, a new
+daily shape), or goes blind when its scores fall. The :class:`Adapter` keeps the last
+``history`` points' raw detector scores and refits the calibration from them. Refitting
+the calibration is cheap and exact: the models stay as they are.
+
+- **Only normal points teach:** a point is admitted unless a point within ``margin`` points
+  of it is confidently anomalous, that is, has a p-value below ``gate`` times the alarm
+  threshold (1e-4 for the default 1e-3). An anomaly therefore never teaches the detector
+  that it is normal. Marginal flags still teach: they are what a miscalibrated detector
+  flags in bulk, and gating them too would keep it miscalibrated (measured on NAB: the
+  flags' own exclusions left only the calm stretches to calibrate on).
+- **Anchored to the models' own calibration:** a point is also confidently anomalous when
+  its p-value under the calibration the models were trained (or refitted) with is below
+  ``gate`` times the threshold. Otherwise anomalies that are only marginally flagged leak in,
+  raise the thresholds, and the next ones look less anomalous and leak too, until the
+  detector is blind (measured on the simulator, whose anomalies are 5% of points: event
+  recall fell from 0.98 to 0.13 within 20,000 points). The anchor holds only while the bulk
+  of recent scores looks like that calibration's (:meth:`Adapter.same_regime`) and no
+  lasting change was seen: in a noisier regime it would keep the new normal's highest
+  scores out of calibration and the thresholds too low.
+- **A lasting change is not a burst:** alarms that go on for more than ``confirm`` points
+  are the new normal. They are admitted, and the history before them is dropped.
+- **Drift:** ADWIN watches the deseasoned input level and the calibrated evidence
+  (``-log10 p``). A change in either calls for a recalibration at once, on the whole
+  recent history. The history is not cut there: ADWIN's bound assumes independent values,
+  so on smooth, autocorrelated metrics it fires often, and cutting each time left
+  calibration with a few hundred points (measured on NAB: false alarms rose fivefold). The
+  detectors look at shape, not level, so a new level alone does not need a new history.
+- **Refits:** the models themselves are retrained on the admitted points in the background
+  (:mod:`anomaly.online.refit`) when a change was seen, when the admitted points are twice what
+  the models were trained on (a short head), and every ``refit_every`` points; see
+  :meth:`Adapter.refit_request`.
+- **Feedback** (:mod:`anomaly.feedback`): points labelled ``anomaly`` are never admitted;
+  points labelled ``false_alarm`` always are, and their scores are taught to calibration.
+- **When:** every ``every`` points, after a change, and whenever the admitted sample has
+  doubled since the last recalibration (a short training head is soon outgrown), once
+  ``min_points`` points are admitted. Decisions are taken only every ``step`` input points,
+  so that a replay in blocks and a live stream adapt at the same points and decide alike.
+  As in training, the older part of the admitted points calibrates each detector and the
+  rest calibrates their combination.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import AdaptConfig
+from ..feedback import Label
+from ..io.records import DecisionBlock
+from ..model.calibration import MIN_EMPIRICAL, combine, plausibly_normal, taught_calibrator
+from ..model.windows import runs
+from .drift import Adwin
+
+logger = logging.getLogger(__name__)
+GROUP = 16  # points averaged into each value ADWIN sees
+NORMAL, ANOMALY = 1, 2  # feedback marks of kept points (0: none)
+ANCHOR_MIN = 1000  # calibration points per detector the models' own calibration needs to be an anchor
+
+
+@dataclass(frozen=True)
+class RefitData:
+    """What a refit trains on: the kept input points, and which must not teach."""
+
+    timestamps: np.ndarray  # (n,) epoch seconds of the kept points past warm-up (gap fillers included)
+    values: np.ndarray  # (n,)
+    exclude: np.ndarray  # (n,) bool: not admitted (confident anomalies and their margins, labelled anomalies) or flagged
+    labels: list[Label]  # feedback so far: false alarms are taught to the new calibration
+    reason: str
+    flagged: np.ndarray | None = None  # (n,) bool: what the models in use decided (None: not known)
+
+
+class KeptPoints:
+    """The last ``capacity`` points of a stream, one array per column, grown in place.
+
+    Each column is a view (``kept.flags``, ``kept.raw``, ...) that writes through. An
+    append copies only the new points into spare room; once every ``capacity`` points the
+    kept ones move to the front. A live stream appends one point at a time, and copying
+    the whole history each time cost more than scoring the point.
+    """
+
+    COLUMNS = {  # name: (dtype, value of a column an append leaves out)
+        "raw": (float, np.nan),  # (n, k) raw detector scores; NaN where the models were since swapped out
+        "flags": (bool, False),  # confidently anomalous (p below gate * alpha)
+        "anchored": (bool, False),  # confidently anomalous under the models' own calibration (see Adapter)
+        "alarms": (bool, False),  # the decisions made (p < alpha)
+        "usable": (bool, False),  # scored past warm-up, not made up to fill a gap
+        "filled": (bool, False),  # made up to fill gaps: a refit trains on them, nothing else does
+        "timestamps": (float, np.nan),  # epoch seconds
+        "values": (float, np.nan),
+        "marks": (np.int8, 0),  # feedback: NORMAL, ANOMALY or 0
+    }
+
+    START_ROWS = 512  # rows allocated at first: room grows by doubling, up to twice the capacity
+
+    def __init__(self, capacity: int, k: int):
+        self.capacity = capacity
+        self._columns = self._allocated(min(self.START_ROWS, 2 * capacity), k)
+        self._start = self._end = 0
+
+    def _allocated(self, rows: int, k: int) -> dict[str, np.ndarray]:
+        # a young stream (or one of many series) holds little: memory grows with what is kept
+        return {name: np.full((rows, k) if name == "raw" else rows, fill, dtype=dtype)
+                for name, (dtype, fill) in self.COLUMNS.items()}
+
+    def _grow(self, needed: int) -> None:
+        """Make room for ``needed`` rows from the start (at most twice the capacity), keeping the points kept."""
+        rows = min(2 * self.capacity, max(2 * len(self._columns["flags"]), needed))
+        k = self._columns["raw"].shape[1]
+        grown = self._allocated(rows, k)
+        n = len(self)
+        for name, column in self._columns.items():
+            grown[name][:n] = column[self._start:self._end]
+        self._columns, self._start, self._end = grown, 0, n
+
+    def __len__(self) -> int:
+        return self._end - self._start
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        columns = self.__dict__.get("_columns")
+        if columns is None or name not in columns:
+            raise AttributeError(name)
+        return columns[name][self._start:self._end]
+
+    def append(self, **new) -> None:
+        """Keep ``n`` new points (each column an ``(n,)`` array or a scalar; left-out columns get their default)."""
+        n = max(len(v) for v in new.values() if np.ndim(v))
+        new = {name: np.asarray(v)[-self.capacity:] if np.ndim(v) else v for name, v in new.items()}
+        n = min(n, self.capacity)  # a block longer than the capacity keeps its last points
+        rows = len(self._columns["flags"])
+        if self._end + n > rows and rows < 2 * self.capacity:  # out of room, and room may still grow
+            self._grow(min(len(self), self.capacity - n) + n)
+        if self._end + n > len(self._columns["flags"]):  # out of room: move the points still kept to the front
+            keep = min(len(self), self.capacity - n)
+            for column in self._columns.values():
+                column[:keep] = column[self._end - keep:self._end]
+            self._start, self._end = 0, keep
+        for name, column in self._columns.items():
+            column[self._end:self._end + n] = new.get(name, self.COLUMNS[name][1])
+        self._end += n
+        self._start = max(self._start, self._end - self.capacity)
+
+    def drop_before(self, index: int) -> None:
+        """Forget the first ``index`` kept points."""
+        self._start = min(self._end, self._start + index)
+
+    def state(self) -> tuple[dict, dict]:
+        """Return ``(arrays, meta)``: the kept points, one array per column (see :mod:`anomaly.online.state`)."""
+        return {name: column[self._start:self._end].copy() for name, column in self._columns.items()}, {}
+
+    def load_state(self, arrays: dict, meta: dict) -> None:
+        """Keep exactly the points of :meth:`state`'s output (at most ``capacity``)."""
+        n = min(len(arrays["flags"]), self.capacity)
+        if n > len(self._columns["flags"]):
+            self._columns = self._allocated(min(2 * self.capacity, max(n, self.START_ROWS)),
+                                            self._columns["raw"].shape[1])
+        for name, column in self._columns.items():
+            if arrays[name].shape[1:] != column.shape[1:]:
+                raise ValueError(f"kept points: column {name} has shape {arrays[name].shape}, expected "
+                                 f"(n, {', '.join(map(str, column.shape[1:]))})")
+            column[:n] = arrays[name][len(arrays[name]) - n:]
+        self._start, self._end = 0, n
+
+
+class Adapter:
+    """Watches one stream's decisions; :meth:`observe` returns a recalibrated ensemble when one is due."""
+
+    def __init__(self, ensemble, settings: AdaptConfig | None = None):
+        self.settings = s = settings or AdaptConfig()
+        self.original = ensemble  # as trained: its calibration samples are pooled with recent ones
+        self._anchor_off = False  # a lasting change was seen: the models' own calibration no longer applies
+        self._unanchored = 0  # kept points at the end whose `anchored` column is not yet worked out
+        # lingering flags come while an event is inside the shortest window; a wider margin keeps
+        # too many ordinary points out and leaves calibration with only the quietest stretches
+        self.margin = s.margin or ensemble.shortest_window
+        self.confirm = s.confirm or 2 * ensemble.window
+        k = len(ensemble.names)
+        # kept points: the calibration uses the last `history`, a refit all of them
+        self.kept = KeptPoints(max(s.history, s.refit_history if s.refit else 0), k)
+        self._labels: list[Label] = []
+        self._taught = np.empty((0, k))  # raw scores of points labelled false alarms
+        self._since_refit = 0
+        self._seen = 0  # input points observed (filled ones not counted)
+        self._admitted_at_refit = 0  # admitted points the last recalibration had
+        self._changed = False  # a change was seen and is not yet recalibrated for
+        self._refit_wanted = ""  # why the models should be retrained ("" while they need not)
+        self._since_models = 0  # input points since the models were trained or swapped in
+        self._refit_tried = 0  # admitted points the last refit was asked with
+        self._level, self._evidence = Adwin(s.delta), Adwin(s.delta)
+        self._pending = np.empty((0, 2))  # level and evidence of points not yet in a group of GROUP
+        self.at_boundary = False  # whether the last block ended where the adapter may act
+        self.recalibrations = 0
+        self.changes = 0
+
+    _COUNTERS = ("_anchor_off", "_unanchored", "_since_refit", "_seen", "_admitted_at_refit", "_changed",
+                 "_refit_wanted", "_since_models", "_refit_tried", "at_boundary", "recalibrations", "changes")
+
+    def state(self) -> dict[str, tuple[dict, dict]]:
+        """Return the parts of this adapter's state, ``{name: (arrays, meta)}`` (see :mod:`anomaly.online.state`).
+
+        The ensemble it pools with (``original``) is not in it: that is the run's, loaded again."""
+        counters = {name.lstrip("_"): getattr(self, name) for name in self._COUNTERS}
+        labels = [[label.kind, label.start, label.end] for label in self._labels]
+        return {"adapter": ({"taught": self._taught, "pending": self._pending}, {**counters, "labels": labels}),
+                "kept": self.kept.state(), "level": self._level.state(), "evidence": self._evidence.state()}
+
+    def load_state(self, parts: dict[str, tuple[dict, dict]]) -> None:
+        """Go on from :meth:`state`'s output."""
+        arrays, meta = parts["adapter"]
+        for name in self._COUNTERS:
+            setattr(self, name, type(getattr(self, name))(meta[name.lstrip("_")]))
+        self._labels = [Label(kind, float(start), float(end)) for kind, start, end in meta["labels"]]
+        self._taught = np.asarray(arrays["taught"], dtype=np.float64).reshape(-1, self._taught.shape[1])
+        self._pending = np.asarray(arrays["pending"], dtype=np.float64).reshape(-1, 2)
+        self.kept.load_state(*parts["kept"])
+        self._level.load_state(*parts["level"])
+        self._evidence.load_state(*parts["evidence"])
+
+    def observe(self, block: DecisionBlock, ensemble):
+        """Take in a block of decisions; return a recalibrated copy of ``ensemble`` when due, else ``None``."""
+        if len(block) == 0:
+            return None
+        usable = ~block.warmup if block.filled is None else ~block.warmup & ~block.filled
+        marks = np.zeros(len(block), dtype=np.int8)
+        for label in self._labels:
+            marks[label.covers(block.timestamps)] = NORMAL if label.kind == "false_alarm" else ANOMALY
+        self.kept.append(raw=block.raw, flags=block.p_value < self.settings.gate * block.alpha, usable=usable,
+                         alarms=block.is_anomaly, filled=False if block.filled is None else block.filled,
+                         timestamps=block.timestamps, values=block.values, marks=marks)
+        self._since_refit += len(block)
+        new_points = len(block) - (0 if block.filled is None else int(block.filled.sum()))
+        self._seen += new_points
+        self._unanchored += len(block)
+        self._since_models += new_points
+        self._watch(block, ensemble, usable)
+        # decide only at fixed counts: replay and live alike
+        self.at_boundary = self._seen == self.boundary(self._seen - 1)
+        if not self.at_boundary:
+            return None
+        self._lasting_change()
+        self._anchor(block.alpha)
+        history = self.settings.history
+        admitted = self.admitted(history) & np.isfinite(self.kept.raw[-history:, 0])
+        count = int(admitted.sum())
+        # young histories (a short training head, or just after a change) are recalibrated each
+        # time the sample has doubled; then every `every` points
+        due = self._since_refit >= self.settings.every or self._changed or count >= 2 * self._admitted_at_refit
+        if not due or count < self.settings.min_points:
+            return None
+        self._since_refit, self._changed, self._admitted_at_refit = 0, False, count
+        self.recalibrations += 1
+        return recalibrated(ensemble, self.kept.raw[-history:][admitted], self.original, self._taught)
+
+    def feedback(self, labels: list[Label]) -> int:
+        """Apply feedback labels to the kept points and to those to come; return how many kept points they cover.
+
+        A false alarm's kept scores are taught to calibration, and the next boundary
+        recalibrates. Labels over points no longer kept still mark points to come, and
+        ``train.py --feedback`` applies them to a history.
+        """
+        covered_total = 0
+        kept = self.kept
+        for label in labels:
+            self._labels.append(label)
+            covered = label.covers(kept.timestamps) & kept.usable
+            covered_total += int(covered.sum())
+            if label.kind == "false_alarm":
+                kept.marks[covered] = NORMAL
+                taught = kept.raw[covered]
+                self._taught = np.concatenate([self._taught, taught[np.isfinite(taught).all(axis=1)]])
+            else:
+                kept.marks[covered] = ANOMALY
+            if covered.any():
+                self._changed = True
+        return covered_total
+
+    def refit_request(self, trained_on: int) -> RefitData | None:
+        """Return what to retrain the models on when a refit is due, else ``None``.
+
+        Due at a boundary, once ``refit_min`` points are admitted and as many have passed
+        since the models were trained or swapped in, when: a change was seen since; the
+        admitted points number twice the ``trained_on`` points the models learned from; or
+        ``refit_every`` points have passed.
+        """
+        s = self.settings
+        if not (s.refit and self.at_boundary) or self._since_models < s.refit_min:
+            return None
+        admitted = self.admitted()
+        count = int(admitted.sum())
+        reason = (self._refit_wanted or ("more history" if count >= 2 * max(trained_on, self._refit_tried) else "")
+                  or ("periodic" if self._since_models >= s.refit_every else ""))
+        if not reason or count < s.refit_min:
+            return None
+        self._refit_wanted = ""
+        self._since_models = 0  # the next refit is counted from this one
+        self._refit_tried = count  # "more history" next when this has doubled
+        # filled points carry the series across short gaps, as they did for scoring (a refit's history
+        # would otherwise count them missing and could be refused)
+        # every flagged point stays out too, even one recalibration admits (a marginal flag, an alarm
+        # taken as a lasting change): the models never learn what they called anomalous, and
+        # training keeps out every window that holds one
+        kept = self.kept
+        points = kept.usable | kept.filled
+        exclude = (~admitted | (kept.alarms & (kept.marks != NORMAL))) & kept.usable
+        return RefitData(kept.timestamps[points], kept.values[points], exclude[points],
+                         list(self._labels), reason, kept.alarms[points])
+
+    def models_swapped(self, ensemble) -> None:
+        """Start over with new models: their calibration is the baseline; kept scores of the old ones are void."""
+        self.original = ensemble
+        self._anchor_off = False
+        self.kept.raw[:] = np.nan
+        self.kept.anchored[:] = False
+        self._unanchored = 0
+        self._taught = np.empty((0, len(ensemble.names)))  # refits are taught the labels themselves
+        self._level, self._evidence = Adwin(self.settings.delta), Adwin(self.settings.delta)
+        self._pending = np.empty((0, 2))
+        self._since_refit, self._admitted_at_refit, self._since_models = 0, 0, 0
+
+    def boundary(self, seen: int) -> int:
+        """Return the first input count after ``seen`` at which the adapter may act.
+
+        Every ``step`` points for 16 steps, then every 4 steps for 16 of those, then every 16
+        steps: a young stream needs adapting most (NAB's files are a few thousand points),
+        and each step is a scoring pass of its own (measured: 1024-point steps cost a
+        third of replay speed). Replay cuts its blocks at these counts, so it adapts where a
+        live stream does.
+        """
+        step, start = self.settings.step, 0
+        while seen >= start + 16 * step and step < 16 * self.settings.step:
+            start += 16 * step
+            step *= 4
+        return start + ((seen - start) // step + 1) * step
+
+    def admitted(self, last: int | None = None) -> np.ndarray:
+        """Return which of the kept points may teach the detector: none confidently anomalous nearby.
+
+        When more than ``max_share`` of the kept points are confidently anomalous, all are
+        admitted: anomalies are rare, and so common a pattern is the stream's own. Gating it
+        would keep it out of calibration for ever, and each recalibration would make it look
+        more anomalous still (measured on NAB's stepped series: 1 point in 5). Feedback
+        overrides both: a labelled anomaly never teaches, a labelled false alarm always does.
+        """
+        kept = slice(-last if last else None, None)  # ``last``: only the last so many kept points
+        usable, marks = self.kept.usable[kept], self.kept.marks[kept]
+        flags = self.kept.flags[kept] | (self.kept.anchored[kept] if self.same_regime() else False)
+        flags &= usable & (marks != NORMAL)
+        if flags.sum() > self.settings.max_share * usable.sum():
+            gated = usable.copy()
+        else:
+            near = flags.copy()
+            for start, end in runs(flags):  # dilate each run of flags by the margin, both ways
+                near[max(0, start - self.margin):end + self.margin] = True
+            gated = usable & ~near
+        return (gated & (marks != ANOMALY)) | (usable & (marks == NORMAL))
+
+    def _anchor(self, alpha: float) -> None:
+        """Mark the points kept since the last boundary that are confidently anomalous under the models' own calibration.
+
+        Worked out at boundaries, in one pass, because only :meth:`admitted` reads them and a
+        live stream observes one point at a time. Only for models calibrated on at least
+        ``ANCHOR_MIN`` points per detector: a short head's calibration is too coarse to vouch
+        for anything.
+        """
+        n, self._unanchored = min(self._unanchored, len(self.kept)), 0
+        reference = self.original
+        if n == 0 or self._anchor_off or min(len(c.sorted_) for c in reference.calibrators_.values()) < ANCHOR_MIN:
+            return
+        raw, usable = self.kept.raw[-n:], self.kept.usable[-n:]
+        scored = usable & np.isfinite(raw).all(axis=1)  # NaN: scored by models since swapped out
+        p_value = reference.combined_p_value(reference.detector_p_values(raw[scored]))
+        self.kept.anchored[-n:][scored] = p_value < self.settings.gate * alpha
+
+    def same_regime(self) -> bool:
+        """Return whether the models' own calibration may still judge what teaches (see the module).
+
+        It may while no lasting change was seen since the models were trained or swapped in,
+        and the bulk of the stream's recent scores looks like their calibration sample: for
+        every detector, the median raw score of the last ``every`` usable points lies at or
+        below the sample's 75th percentile. A few per cent of anomalies move the median only
+        a little; a noisier regime moves the bulk up (measured on the quick models: 2.5 times the
+        noise put the autoencoders' and the forest's medians at their samples' 96th to 99th
+        percentiles, 1.3 times at the 63rd to 75th; S-H-ESD's robust scores did not move). A
+        change only in the far tail leaves the medians where they were, and the anchor stays.
+        """
+        if self._anchor_off:
+            return False
+        lately = slice(-4 * self.settings.every, None)  # enough kept points to hold `every` scored ones
+        recent = self.kept.raw[lately][self.kept.usable[lately]]
+        recent = recent[np.isfinite(recent).all(axis=1)][-self.settings.every:]
+        if len(recent) < self.settings.min_points:
+            return False  # too few scored by these models to tell
+        reference = [np.quantile(self.original.calibrators_[name].sorted_, 0.75) for name in self.original.names]
+        return bool((np.median(recent, axis=0) <= reference).all())
+
+    def _watch(self, block: DecisionBlock, ensemble, usable: np.ndarray) -> None:
+        """Feed ADWIN the deseasoned level and the evidence of the block's usable points."""
+        if not usable.any():
+            return
+        level = ensemble.deseasoned(block.timestamps[usable], block.values[usable])
+        # capped at the threshold's evidence: ADWIN follows how often points come near it, not how
+        # extreme each anomaly is (each would otherwise read as a change)
+        evidence = np.minimum(-np.log10(np.maximum(block.p_value[usable], 1e-300)), -np.log10(block.alpha))
+        # ADWIN reads means of GROUP consecutive points: 1/GROUP of the cost, and closer to the
+        # independent values its bound assumes on autocorrelated metrics; groups are cut by
+        # position in the stream, so detection does not depend on how points arrive
+        self._pending = np.concatenate([self._pending, np.column_stack([level, evidence])])
+        whole = len(self._pending) // GROUP * GROUP
+        means = self._pending[:whole].reshape(-1, GROUP, 2).mean(axis=1)
+        self._pending = self._pending[whole:]
+        level_changes = self._level.update(means[:, 0])  # both detectors see every group
+        evidence_changes = self._evidence.update(means[:, 1])  # (no short-circuit)
+        if level_changes or evidence_changes:
+            self._changed = True
+            self._refit_wanted = "drift"
+            self.changes += len(level_changes) + len(evidence_changes)
+            logger.info("drift: the %s changed; recalibrating", "input level" if level_changes else "evidence")
+
+    def _lasting_change(self) -> None:
+        """Alarms running longer than ``confirm`` points are a new normal: admit them, drop what precedes."""
+        flags = self.kept.flags & self.kept.usable
+        merged = flags.copy()
+        for (_, end), (start, _) in zip(runs(flags)[:-1], runs(flags)[1:]):
+            if start - end <= self.margin:
+                merged[end:start] = True  # one alarm, with short pauses
+        for start, end in runs(merged):
+            if end - start > self.confirm:
+                self.kept.flags[start:end] = False
+                self._anchor_off = True
+                self.kept.drop_before(start)
+                self._admitted_at_refit = 0
+                self._changed = True
+                self._refit_wanted = "lasting change"
+                self.changes += 1
+                logger.info("drift: an alarm lasted %d points: taken as the new normal", end - start)
+                return
+
+
+def recalibrated(ensemble, raw: np.ndarray, original=None, taught: np.ndarray | None = None):
+    """Return a copy of ``ensemble`` calibrated on ``raw`` ``(n, k)`` scores of normal points, in time order.
+
+    The first third, pooled with the scores each detector was calibrated on in training
+    (``original``: the trained ensemble), calibrates each detector; the rest calibrates their
+    combination. Both samples are normal scores. Pooling them keeps one unusual recent
+    stretch from collapsing a threshold (measured on NAB's noise-free series: thresholds
+    fitted on a few hundred near-identical scores alarmed on float-level differences),
+    while the recent sample soon outweighs a short training head. The combination's
+    calibration sample is pooled with the trained one too: on its own, each recalibration
+    moved the threshold by chance, and on a stream without drift the events right at the
+    threshold were found by the trained ensemble and missed after adapting (1 in 89). ``taught``: ``(m, k)``
+    scores of points labelled false alarms (see :func:`~anomaly.model.calibration.taught_calibrator`).
+    """
+    cut = len(raw) // 3
+    original = original or ensemble
+    taught = np.empty((0, raw.shape[1])) if taught is None else taught
+    new = copy.copy(ensemble)
+    new.calibrators_ = {
+        name: taught_calibrator(np.concatenate([original.calibrators_[name].sorted_, raw[:cut, i]]),
+                                taught[:, i], ensemble.alpha)
+        for i, name in enumerate(ensemble.names)}
+    p_detectors = new.detector_p_values(raw[cut:])
+    statistic = combine(p_detectors[plausibly_normal(p_detectors)], ensemble.combine)
+    statistic = np.concatenate([original.combined_.sorted_, statistic])  # pooled too, for the same reason
+    taught_statistic = (combine(new.detector_p_values(taught), ensemble.combine)
+                        if len(taught) and len(statistic) >= MIN_EMPIRICAL else np.empty(0))
+    new.combined_ = taught_calibrator(statistic, taught_statistic, ensemble.alpha)
+    return new

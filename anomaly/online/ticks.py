@@ -1,0 +1,207 @@
+"""A tick of many series: one new point from each, scored in one vectorised pass per detector.
+
+A stream of thousands of series sends, at each tick, one point per series. Scored one
+series at a time (:meth:`~anomaly.online.runner.Runner.process`), each point costs half a
+millisecond of Python. Here the points of every series whose models have the same shape
+(detectors, windows, period, threshold) are scored together: each series' window becomes a
+row, a shared model (the pooled autoencoder of a many-series run) sees all rows in one ONNX
+Runtime call, the per-series detectors (S-H-ESD, Holt-Winters, EWMA) run as arrays over
+their stacked parameters (``many_params``/``score_many``), and the calibrators as one
+:class:`~anomaly.model.calibration.CalibratorTable`. The numbers are those of the series' own
+runner, row by row (the same operations; matrix products may differ in the last bit).
+
+Only the common case comes here: :meth:`~anomaly.online.runner.Runner.ready_for_tick` sends every
+other point (invalid, after a gap, in warm-up, at the adapter's boundary) through the
+series' runner as before. The adapter sees tick points later, in blocks
+(:meth:`~anomaly.online.runner.Runner.flush`).
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+
+from ..model.calibration import MIN_EMPIRICAL, CalibratorTable, analytic_p_value, anomaly_score, combine
+from ..model.ensemble import SCALED_LIMIT, Ensemble, _pool
+
+COMBINED = "combined"  # the combined evidence's calibrator table (no detector has this name)
+PARALLEL_ROWS = 2048  # ticks of this many series are decided on every core
+
+
+def shape_of(ensemble: Ensemble) -> tuple:
+    """Return what ensembles scored together must share: detectors and their settings, period, threshold."""
+    detectors = tuple((name, type(d).__name__, d.window, getattr(d, "alpha", None), getattr(d, "max_anoms", None),
+                       getattr(d, "direction", None)) for name, d in ensemble.detectors.items())
+    return detectors, ensemble.period, ensemble.alpha, ensemble.combine
+
+
+class TickScorer:
+    """Scores one point of each of many series (see the module); ensembles are registered on first sight."""
+
+    def __init__(self):
+        self._groups: dict[tuple, _Group] = {}
+        self._known: dict[int, tuple[_Group, int]] = {}  # id(ensemble) -> its group and slot
+
+    def place(self, ensemble: Ensemble) -> tuple[_Group, int]:
+        """Return the group of ``ensemble``'s shape and its slot there (registered while it lives)."""
+        if (known := self._known.get(id(ensemble))) is not None:
+            return known
+        shape = shape_of(ensemble)
+        group = self._groups.get(shape)
+        if group is None:
+            group = self._groups[shape] = _Group(ensemble)
+        slot = group.add(ensemble)
+        self._known[id(ensemble)] = group, slot
+        weakref.finalize(ensemble, self._forget, id(ensemble), group, slot)
+        return group, slot
+
+    def _forget(self, key: int, group: _Group, slot: int) -> None:
+        self._known.pop(key, None)
+        group.remove(slot)
+
+
+class _Group:
+    """Ensembles of one shape: their learned numbers stacked by slot, their calibrators in tables."""
+
+    def __init__(self, ensemble: Ensemble):
+        self.names = ensemble.names
+        self.window = ensemble.window
+        self.period = ensemble.period
+        self.alpha = ensemble.alpha
+        self.combine = ensemble.combine
+        self.settings = dict(ensemble.detectors)  # one ensemble's detectors: the settings all share
+        # S-H-ESD states the expected band with its scores: the first such detector gives it, as in Ensemble.decide
+        self.band = next((name for name, d in self.settings.items() if hasattr(d, "series_stats")), None)
+        self.tables = {name: CalibratorTable() for name in [*self.names, COMBINED]}
+        self._numbers: dict[str, np.ndarray] = {}  # "center", "scale", "analytic", f"{name}.{key}" by slot
+        self._calibrator_slots = {name: np.zeros(0, dtype=np.int64) for name in self.tables}
+        self._objects: dict[str, list] = {name: [] for name in self.names if not hasattr(self.settings[name],
+                                                                                           "many_params")}
+        self._free: list[int] = []
+        self._size = 0
+
+    def add(self, ensemble: Ensemble) -> int:
+        """Copy in ``ensemble``'s numbers and calibrators; return its slot."""
+        slot = self._free.pop() if self._free else self._size
+        self._size = max(self._size, slot + 1)
+        self._put(slot, "center", ensemble.scaler.center)
+        self._put(slot, "scale", ensemble.scaler.scale)
+        self._put(slot, "analytic", float(len(ensemble.combined_.sorted_) < MIN_EMPIRICAL))
+        for name, detector in ensemble.detectors.items():
+            if name in self._objects:
+                objects = self._objects[name]
+                objects.extend([None] * (slot + 1 - len(objects)))
+                objects[slot] = detector
+            else:
+                for key, value in detector.many_params().items():
+                    self._put(slot, f"{name}.{key}", value)
+        for name, calibrator in [*ensemble.calibrators_.items(), (COMBINED, ensemble.combined_)]:
+            slots = self._calibrator_slots[name]
+            if slot >= len(slots):
+                slots = self._calibrator_slots[name] = np.concatenate([slots, np.zeros(max(slot + 1, 16), np.int64)])
+            slots[slot] = self.tables[name].add(calibrator)
+        return slot
+
+    def remove(self, slot: int) -> None:
+        """Give back ``slot`` (its ensemble is gone)."""
+        for name, table in self.tables.items():
+            table.remove(int(self._calibrator_slots[name][slot]))
+        for objects in self._objects.values():
+            objects[slot] = None
+        self._free.append(slot)
+
+    def _put(self, slot: int, key: str, value) -> None:
+        value = np.asarray(value, dtype=np.float64)
+        column = self._numbers.get(key)
+        if column is None or slot >= len(column):
+            grown = np.zeros((max(2 * (0 if column is None else len(column)), slot + 1, 16), *value.shape))
+            if column is not None:
+                grown[:len(column)] = column
+            column = self._numbers[key] = grown
+        column[slot] = value
+
+    def _params(self, name: str, slots: np.ndarray) -> dict[str, np.ndarray]:
+        prefix = name + "."
+        return {key[len(prefix):]: column[slots] for key, column in self._numbers.items() if key.startswith(prefix)}
+
+    def scaled(self, slots: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Return ``values`` ``(n,)`` scaled by each row's own scaler (as ``Scaler.transform``)."""
+        return (values - self._numbers["center"][slots]) / self._numbers["scale"][slots]
+
+    def decide(self, slots: np.ndarray, windows: np.ndarray, positions: np.ndarray) -> dict[str, np.ndarray]:
+        """Return the decisions of the last point of each row, as :meth:`Ensemble.decide` gives them.
+
+        ``slots`` ``(n,)``: each row's ensemble; ``windows`` ``(n, window)`` scaled values and
+        ``positions`` ``(n, window)`` grid positions, the scored point last. Returns arrays
+        ``raw`` and ``p_detectors`` ``(n, k)``, ``p_value``, ``score``, ``is_anomaly``,
+        ``expected`` and ``spread`` ``(n,)`` (the last two in each series' units).
+        """
+        parts = [d for _, d in self.decide_parts(slots, windows, positions)]
+        return parts[0] if len(parts) == 1 else {key: np.concatenate([d[key] for d in parts]) for key in parts[0]}
+
+    def decide_parts(self, slots: np.ndarray, windows: np.ndarray, positions: np.ndarray):
+        """Yield ``(rows, decisions)`` of consecutive parts of the rows, in order (see :meth:`decide`).
+
+        Many rows are cut into parts decided on every core (the medians and ONNX Runtime
+        release the GIL), all started at once: the caller takes in each part's decisions
+        while the later parts are still being worked out."""
+        n = len(slots)
+        if n < PARALLEL_ROWS or _pool()._max_workers < 2:
+            yield slice(0, n), self._decide(slots, windows, positions)
+            return
+        cuts = np.linspace(0, n, 2 * _pool()._max_workers + 1).astype(int)
+        parts = [slice(lo, hi) for lo, hi in zip(cuts[:-1].tolist(), cuts[1:].tolist())]
+        futures = [_pool().submit(self._decide, slots[rows], windows[rows], positions[rows]) for rows in parts]
+        for rows, future in zip(parts, futures):
+            yield rows, future.result()
+
+    def _decide(self, slots: np.ndarray, windows: np.ndarray, positions: np.ndarray) -> dict[str, np.ndarray]:
+        beyond = ~(np.abs(windows[:, -1]) < SCALED_LIMIT)
+        windows = np.clip(windows, -SCALED_LIMIT, SCALED_LIMIT)
+        phase = np.mod(positions, self.period) if self.period >= 2 else None
+        columns, band = [], None
+        for name in self.names:
+            detector = self.settings[name]
+            start = self.window - detector.window
+            rows, points = windows[:, start:], None if phase is None else phase[:, start:]
+            if hasattr(detector, "stats_many"):
+                stats = detector.stats_many(self._params(name, slots), rows, points)
+                columns.append(stats.score)
+                if band is None and name == self.band:
+                    band = stats.center, stats.spread
+            elif hasattr(detector, "score_many"):
+                columns.append(detector.score_many(self._params(name, slots), rows,
+                                                   None if points is None else points[:, -1]))
+            else:
+                columns.append(self._by_object(name, slots, rows, None if points is None else points[:, -1]))
+        if band is None:  # as Ensemble._rolling_band: the window's median and MAD
+            center = np.median(windows, axis=1)
+            band = center, 1.4826 * np.median(np.abs(windows - center[:, None]), axis=1)
+        raw = np.column_stack(columns)
+        p_detectors = np.column_stack([self.tables[name].p_value(self._calibrator_slots[name][slots], raw[:, j])
+                                       for j, name in enumerate(self.names)])
+        statistic = combine(p_detectors, self.combine)
+        analytic = self._numbers["analytic"][slots] > 0
+        p_value = np.empty(len(slots))
+        p_value[analytic] = analytic_p_value(statistic[analytic], self.combine, len(self.names))
+        p_value[~analytic] = self.tables[COMBINED].p_value(self._calibrator_slots[COMBINED][slots[~analytic]],
+                                                           statistic[~analytic])
+        p_value = np.where(beyond, np.finfo(float).tiny, p_value)
+        scale = self._numbers["scale"][slots]
+        return {"raw": raw, "p_detectors": p_detectors, "p_value": p_value,
+                "score": anomaly_score(p_value, self.alpha), "is_anomaly": p_value < self.alpha,
+                "expected": band[0] * scale + self._numbers["center"][slots], "spread": band[1] * scale}
+
+    def _by_object(self, name: str, slots: np.ndarray, windows: np.ndarray, phase: np.ndarray | None) -> np.ndarray:
+        """Scores of a detector without stacked numbers: one call per distinct detector object (one, when shared)."""
+        objects = self._objects[name]
+        owners = [objects[slot] for slot in slots.tolist()]
+        out = np.empty(len(slots))
+        rows_of: dict[int, list[int]] = {}
+        for i, detector in enumerate(owners):
+            rows_of.setdefault(id(detector), []).append(i)
+        for rows in rows_of.values():
+            rows = np.array(rows)
+            out[rows] = owners[rows[0]].score(windows[rows], None if phase is None else phase[rows])
+        return out

@@ -125,6 +125,20 @@ def test_adapting_gives_the_same_decisions_in_blocks_and_one_by_one(quick_ensemb
     np.testing.assert_array_equal(p, p_ref)
 
 
+def test_a_long_stream_holds_the_capacity_and_a_quarter_of_kept_points_not_twice_it():
+    from anomaly.online.adapt import KeptPoints
+    from anomaly.online.drift import Adwin
+
+    kept, adwin = KeptPoints(capacity=5000, k=4), Adwin(max_window=5000, delta=1e-300)  # (a delta that never cuts)
+    for start in range(0, 30_000, 7):  # a live stream: a few points at a time
+        values = np.arange(start, start + 7, dtype=float)
+        kept.append(values=values, raw=np.zeros((7, 4)))
+        adwin.update(values % 5)
+    assert np.array_equal(kept.values, np.arange(start + 7 - 5000, start + 7, dtype=float))
+    assert len(kept._columns["values"]) == 6250  # 5,000 + 1,250: 330 KB a series with 4 detectors, not 530
+    assert adwin.width == 5000 and len(adwin._buffer) == 6250
+
+
 def test_kept_points_keep_the_last_capacity_points_in_order_however_they_arrive():
     from anomaly.online.adapt import KeptPoints
 
@@ -138,6 +152,7 @@ def test_kept_points_keep_the_last_capacity_points_in_order_however_they_arrive(
         expected = np.arange(max(0, start - 100), start, dtype=float)
         assert np.array_equal(kept.values, expected) and np.array_equal(kept.raw[:, 1], -expected)
         assert np.array_equal(kept.usable, expected % 2 == 0) and not kept.flags.any()  # left out: default
+        assert len(kept._columns["flags"]) <= 100 + 256  # the capacity and a little room, never twice it
     kept.flags[-5:] = True  # the columns write through
     kept.drop_before(90)
     assert len(kept) == 10 and kept.flags.sum() == 5 and kept.values[0] == start - 10

@@ -96,11 +96,14 @@ class KeptPoints:
         "marks": (np.int8, 0),  # feedback: NORMAL, ANOMALY or 0
     }
 
-    START_ROWS = 512  # rows allocated at first: room grows by doubling, up to twice the capacity
+    START_ROWS = 512  # rows allocated at first: room grows by doubling, up to the capacity and a quarter
 
     def __init__(self, capacity: int, k: int):
         self.capacity = capacity
-        self._columns = self._allocated(min(self.START_ROWS, 2 * capacity), k)
+        # spare room beyond the capacity: the kept points move to the front once per quarter capacity
+        # of appends (a few rows copied per point), not twice the capacity held (memory of many series)
+        self._room = capacity + max(capacity // 4, 256)
+        self._columns = self._allocated(min(self.START_ROWS, self._room), k)
         self._start = self._end = 0
 
     def _allocated(self, rows: int, k: int) -> dict[str, np.ndarray]:
@@ -109,8 +112,8 @@ class KeptPoints:
                 for name, (dtype, fill) in self.COLUMNS.items()}
 
     def _grow(self, needed: int) -> None:
-        """Make room for ``needed`` rows from the start (at most twice the capacity), keeping the points kept."""
-        rows = min(2 * self.capacity, max(2 * len(self._columns["flags"]), needed))
+        """Make room for ``needed`` rows from the start (at most the capacity and a quarter), keeping the points kept."""
+        rows = min(self._room, max(2 * len(self._columns["flags"]), needed))
         k = self._columns["raw"].shape[1]
         grown = self._allocated(rows, k)
         n = len(self)
@@ -133,7 +136,7 @@ class KeptPoints:
         new = {name: np.asarray(v)[-self.capacity:] if np.ndim(v) else v for name, v in new.items()}
         n = min(n, self.capacity)  # a block longer than the capacity keeps its last points
         rows = len(self._columns["flags"])
-        if self._end + n > rows and rows < 2 * self.capacity:  # out of room, and room may still grow
+        if self._end + n > rows and rows < self._room:  # out of room, and room may still grow
             self._grow(min(len(self), self.capacity - n) + n)
         if self._end + n > len(self._columns["flags"]):  # out of room: move the points still kept to the front
             keep = min(len(self), self.capacity - n)
@@ -157,7 +160,7 @@ class KeptPoints:
         """Keep exactly the points of :meth:`state`'s output (at most ``capacity``)."""
         n = min(len(arrays["flags"]), self.capacity)
         if n > len(self._columns["flags"]):
-            self._columns = self._allocated(min(2 * self.capacity, max(n, self.START_ROWS)),
+            self._columns = self._allocated(min(self._room, max(n, self.START_ROWS)),
                                             self._columns["raw"].shape[1])
         for name, column in self._columns.items():
             if arrays[name].shape[1:] != column.shape[1:]:

@@ -34,7 +34,8 @@ class Adwin:
         if not 0 < delta < 1:
             raise ValueError(f"adwin: delta must be in (0, 1), got {delta}")
         self.delta, self.clock, self.max_window, self.min_side = delta, clock, max_window, min_side
-        self._buffer = np.empty(min(2 * max_window, 64))  # the window is _buffer[_start:_end]; grows to 2x max_window
+        self._room = max_window + max(max_window // 4, 64)  # the most the buffer grows to: compacted when full
+        self._buffer = np.empty(min(self._room, 64))  # the window is _buffer[_start:_end]
         self._start = self._end = 0
         self._until_check = clock  # values to take before the next test: set at each test, so the
         # schedule depends on the stream alone, not on how it is handed over
@@ -56,7 +57,7 @@ class Adwin:
         """Go on from :meth:`state`'s output."""
         window = np.asarray(arrays["window"], dtype=np.float64)[-self.max_window:]
         if len(window) > len(self._buffer):
-            self._buffer = np.empty(min(2 * self.max_window, max(2 * len(window), 64)))
+            self._buffer = np.empty(min(self._room, max(2 * len(window), 64)))
         self._buffer[:len(window)] = window
         self._start, self._end = 0, len(window)
         self._until_check = int(meta["until_check"])
@@ -78,8 +79,8 @@ class Adwin:
 
     def _append(self, values: np.ndarray) -> None:
         out_of_room = self._end + len(values) > len(self._buffer)
-        if out_of_room and len(self._buffer) < 2 * self.max_window:  # room grows (many streams stay small)
-            grown = np.empty(min(2 * self.max_window, max(2 * len(self._buffer), self.width + len(values))))
+        if out_of_room and len(self._buffer) < self._room:  # room grows (many streams stay small)
+            grown = np.empty(min(self._room, max(2 * len(self._buffer), self.width + len(values))))
             grown[:self.width] = self.window
             self._buffer, self._start, self._end = grown, 0, self.width
         if self._end + len(values) > len(self._buffer):  # compact: keep the newest max_window values

@@ -144,3 +144,24 @@ def test_the_false_alarm_rate_holds_for_each_of_twenty_series_of_one_shared_mode
                                        series=[key] * 20_000))
         observed = float(np.mean(result.block.p_value[~result.block.warmup] < 1e-2))
         assert 0.5e-2 <= observed <= 2e-2, (key, observed)
+
+
+def test_a_live_stream_of_many_series_writes_the_records_a_replay_writes(many_run, quick_config, tmp_path):
+    """Paced, each line comes alone and series take turns: their points are scored in ticks (anomaly.ticks);
+    a replay reads blocks and scores each series' part on its own. The records are the same, byte for byte."""
+    many_csv(tmp_path / "live.csv", 600, {"cpu": 94, "latency-ms": 95, "bytes": 96}, start=HISTORY, anomalies=True,
+             config=quick_config.simulator)
+    lines = (tmp_path / "live.csv").read_text().splitlines()
+    lines[700] = lines[700].rsplit(",", 1)[0] + ",nan"  # a bad point in one series
+    (tmp_path / "live.csv").write_text("\n".join(lines) + "\n")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg"}
+    for rate in ("0", "3000"):
+        result = subprocess.run([sys.executable, str(ROOT / "stream.py"), "--models", str(many_run), "--source",
+                                 "live.csv", "--rate", rate, "--no-plot", "--quiet", "--output", f"out-{rate}.jsonl",
+                                 "--quarantine", f"quarantine-{rate}.jsonl"],
+                                cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+    replayed, live = (tmp_path / "out-0.jsonl").read_text(), (tmp_path / "out-3000.jsonl").read_text()
+    assert len(replayed.splitlines()) == 3 * 600 - 1 + 1  # the bad point's gap is filled when its series goes on
+    assert live == replayed and '"is_anomaly": true' in live
+    assert (tmp_path / "quarantine-3000.jsonl").read_text() == (tmp_path / "quarantine-0.jsonl").read_text()

@@ -190,7 +190,7 @@ class KeyedRunners:
     def _unscored(self, rejected: list[Rejected]) -> None:
         """Count lines no series' runner took (unparsable, or of a series that cannot be scored)."""
         for line in rejected:
-            self.unclaimed.add_reject(line.reason.split(":")[0])
+            self.unclaimed.add_reject(line.reason)
 
     def _series(self, key: str, now: float) -> _Active | None:
         if (active := self.active.get(key)) is not None:

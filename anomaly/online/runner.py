@@ -52,9 +52,11 @@ class Counts:
         return Counts(**numbers, by_reason=reasons)
 
     def add_reject(self, reason: str) -> None:
-        """Count one rejected input line, under ``reason``."""
+        """Count one rejected input line, under the kind of ``reason`` (its text before any ``:``; the rest
+        names the line's own value, and a summary of a file of bad lines would otherwise list every one)."""
         self.rejected += 1
-        self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
+        kind = reason.split(":", 1)[0]
+        self.by_reason[kind] = self.by_reason.get(kind, 0) + 1
 
     def since(self, earlier: Counts) -> Counts:
         """Return the counts added after ``earlier`` (a copy of these counts taken before)."""

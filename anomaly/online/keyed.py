@@ -46,21 +46,16 @@ class _Active:
     runner: Runner
     alarm: AlarmFilter
     last_seen: float
+    key: str = ""
+    placed: tuple | None = None  # (ensemble, group, slot) of the runner's models among the tick groups
+    row: int = 0  # this chunk's row of the series' point, and its grid position, when a tick scores it
+    position: int = 0
 
 
-class _Tick:
-    """The points of one chunk a tick scores together, column by column (a few lists, not an object per point:
-    the garbage collector traces every object that outlives its youngest generation)."""
-
-    def __init__(self):
-        self.keys, self.actives, self.rows, self.positions, self.slots = [], [], [], [], []
-
-    def add(self, key: str, active: _Active, row: int, position: int, slot: int) -> None:
-        self.keys.append(key)
-        self.actives.append(active)
-        self.rows.append(row)
-        self.positions.append(position)
-        self.slots.append(slot)
+class _Tick(list):
+    """The series (their :class:`_Active`) whose points of one chunk a tick scores together; each holds its
+    row and grid position (no object per point: the garbage collector traces every one that outlives its
+    youngest generation)."""
 
 
 def state_name(series: str) -> str:
@@ -129,10 +124,12 @@ class KeyedRunners:
                 i = rows
                 runner = active.runner
                 if (position := runner.ready_for_tick(timestamps[i], values[i])) is not None:
-                    group, slot = ticks.place(runner.ensemble)
-                    if (tick := groups.get(group)) is None:
-                        tick = groups[group] = _Tick()
-                    tick.add(key, active, i, position, slot)
+                    if (placed := active.placed) is None or placed[0] is not runner.ensemble:
+                        placed = active.placed = (runner.ensemble, *ticks.place(runner.ensemble))
+                    if (tick := groups.get(placed[1])) is None:
+                        tick = groups[placed[1]] = _Tick()
+                    active.row, active.position = i, position
+                    tick.append(active)
                     continue
             rows = [rows] if type(rows) is int else rows
             block, rejected = active.runner.process(chunk if len(rows) == len(chunk) else chunk.take(np.array(rows)))
@@ -150,25 +147,27 @@ class KeyedRunners:
     def _tick(chunk: Chunk, group, tick: _Tick, timestamps: list[float], values: list[float]) -> SeriesResult:
         """Score together the points of ``tick``, whose series' models are of one shape (``group``; see
         :mod:`anomaly.online.ticks`)."""
-        runners = [active.runner for active in tick.actives]
-        rows, slots, n = np.array(tick.rows), np.array(tick.slots), len(tick.rows)
+        runners = [active.runner for active in tick]
+        keys, rows, latest = [active.key for active in tick], [active.row for active in tick], \
+            [active.position for active in tick]
+        rows, slots, n = np.array(rows), np.array([active.placed[2] for active in tick]), len(tick)
         width = group.window - 1
         windows = np.empty((n, width + 1))
         windows[:, :width] = np.concatenate([runner._scaled for runner in runners]).reshape(n, width)
         windows[:, width] = group.scaled(slots, chunk.values[rows])
         positions = np.empty((n, width + 1), dtype=np.int64)
         positions[:, :width] = np.concatenate([runner._positions for runner in runners]).reshape(n, width)
-        positions[:, width] = tick.positions
+        positions[:, width] = latest
         events, decided = [], []
         for part, d in group.decide_parts(slots, windows, positions):  # each part taken in while the next is decided
             decided.append(d)
             raw = d["raw"].ravel().tolist()
             k = len(group.names)
             tails = zip(map(np.ndarray.copy, windows[part, 1:]), map(np.ndarray.copy, positions[part, 1:]))
-            for i, (active, runner, row, position, (scaled, kept), p_value, flag) in enumerate(zip(
-                    tick.actives[part], runners[part], tick.rows[part], tick.positions[part], tails,
-                    d["p_value"].tolist(), d["is_anomaly"].tolist())):
-                runner.tick_scored(timestamps[row], values[row], position, scaled, kept, p_value, flag,
+            for i, (active, runner, (scaled, kept), p_value, flag) in enumerate(zip(
+                    tick[part], runners[part], tails, d["p_value"].tolist(), d["is_anomaly"].tolist())):
+                row = active.row
+                runner.tick_scored(timestamps[row], values[row], active.position, scaled, kept, p_value, flag,
                                    raw[k * i:k * i + k])
                 if flag or not active.alarm.quiet():  # an incident opens, goes on or closes: the filter sees it
                     events.append((part.start + i, active))
@@ -178,12 +177,12 @@ class KeyedRunners:
             names=group.names, alpha=group.alpha, timestamps=chunk.timestamps[rows], values=chunk.values[rows],
             score=d["score"], p_value=d["p_value"], is_anomaly=d["is_anomaly"], p_detectors=d["p_detectors"],
             warmup=np.zeros(n, dtype=bool), expected=d["expected"], spread=d["spread"], positions=chunk.positions[rows],
-            labels=None if chunk.labels is None else [chunk.labels[i] for i in tick.rows],
-            kinds=None if chunk.kinds is None else [chunk.kinds[i] for i in tick.rows], raw=d["raw"], series=tick.keys)
+            labels=None if chunk.labels is None else [chunk.labels[i] for i in rows.tolist()],
+            kinds=None if chunk.kinds is None else [chunk.kinds[i] for i in rows.tolist()], raw=d["raw"], series=keys)
         incidents = []
         for i, active in events:
             one = block.take(np.array([i]))
-            one.series = tick.keys[i]
+            one.series = keys[i]
             incidents += active.alarm.update(one)
         return SeriesResult(None, block, [], incidents)
 
@@ -213,7 +212,7 @@ class KeyedRunners:
                 self.carried = self.carried.plus(runner.counts)
                 self.carried_incidents += alarm.count
         self._seen.add(key)
-        self.active[key] = active = _Active(runner, alarm, now)
+        self.active[key] = active = _Active(runner, alarm, now, key)
         return active
 
     def evict_idle(self, now: float | None = None) -> list[str]:

@@ -26,18 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from . import progress
-from .evaluation.metrics import (
-    AfterEvents,
-    after_events,
-    clean_normal,
-    event_metrics,
-    event_recall,
-    false_alarm_rate,
-    false_alarms_per_10k,
-    point_metrics,
-    roc_auc,
-    runs,
-)
+from .evaluation.metrics import (AfterEvents, after_events, clean_normal, event_metrics, event_recall, false_alarm_rate,
+                                 false_alarms_per_10k, point_metrics, roc_auc, runs)
 from .evaluation.nab import PROFILES, FileScore, corpus_files, normalised, probation, score_file, window_bounds
 from .online.streamed import ENSEMBLE, Streamed, stream_file, stream_series
 

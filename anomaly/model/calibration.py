@@ -82,16 +82,12 @@ class Calibrator:
         scores = np.asarray(scores, dtype=np.float64)
         n = len(self.sorted_)
         at_least = n - np.searchsorted(self.sorted_, scores, side="left")
-        p = (1.0 + at_least) / (n + 1.0)
-        above = scores > self.threshold_
-        if above.any():
-            k = max(n - np.searchsorted(self.sorted_, self.threshold_, side="right"), 1)  # ties at the top: 1/(n+1)
-            shape, scale = self.gpd_
-            # genpareto.sf(x, shape, scale=scale) without scipy.stats' per-call overhead
-            # (~0.2 ms, most of a live point's budget): the same function, inv_boxcox(-x, -c)
-            tail = special.inv_boxcox(-((scores[above] - self.threshold_) / scale), -shape)
-            p[above] = (k / (n + 1.0)) * tail
-        return np.clip(np.nan_to_num(p, nan=1.0), P_FLOOR, 1.0)
+        return tail_p_values(scores, n, at_least, self.threshold_, lambda: self.tail_count, *self.gpd_)
+
+    @property
+    def tail_count(self) -> int:
+        """Sample scores above the tail's threshold (at least 1: ties at the top weigh 1/(n+1))."""
+        return max(len(self.sorted_) - int(np.searchsorted(self.sorted_, self.threshold_, side="right")), 1)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Return the learned state as arrays for an ``.npz`` file."""
@@ -153,7 +149,7 @@ class CalibratorTable:
         n = len(sample)
         c = self._columns
         c["offset"][slot], c["size"][slot] = self._used, n
-        c["tail"][slot] = max(n - np.searchsorted(sample, calibrator.threshold_, side="right"), 1)
+        c["tail"][slot] = calibrator.tail_count
         c["threshold"][slot] = calibrator.threshold_
         c["shape"][slot], c["scale"][slot] = calibrator.gpd_
         self._used += n
@@ -182,14 +178,29 @@ class CalibratorTable:
         c = self._columns
         n = c["size"][slots]
         at_least = n - _search_left(self._data, c["offset"][slots], n, scores)
-        p = (1.0 + at_least) / (n + 1.0)
-        threshold = c["threshold"][slots]
-        above = scores > threshold
-        if above.any():
-            rows = slots[above]
-            tail = special.inv_boxcox(-((scores[above] - threshold[above]) / c["scale"][rows]), -c["shape"][rows])
-            p[above] = (c["tail"][rows] / (n[above] + 1.0)) * tail
-        return np.clip(np.nan_to_num(p, nan=1.0), P_FLOOR, 1.0)
+        return tail_p_values(scores, n, at_least, c["threshold"][slots], lambda: c["tail"][slots],
+                             c["shape"][slots], c["scale"][slots])
+
+
+def tail_p_values(scores: np.ndarray, n, at_least: np.ndarray, threshold, tail_count, shape, scale) -> np.ndarray:
+    """Return ``(m,)`` p-values in ``[P_FLOOR, 1]`` of ``scores`` (see :class:`Calibrator`).
+
+    ``n``: sample sizes; ``at_least``: how many sample scores each score does not exceed;
+    ``threshold``, ``shape``, ``scale``: the tail's; ``tail_count()``: sample scores above the
+    threshold (called only when a score lies beyond it). Each may be one number or one per
+    score: one calibrator, or one per row of a tick of many series (:class:`CalibratorTable`).
+    """
+    p = (1.0 + at_least) / (n + 1.0)
+    above = scores > threshold
+    if above.any():
+        def beyond(value):
+            return value[above] if np.ndim(value) else value
+
+        # genpareto.sf(x, shape, scale=scale) without scipy.stats' per-call overhead
+        # (~0.2 ms, most of a live point's budget): the same function, inv_boxcox(-x, -c)
+        tail = special.inv_boxcox(-((scores[above] - beyond(threshold)) / beyond(scale)), -beyond(shape))
+        p[above] = (beyond(tail_count()) / (beyond(n) + 1.0)) * tail
+    return np.clip(np.nan_to_num(p, nan=1.0), P_FLOOR, 1.0)
 
 
 @numba.njit(nogil=True, cache=True)

@@ -88,6 +88,11 @@ class TimeGrid:
         """Return the int64 grid position of each timestamp (nearest interval)."""
         return np.rint((np.asarray(timestamps, dtype=np.float64) - self.origin) / self.interval).astype(np.int64)
 
+    def position(self, timestamp: float) -> int:
+        """Return one timestamp's grid position, as :meth:`positions` (nearest interval, half to even), in
+        plain Python: a tick of many series places each series' point this way."""
+        return round((timestamp - self.origin) / self.interval)
+
     def timestamp(self, position: int | np.ndarray) -> np.ndarray:
         """Return epoch seconds of grid ``position``."""
         return self.origin + np.asarray(position, dtype=np.float64) * self.interval

@@ -158,11 +158,10 @@ class KeyedRunners:
         positions = np.empty((n, width + 1), dtype=np.int64)
         positions[:, :width] = np.concatenate([runner._positions for runner in runners]).reshape(n, width)
         positions[:, width] = latest
-        events, decided = [], []
+        events, decided, k = [], [], len(group.names)
         for part, d in group.decide_parts(slots, windows, positions):  # each part taken in while the next is decided
             decided.append(d)
             raw = d["raw"].ravel().tolist()
-            k = len(group.names)
             tails = zip(map(np.ndarray.copy, windows[part, 1:]), map(np.ndarray.copy, positions[part, 1:]))
             for i, (active, runner, (scaled, kept), p_value, flag) in enumerate(zip(
                     tick[part], runners[part], tails, d["p_value"].tolist(), d["is_anomaly"].tolist())):

@@ -251,7 +251,7 @@ class Runner:
                 self._ahead or timestamp > max(self._last_timestamp, self._wall_clock()) + self.future_horizon):
             return None
         grid, gaps = self.ensemble.grid, self._gaps
-        position = round((timestamp - grid.origin) / grid.interval)  # as TimeGrid.positions (half to even)
+        position = grid.position(timestamp)
         if gaps._restart or not grid.sequence and (gaps._last is None or position != gaps._last[0] + 1):
             return None
         if self.adapter is not None and self.counts.points + 1 >= self._boundary:

@@ -22,17 +22,8 @@ import numpy as np
 from scipy import special
 
 from ..rolling import rolling_exceedances, rolling_median, rolling_median_mad
-from .base import (
-    MAD_TO_SD,
-    NAIVE,
-    QUIETEST,
-    check_phase,
-    check_series,
-    check_windows,
-    read_params,
-    require_fitted,
-    write_params,
-)
+from .base import (MAD_TO_SD, NAIVE, QUIETEST, check_phase, check_series, check_windows, read_params, require_fitted,
+                   write_params)
 
 DIRECTIONS = ("both", "pos", "neg")
 SPREAD_FLOOR = 1e-3  # scaled units: the least spread, for series with no noise at all
@@ -126,23 +117,40 @@ class SHESD:
         k = max(1, int(self.max_anoms * self.window))
         return esd_critical_values(self.window, k, self.alpha, self.direction == "both")
 
-    def _deseasoned(self, windows: np.ndarray, phase: np.ndarray | None) -> np.ndarray:
-        if phase is None:
-            return windows
-        lags = np.arange(self.window) - (self.window - 1)  # position of each column vs the last
-        return windows - self.profile_[np.mod(phase[:, None] + lags, self.period)]
+    def _window_stats(self, windows: np.ndarray, phase: np.ndarray | None, profile: np.ndarray,
+                      floor: float | np.ndarray) -> SeriesStats:
+        """Return score, expected value and spread of each window's last point (scaled units).
 
-    def _residuals(self, windows, phase) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Return deseasoned windows ``(n, window)``, their level ``(n,)``, residuals ``(n, window)`` and spread ``(n,)``."""
-        require_fitted(self, "profile_")
-        windows = check_windows(windows, self.window, self.name)
-        phase = check_phase(phase, len(windows), self.period, self.name)
-        deseasoned = self._deseasoned(windows, phase)
+        ``phase``: each point's phase ``(n, window)``, or ``None``. ``profile``: the seasonal
+        profile ``(period,)``, or one per row ``(n, period)``; ``floor``: the least spread, one
+        or one per row. The same operations as :meth:`series_stats`, window by window.
+        """
+        if phase is None:
+            deseasoned, seasonal = windows, 0.0
+        elif profile.ndim == 1:
+            deseasoned, seasonal = windows - profile[phase], profile[phase[:, -1]]
+        else:
+            rows = np.arange(len(windows))
+            deseasoned, seasonal = windows - profile[rows[:, None], phase], profile[rows, phase[:, -1]]
         level = np.median(deseasoned, axis=1)
         residual = deseasoned - level[:, None]
         # a floor on the spread: quantised or flat data has MAD 0
-        spread = np.maximum(MAD_TO_SD * np.median(np.abs(residual), axis=1), self.floor_)
-        return deseasoned, level, residual, spread
+        spread = np.maximum(MAD_TO_SD * np.median(np.abs(residual), axis=1), floor)
+        z = self._directed(residual / spread[:, None])
+        rank = (z[:, :-1] > z[:, -1:]).sum(axis=1)  # 0 when the last point is the most extreme
+        naive = np.median(deseasoned[:, -NAIVE - 1:-1], axis=1)
+        last = np.minimum(z[:, -1], self._directed((deseasoned[:, -1] - naive) / spread))
+        critical = self._critical
+        return SeriesStats(last / critical[np.minimum(rank, len(critical) - 1)], level + seasonal, spread)
+
+    def _windows_of(self, windows, phase) -> SeriesStats:
+        """:meth:`_window_stats` of windows whose points are consecutive (``phase``: the last point's, ``(n,)``)."""
+        require_fitted(self, "profile_")
+        windows = check_windows(windows, self.window, self.name)
+        phase = check_phase(phase, len(windows), self.period, self.name)
+        if phase is not None:
+            phase = np.mod(phase[:, None] + np.arange(self.window) - (self.window - 1), self.period)
+        return self._window_stats(windows, phase, self.profile_, self.floor_)
 
     def expected(self, windows: np.ndarray, phase: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(center, spread)`` of each window's last point, both ``(n,)`` in scaled units.
@@ -150,20 +158,12 @@ class SHESD:
         ``center`` is seasonal profile plus the window's deseasoned median; ``spread`` is the
         MAD-based standard deviation of the residuals.
         """
-        _, level, _, spread = self._residuals(windows, phase)
-        phase = check_phase(phase, len(level), self.period, self.name)
-        seasonal = self.profile_[phase] if phase is not None else 0.0
-        return level + seasonal, spread
+        stats = self._windows_of(windows, phase)
+        return stats.center, stats.spread
 
     def score(self, windows: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
         """Return ``(n,)`` scores: ESD statistic of the last point over its critical value."""
-        deseasoned, _, residual, spread = self._residuals(windows, phase)
-        z = self._directed(residual / spread[:, None])
-        rank = (z[:, :-1] > z[:, -1:]).sum(axis=1)  # 0 when the last point is the most extreme
-        naive = np.median(deseasoned[:, -NAIVE - 1:-1], axis=1)
-        last = np.minimum(z[:, -1], self._directed((deseasoned[:, -1] - naive) / spread))
-        critical = self._critical
-        return last / critical[np.minimum(rank, len(critical) - 1)]
+        return self._windows_of(windows, phase).score
 
     def _directed(self, z: np.ndarray) -> np.ndarray:
         """Return standardised deviations ``z`` as the test reads them: higher is more anomalous."""
@@ -205,20 +205,9 @@ class SHESD:
         ``params``: :meth:`many_params` of each row's detector, stacked (``profile`` ``(n, period)``,
         ``floor`` ``(n,)``); their settings (window, period, alpha, direction) are this one's.
         ``windows`` ``(n, window)`` and ``phase`` (each point's, ``(n, window)``, or ``None``).
-        The same numbers as :meth:`series_stats` on each series (the same operations, row by row).
         """
-        rows = np.arange(len(windows))[:, None]
-        deseasoned = windows - params["profile"][rows, phase] if phase is not None and self.period >= 2 else windows
-        level = np.median(deseasoned, axis=1)
-        spread = np.maximum(MAD_TO_SD * np.median(np.abs(deseasoned - level[:, None]), axis=1), params["floor"])
-        z = self._directed((deseasoned - level[:, None]) / spread[:, None])
-        rank = (z[:, :-1] > z[:, -1:]).sum(axis=1)
-        naive = np.median(deseasoned[:, -NAIVE - 1:-1], axis=1)
-        last = np.minimum(z[:, -1], self._directed((deseasoned[:, -1] - naive) / spread))
-        critical = self._critical
-        score = last / critical[np.minimum(rank, len(critical) - 1)]
-        seasonal = params["profile"][rows[:, 0], phase[:, -1]] if phase is not None and self.period >= 2 else 0.0
-        return SeriesStats(score, level + seasonal, spread)
+        phase = phase if self.period >= 2 else None
+        return self._window_stats(windows, phase, params["profile"], params["floor"])
 
     def score_series(self, values: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
         """Return the scores of every full window of consecutive ``values`` (see :meth:`series_stats`)."""

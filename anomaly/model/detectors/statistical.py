@@ -15,17 +15,8 @@ import numpy as np
 
 from ..rolling import rolling_median, rolling_median_mad
 from ..windows import sliding
-from .base import (
-    MAD_TO_SD,
-    NAIVE,
-    QUIETEST,
-    check_phase,
-    check_series,
-    check_windows,
-    read_params,
-    require_fitted,
-    write_params,
-)
+from .base import (MAD_TO_SD, NAIVE, QUIETEST, check_phase, check_series, check_windows, read_params, require_fitted,
+                   write_params)
 
 TINY = 1e-9
 

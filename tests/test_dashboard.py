@@ -176,7 +176,8 @@ def test_the_page_in_chromium_draws_the_stream_lists_incidents_and_sends_feedbac
         wait.until(lambda b: "threshold" in b.find_element(By.ID, "evidence").text)
         browser.save_screenshot(str(tmp_path / "dashboard.png"))
         browser.execute_script("document.querySelector('#incidents tbody tr button.false-alarm').click()")
-        wait.until(lambda b: (tmp_path / "feedback.jsonl").exists())
+        feedback = tmp_path / "feedback.jsonl"  # a whole line, not just the file: it is created before it is written
+        wait.until(lambda b: feedback.exists() and feedback.read_text().endswith("\n"))
         label = json.loads((tmp_path / "feedback.jsonl").read_text().splitlines()[0])
         assert label["label"] == "false_alarm" and label["start"] <= label["end"]
         assert (tmp_path / "dashboard.png").stat().st_size > 10_000

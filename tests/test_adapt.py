@@ -65,6 +65,38 @@ def test_a_lasting_change_is_learned_and_false_alarms_come_back_down(quick_ensem
     assert runner.adapter.recalibrations >= 3 and runner.adapter.changes >= 1
 
 
+def test_an_alarm_that_recurs_even_marginally_is_taken_as_a_lasting_change_once(quick_ensemble):
+    """A pattern flagged again and again, each time only marginally (not confidently), is the stream's own:
+    it becomes the new normal once; sparser alarms, and alarms labelled anomalies, do not."""
+    from anomaly.online.adapt import ANOMALY, Adapter
+
+    def adapter_with(alarms, marks=0):
+        adapter = Adapter(quick_ensemble, AdaptConfig())
+        n = len(alarms)
+        adapter.kept.append(usable=np.ones(n, dtype=bool), alarms=alarms, timestamps=60.0 * np.arange(n),
+                            marks=np.full(n, marks, dtype=np.int8))
+        return adapter
+
+    n = 4 * (2 * quick_ensemble.window)
+    start = n // 2
+    recurring = np.zeros(n, dtype=bool)
+    adapter = adapter_with(recurring)
+    recurring[start::max(2, adapter.margin // 2)] = True  # every few points, from the middle on
+    adapter = adapter_with(recurring)
+    assert not adapter.kept.flags.any()  # marginal: none is confidently anomalous
+    adapter._lasting_change()
+    assert adapter.changes == 1 and len(adapter.kept) == n - start  # the history before the run is dropped
+    adapter._lasting_change()
+    assert adapter.changes == 1  # the same alarms are not taken again
+
+    sparse = np.zeros(n, dtype=bool)
+    sparse[start::2 * adapter.margin + 1] = True
+    labelled = adapter_with(recurring, marks=ANOMALY)
+    for other in (adapter_with(sparse), labelled):
+        other._lasting_change()
+        assert other.changes == 0 and len(other.kept) == n
+
+
 def test_an_anomaly_never_teaches_the_detector_that_it_is_normal(quick_ensemble):
     timestamps, values = stream(quick_ensemble, 3000, 20_000)
     values = values.copy()

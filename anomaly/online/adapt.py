@@ -21,7 +21,8 @@ the calibration is cheap and exact: the models stay as they are.
   lasting change was seen: in a noisier regime it would keep the new normal's highest
   scores out of calibration and the thresholds too low.
 - **A lasting change is not a burst:** alarms that go on for more than ``confirm`` points
-  are the new normal. They are admitted, and the history before them is dropped.
+  (with pauses of at most ``margin``; marginal alarms count) are the new normal. They are
+  admitted, and the history before them is dropped.
 - **Drift:** ADWIN watches the deseasoned input level and the calibrated evidence
   (``-log10 p``). A change in either calls for a recalibration at once, on the whole
   recent history. The history is not cut there: ADWIN's bound assumes independent values,
@@ -177,6 +178,7 @@ class Adapter:
         self.settings = s = settings or AdaptConfig()
         self.original = ensemble  # as trained: its calibration samples are pooled with recent ones
         self._anchor_off = False  # a lasting change was seen: the models' own calibration no longer applies
+        self._accepted_until = -np.inf  # epoch s: alarms up to here were taken as a lasting change
         self._unanchored = 0  # kept points at the end whose `anchored` column is not yet worked out
         # lingering flags come while an event is inside the shortest window; a wider margin keeps
         # too many ordinary points out and leaves calibration with only the quietest stretches
@@ -200,8 +202,8 @@ class Adapter:
         self.recalibrations = 0
         self.changes = 0
 
-    _COUNTERS = ("_anchor_off", "_unanchored", "_since_refit", "_seen", "_admitted_at_refit", "_changed",
-                 "_refit_wanted", "_since_models", "_refit_tried", "at_boundary", "recalibrations", "changes")
+    _COUNTERS = ("_anchor_off", "_accepted_until", "_unanchored", "_since_refit", "_seen", "_admitted_at_refit",
+                 "_changed", "_refit_wanted", "_since_models", "_refit_tried", "at_boundary", "recalibrations", "changes")
 
     def state(self) -> dict[str, tuple[dict, dict]]:
         """Return the parts of this adapter's state, ``{name: (arrays, meta)}`` (see :mod:`anomaly.online.state`).
@@ -215,8 +217,8 @@ class Adapter:
     def load_state(self, parts: dict[str, tuple[dict, dict]]) -> None:
         """Go on from :meth:`state`'s output."""
         arrays, meta = parts["adapter"]
-        for name in self._COUNTERS:
-            setattr(self, name, type(getattr(self, name))(meta[name.lstrip("_")]))
+        for name in self._COUNTERS:  # a counter newer than the snapshot keeps its starting value
+            setattr(self, name, type(getattr(self, name))(meta.get(name.lstrip("_"), getattr(self, name))))
         self._labels = [Label(kind, float(start), float(end)) for kind, start, end in meta["labels"]]
         self._taught = np.asarray(arrays["taught"], dtype=np.float64).reshape(-1, self._taught.shape[1])
         self._pending = np.asarray(arrays["pending"], dtype=np.float64).reshape(-1, 2)
@@ -425,8 +427,16 @@ class Adapter:
             logger.info("drift: the %s changed; recalibrating", "input level" if level_changes else "evidence")
 
     def _lasting_change(self) -> None:
-        """Alarms running longer than ``confirm`` points are a new normal: admit them, drop what precedes."""
-        flags = self.kept.flags & self.kept.usable
+        """Alarms running longer than ``confirm`` points are a new normal: admit them, drop what precedes.
+
+        Marginal alarms count as well as confident ones: a pattern the models flag again and
+        again, even marginally (a new hourly bump, flagged at each hour on NAB's
+        cpu_utilization_asg_misconfiguration for 500 points), is the stream's own. Alarms
+        labelled anomalies never count, and those already taken as a change are not taken again.
+        """
+        kept = self.kept
+        flags = ((kept.flags | kept.alarms) & kept.usable & (kept.marks != ANOMALY)
+                 & (kept.timestamps > self._accepted_until))
         merged = flags.copy()
         for (_, end), (start, _) in zip(runs(flags)[:-1], runs(flags)[1:]):
             if start - end <= self.margin:
@@ -434,6 +444,7 @@ class Adapter:
         for start, end in runs(merged):
             if end - start > self.confirm:
                 self.kept.flags[start:end] = False
+                self._accepted_until = float(self.kept.timestamps[end - 1])
                 self._anchor_off = True
                 self.kept.drop_before(start)
                 self._admitted_at_refit = 0

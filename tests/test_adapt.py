@@ -51,18 +51,48 @@ def run(ensemble, timestamps, values, adapt, sizes=(256,)):
     return runner, flags, p
 
 
-def test_a_lasting_change_is_learned_and_false_alarms_come_back_down(quick_ensemble):
+@pytest.mark.parametrize("seed", [4, 5, 6])
+def test_a_lasting_change_is_learned_and_false_alarms_come_back_down(quick_ensemble, seed):
     """After the noise grows 2.5 times for good, the old calibration alarms on and on; adaptation learns it."""
     t1, v1 = stream(quick_ensemble, 2000, 20_000)
-    t2, v2 = stream(quick_ensemble, 12_000, 22_000, noise_sd=2.5, seed=4)
+    t2, v2 = stream(quick_ensemble, 12_000, 22_000, noise_sd=2.5, seed=seed)
     timestamps, values = np.r_[t1, t2], np.r_[v1, v2]
     late = slice(8000, None)  # well after the change
-    _, fixed, _ = run(quick_ensemble, timestamps, values, adapt=None)
     runner, adapted, _ = run(quick_ensemble, timestamps, values, adapt=AdaptConfig())
     alpha = quick_ensemble.alpha
-    assert fixed[late].mean() > 10 * alpha  # frozen: a flood
+    if seed == 4:
+        _, fixed, _ = run(quick_ensemble, timestamps, values, adapt=None)
+        assert fixed[late].mean() > 10 * alpha  # frozen: a flood
     assert adapted[late].mean() <= 2 * alpha  # adapted: back to the promised rate
+    # soon: the alarms, each brief but far too frequent, are taken as a change (measured 2.6-6.2x from 300
+    # points after it; 19-25x while only alarms lasting two windows counted and the old sample was pooled in)
+    assert adapted[2300:].mean() <= 8 * alpha
     assert runner.adapter.recalibrations >= 3 and runner.adapter.changes >= 1
+
+
+def test_alarms_too_frequent_for_the_target_rate_are_a_lasting_change_but_a_few_are_not(quick_ensemble):
+    """Separate brief alarms, each on its own, at 20 times the target rate: the calibration no longer fits
+    the stream; at about the target rate they are chance. After the change recalibration learns from the
+    recent points alone."""
+    from anomaly.online.adapt import Adapter, recalibrated
+
+    n, start = 3000, 1500
+    for every, changed in ((50, True), (400, False)):  # about 20 alarms in 1,000 points, or 2.5
+        adapter = Adapter(quick_ensemble, AdaptConfig())
+        assert 2 * adapter.margin < every
+        alarms = np.zeros(n, dtype=bool)
+        alarms[start::every] = True
+        adapter.kept.append(usable=np.ones(n, dtype=bool), alarms=alarms, timestamps=60.0 * np.arange(n))
+        adapter._lasting_change(quick_ensemble.alpha)
+        assert adapter.changes == int(changed)
+        assert len(adapter.kept) == (n - start if changed else n)  # the history before the first alarm is dropped
+
+    raw = np.random.default_rng(0).exponential(size=(900, len(quick_ensemble.names)))
+    alone = recalibrated(quick_ensemble, raw, quick_ensemble, pooled=False)
+    pooled = recalibrated(quick_ensemble, raw, quick_ensemble)
+    for i, name in enumerate(quick_ensemble.names):
+        np.testing.assert_array_equal(alone.calibrators_[name].sorted_, np.sort(raw[:300, i]))
+        assert len(pooled.calibrators_[name].sorted_) == 300 + len(quick_ensemble.calibrators_[name].sorted_)
 
 
 def test_an_alarm_that_recurs_even_marginally_is_taken_as_a_lasting_change_once(quick_ensemble):
@@ -84,16 +114,16 @@ def test_an_alarm_that_recurs_even_marginally_is_taken_as_a_lasting_change_once(
     recurring[start::max(2, adapter.margin // 2)] = True  # every few points, from the middle on
     adapter = adapter_with(recurring)
     assert not adapter.kept.flags.any()  # marginal: none is confidently anomalous
-    adapter._lasting_change()
+    adapter._lasting_change(quick_ensemble.alpha)
     assert adapter.changes == 1 and len(adapter.kept) == n - start  # the history before the run is dropped
-    adapter._lasting_change()
+    adapter._lasting_change(quick_ensemble.alpha)
     assert adapter.changes == 1  # the same alarms are not taken again
 
     sparse = np.zeros(n, dtype=bool)
-    sparse[start::2 * adapter.margin + 1] = True
+    sparse[start:start + 4 * (2 * adapter.margin + 1):2 * adapter.margin + 1] = True  # four, too far apart to merge
     labelled = adapter_with(recurring, marks=ANOMALY)
     for other in (adapter_with(sparse), labelled):
-        other._lasting_change()
+        other._lasting_change(quick_ensemble.alpha)
         assert other.changes == 0 and len(other.kept) == n
 
 

@@ -64,25 +64,31 @@ def test_a_lasting_change_is_learned_and_false_alarms_come_back_down(quick_ensem
         _, fixed, _ = run(quick_ensemble, timestamps, values, adapt=None)
         assert fixed[late].mean() > 10 * alpha  # frozen: a flood
     assert adapted[late].mean() <= 2 * alpha  # adapted: back to the promised rate
-    # soon: the alarms, each brief but far too frequent, are taken as a change (measured 2.6-6.2x from 300
+    # soon: the alarms, each brief but far too frequent, are taken as a change (measured 5.6-7.2x from 300
     # points after it; 19-25x while only alarms lasting two windows counted and the old sample was pooled in)
-    assert adapted[2300:].mean() <= 8 * alpha
+    assert adapted[2300:].mean() <= 10 * alpha
     assert runner.adapter.recalibrations >= 3 and runner.adapter.changes >= 1
 
 
 def test_alarms_too_frequent_for_the_target_rate_are_a_lasting_change_but_a_few_are_not(quick_ensemble):
-    """Separate brief alarms, each on its own, at 20 times the target rate: the calibration no longer fits
-    the stream; at about the target rate they are chance. After the change recalibration learns from the
-    recent points alone."""
+    """Separate brief alarms, each on its own, at 20 times the target rate while the bulk of the scores has
+    moved up: the calibration no longer fits the stream. At about the target rate they are chance; and while
+    the bulk stays where it was, so many alarms are a cluster of anomalies, not a new normal (taken as one,
+    on a simulated stream of 1,000,000 points, event recall fell from 0.96 to 0.40 after it). After the
+    change recalibration learns from the recent points alone."""
     from anomaly.online.adapt import Adapter, recalibrated
 
     n, start = 3000, 1500
-    for every, changed in ((50, True), (400, False)):  # about 20 alarms in 1,000 points, or 2.5
+    rng = np.random.default_rng(1)
+    samples = [quick_ensemble.calibrators_[name].sorted_ for name in quick_ensemble.names]
+    as_trained = np.column_stack([rng.choice(sample, n) for sample in samples])
+    higher = np.column_stack([rng.choice(sample[int(0.8 * len(sample)):], n) for sample in samples])  # top fifth
+    for every, raw, changed in ((50, higher, True), (400, higher, False), (50, as_trained, False)):
         adapter = Adapter(quick_ensemble, AdaptConfig())
         assert 2 * adapter.margin < every
         alarms = np.zeros(n, dtype=bool)
-        alarms[start::every] = True
-        adapter.kept.append(usable=np.ones(n, dtype=bool), alarms=alarms, timestamps=60.0 * np.arange(n))
+        alarms[start::every] = True  # about 20 alarms in 1,000 points, or 2.5
+        adapter.kept.append(raw=raw, usable=np.ones(n, dtype=bool), alarms=alarms, timestamps=60.0 * np.arange(n))
         adapter._lasting_change(quick_ensemble.alpha)
         assert adapter.changes == int(changed)
         assert len(adapter.kept) == (n - start if changed else n)  # the history before the first alarm is dropped

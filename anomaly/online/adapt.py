@@ -67,6 +67,7 @@ GROUP = 16  # points averaged into each value ADWIN sees
 NORMAL, ANOMALY = 1, 2  # feedback marks of kept points (0: none)
 ANCHOR_MIN = 1000  # calibration points per detector the models' own calibration needs to be an anchor
 FREQUENT = 1e-6  # chance under the target rate below which alarms come too often: a lasting change
+BULK_MIN = 200  # scored points whose median tells where the bulk of recent scores lies
 
 
 @dataclass(frozen=True)
@@ -395,7 +396,7 @@ class Adapter:
         lately = slice(-4 * self.settings.every, None)
         recent = self.kept.raw[lately][self.kept.usable[lately]]
         recent = recent[np.isfinite(recent).all(axis=1)][-self.settings.every:]
-        if len(recent) < self.settings.min_points:
+        if len(recent) < BULK_MIN:
             return False
         reference = [np.quantile(self.original.calibrators_[name].sorted_, 0.75) for name in self.original.names]
         return bool((np.median(recent, axis=0) > reference).any())

@@ -22,8 +22,9 @@ the calibration is cheap and exact: the models stay as they are.
   scores out of calibration and the thresholds too low.
 - **A lasting change is not a burst:** alarms that go on for more than ``confirm`` points
   (with pauses of at most ``margin``; marginal alarms count), or separate alarms far too
-  frequent for the target rate once the bulk of the scores has moved, are the new normal. They are admitted, the history before
-  them is dropped, and recalibration stops pooling the models' own calibration sample.
+  frequent for the target rate once the bulk of the scores has moved, are the new normal.
+  They are admitted, the history before the first one is dropped, and recalibration stops
+  pooling the models' own calibration sample.
 - **Drift:** ADWIN watches the deseasoned input level and the calibrated evidence
   (``-log10 p``). A change in either calls for a recalibration at once, on the whole
   recent history. The history is not cut there: ADWIN's bound assumes independent values,
@@ -52,7 +53,6 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-
 from scipy.stats import binom
 
 from ..config import AdaptConfig
@@ -209,7 +209,8 @@ class Adapter:
         self.changes = 0
 
     _COUNTERS = ("_anchor_off", "_accepted_until", "_unanchored", "_since_refit", "_seen", "_admitted_at_refit",
-                 "_changed", "_refit_wanted", "_since_models", "_refit_tried", "at_boundary", "recalibrations", "changes")
+                 "_changed", "_refit_wanted", "_since_models", "_refit_tried", "at_boundary", "recalibrations",
+                 "changes")
 
     def state(self) -> dict[str, tuple[dict, dict]]:
         """Return the parts of this adapter's state, ``{name: (arrays, meta)}`` (see :mod:`anomaly.online.state`).
@@ -393,13 +394,20 @@ class Adapter:
         """Return whether the bulk of recent scores has left the models' own calibration: for some detector, the
         median raw score of the last ``every`` scored points lies above its calibration sample's 75th percentile
         (see :meth:`same_regime`; anomalies, a few per cent of points, barely move a median)."""
-        lately = slice(-4 * self.settings.every, None)
+        bulk = self._bulk(BULK_MIN)
+        return bulk is not None and not bulk.all()
+
+    def _bulk(self, least: int) -> np.ndarray | None:
+        """Return, per detector, whether the median raw score of the last ``every`` scored points lies at or below
+        the models' calibration sample's 75th percentile; ``None`` when fewer than ``least`` points were scored
+        by these models."""
+        lately = slice(-4 * self.settings.every, None)  # enough kept points to hold `every` scored ones
         recent = self.kept.raw[lately][self.kept.usable[lately]]
         recent = recent[np.isfinite(recent).all(axis=1)][-self.settings.every:]
-        if len(recent) < BULK_MIN:
-            return False
+        if len(recent) < least:
+            return None
         reference = [np.quantile(self.original.calibrators_[name].sorted_, 0.75) for name in self.original.names]
-        return bool((np.median(recent, axis=0) > reference).any())
+        return np.median(recent, axis=0) <= reference
 
     def same_regime(self) -> bool:
         """Return whether the models' own calibration may still judge what teaches (see the module).
@@ -415,13 +423,8 @@ class Adapter:
         """
         if self._anchor_off:
             return False
-        lately = slice(-4 * self.settings.every, None)  # enough kept points to hold `every` scored ones
-        recent = self.kept.raw[lately][self.kept.usable[lately]]
-        recent = recent[np.isfinite(recent).all(axis=1)][-self.settings.every:]
-        if len(recent) < self.settings.min_points:
-            return False  # too few scored by these models to tell
-        reference = [np.quantile(self.original.calibrators_[name].sorted_, 0.75) for name in self.original.names]
-        return bool((np.median(recent, axis=0) <= reference).all())
+        bulk = self._bulk(self.settings.min_points)  # None: too few scored by these models to tell
+        return bulk is not None and bool(bulk.all())
 
     def _watch(self, block: DecisionBlock, ensemble, usable: np.ndarray) -> None:
         """Feed ADWIN the deseasoned level and the evidence of the block's usable points."""
@@ -494,7 +497,8 @@ class Adapter:
         self.changes += 1
 
     def _frequent(self, alarms: list[tuple[int, int]], alpha: float) -> int | None:
-        """Return where the first stretch of ``every`` points with too many separate ``alarms`` (runs) starts, else ``None``.
+        """Return where the first stretch of ``every`` points with too many separate ``alarms`` (runs) starts, or
+        ``None``.
 
         Too many: at least the count that ``every`` points alarming independently at rate
         ``alpha`` reach with a chance below ``FREQUENT``."""
@@ -514,7 +518,8 @@ def too_many(span: int, alpha: float) -> int:
     return int(binom.isf(FREQUENT, span, alpha)) + 1
 
 
-def recalibrated(ensemble, raw: np.ndarray, original=None, taught: np.ndarray | None = None, pooled: bool = True):
+def recalibrated(ensemble, raw: np.ndarray, original=None, taught: np.ndarray | None = None,
+                 pooled: bool = True):
     """Return a copy of ``ensemble`` calibrated on ``raw`` ``(n, k)`` scores of normal points, in time order.
 
     The first third, pooled with the scores each detector was calibrated on in training

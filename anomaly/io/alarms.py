@@ -119,6 +119,11 @@ class AlarmFilter:
         self._recent.append(False)
         return True
 
+    def quiet_many(self, count: int) -> None:
+        """Take in ``count`` scored points without a flag, no incident being open (as many :meth:`quiet` calls)."""
+        if count:
+            self._recent.extend([False] * min(count, self.n))
+
     def close(self) -> list[AlarmEvent]:
         """Close the open incident at the end of the stream."""
         if self.open is None:

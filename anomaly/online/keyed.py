@@ -24,6 +24,7 @@ import numpy as np
 from ..io.alarms import AlarmEvent, AlarmFilter
 from ..io.records import Chunk, DecisionBlock, Rejected
 from . import state
+from .lane import Lane
 from .runner import Counts, Runner
 from .ticks import TickScorer
 
@@ -48,14 +49,19 @@ class _Active:
     last_seen: float
     key: str = ""
     placed: tuple | None = None  # (ensemble, group, slot) of the runner's models among the tick groups
-    row: int = 0  # this chunk's row of the series' point, and its grid position, when a tick scores it
-    position: int = 0
+    lane: Lane | None = None  # the lane holding this series' hot state between ticks (see anomaly.online.lane)
+    lane_row: int = 0
 
 
-class _Tick(list):
-    """The series (their :class:`_Active`) whose points of one chunk a tick scores together; each holds its
-    row and grid position (no object per point: the garbage collector traces every one that outlives its
-    youngest generation)."""
+class _Tick:
+    """The parked series (their :class:`_Active`) of one lane whose points of one chunk a tick may score
+    together, with each one's row of the chunk and its order among the chunk's series."""
+
+    def __init__(self):
+        self.members: list[_Active] = []
+        self.rows: list[int] = []
+        self.order: list[int] = []
+        self.latest = np.empty(0, dtype=np.int64)  # each point's grid position, once checked
 
 
 def state_name(series: str) -> str:
@@ -95,94 +101,134 @@ class KeyedRunners:
         self.unknown: set[str] = set()  # series whose points were rejected: no runner could be made for them
         self.carried = Counts()  # what series restored from an earlier run's state had counted there
         self.carried_incidents = 0
+        self._lanes: dict[tuple, Lane] = {}  # (group of models, wall clock) -> its parked series
 
     def process(self, chunk: Chunk) -> list[SeriesResult]:
-        """Score a chunk of interleaved series; return one result per series in it, in order of first appearance.
+        """Score a chunk of interleaved series; return one result per series in it, in order of first appearance
+        (the points ticks scored together last).
 
         Points without a ``series`` column belong to the series ``""``. Lines that could not
         be parsed (``chunk.rejected``) carry no trustworthy key: they are returned with series ``""``.
         """
         now = self._clock()
         self.evict_idle(now)  # before: a series back after a long silence comes back from its saved state
-        results, groups = [], {}
-        ticks, known = self._ticks, self.active
+        ticks: dict[Lane, _Tick] = {}
+        alone = []  # (order, key, rows, active or None): series scored by their own runner
         timestamps = values = None
-        for key, rows in chunk.series_rows().items():
-            active = known.get(key) or self._series(key, now)
-            if active is None:
-                part = chunk.take(np.array(rows).reshape(-1))
-                self.unknown.add(key)
-                rejected = [Rejected(part.raw_text(i), "unknown series: the run was not trained on it", int(position),
-                                     key) for i, position in enumerate(part.positions)]
-                self._unscored(rejected)
-                results.append(SeriesResult(key, _empty_block(), rejected))
-                continue
-            active.last_seen = now
-            if ticks is not None and type(rows) is int:  # one point of this series
-                if timestamps is None:  # Python floats: a tick checks each series' point in plain Python
-                    timestamps, values = chunk.timestamps.tolist(), chunk.values.tolist()
-                i = rows
-                runner = active.runner
-                if (position := runner.ready_for_tick(timestamps[i], values[i])) is not None:
-                    if (placed := active.placed) is None or placed[0] is not runner.ensemble:
-                        placed = active.placed = (runner.ensemble, *ticks.place(runner.ensemble))
-                    if (tick := groups.get(placed[1])) is None:
-                        tick = groups[placed[1]] = _Tick()
-                    active.row, active.position = i, position
-                    tick.append(active)
-                    continue
-            rows = [rows] if type(rows) is int else rows
-            block, rejected = active.runner.process(chunk if len(rows) == len(chunk) else chunk.take(np.array(rows)))
-            block.series = key
-            results.append(SeriesResult(key, block, [replace(r, series=key) for r in rejected],
-                                        active.alarm.update(block)))
-        for group, tick in groups.items():  # one per shape of models (one, for a run of many series)
-            results.append(self._tick(chunk, group, tick, timestamps, values))
+        for order, (key, rows) in enumerate(chunk.series_rows().items()):
+            active = self.active.get(key) or self._series(key, now)
+            if active is not None:
+                active.last_seen = now
+                if self._ticks is not None and type(rows) is int:  # one point of this series
+                    lane = active.lane
+                    if lane is None:
+                        if timestamps is None:  # Python floats: a series not yet parked is checked in plain Python
+                            timestamps, values = chunk.timestamps.tolist(), chunk.values.tolist()
+                        if active.runner.ready_for_tick(timestamps[rows], values[rows]) is not None:
+                            lane = self._park(active)
+                    if lane is not None:
+                        if (tick := ticks.get(lane)) is None:
+                            tick = ticks[lane] = _Tick()
+                        tick.members.append(active), tick.rows.append(rows), tick.order.append(order)
+                        continue
+            alone.append((order, key, rows, active))
+        for lane, tick in ticks.items():  # a parked series whose point a tick cannot take goes alone
+            missed = self._unready(lane, tick, chunk)
+            if missed:
+                alone = sorted(alone + missed, key=lambda one: one[0])
+        results = [self._alone(chunk, key, rows, active) for _, key, rows, active in alone]
+        for lane, tick in ticks.items():  # one per shape of models (one, for a run of many series)
+            if tick.members:
+                results.append(self._tick(chunk, lane, tick))
         if chunk.rejected:
             self._unscored(chunk.rejected)
             results.append(SeriesResult("", _empty_block(), list(chunk.rejected)))
         return results
 
+    def _alone(self, chunk: Chunk, key: str, rows, active: _Active | None) -> SeriesResult:
+        """Score one series' points of ``chunk`` (``rows``) through its own runner."""
+        rows = [rows] if type(rows) is int else rows
+        if active is None:
+            part = chunk.take(np.array(rows).reshape(-1))
+            self.unknown.add(key)
+            rejected = [Rejected(part.raw_text(i), "unknown series: the run was not trained on it", int(position),
+                                 key) for i, position in enumerate(part.positions)]
+            self._unscored(rejected)
+            return SeriesResult(key, _empty_block(), rejected)
+        block, rejected = active.runner.process(chunk if len(rows) == len(chunk) else chunk.take(np.array(rows)))
+        block.series = key
+        return SeriesResult(key, block, [replace(r, series=key) for r in rejected], active.alarm.update(block))
+
+    def _park(self, active: _Active) -> Lane:
+        """Hand the hot state of ``active`` (ready for a tick) to the lane of its models' group; return the lane."""
+        runner = active.runner
+        if (placed := active.placed) is None or placed[0] is not runner.ensemble:
+            placed = active.placed = (runner.ensemble, *self._ticks.place(runner.ensemble))
+        group = placed[1]
+        lane = self._lanes.get((group, runner._wall_clock))
+        if lane is None:
+            lane = self._lanes[group, runner._wall_clock] = Lane(group.window - 1, len(group.names),
+                                                                 runner._wall_clock)
+        lane.park(active, placed[2])
+        return lane
+
     @staticmethod
-    def _tick(chunk: Chunk, group, tick: _Tick, timestamps: list[float], values: list[float]) -> SeriesResult:
-        """Score together the points of ``tick``, whose series' models are of one shape (``group``; see
-        :mod:`anomaly.online.ticks`)."""
-        runners = [active.runner for active in tick]
-        keys, rows, latest = [active.key for active in tick], [active.row for active in tick], \
-            [active.position for active in tick]
-        rows, slots, n = np.array(rows), np.array([active.placed[2] for active in tick]), len(tick)
-        width = group.window - 1
+    def _unready(lane: Lane, tick: _Tick, chunk: Chunk) -> list[tuple]:
+        """Check the points of ``tick`` in one pass (their grid positions kept in ``tick.latest``); take those a
+        tick cannot score out of it (their series land: see :mod:`anomaly.online.lane`) and return them as series
+        to score alone."""
+        rows = np.array(tick.rows)
+        ok, tick.latest = lane.ready(np.array([active.lane_row for active in tick.members]),
+                                     chunk.timestamps[rows], chunk.values[rows])
+        if ok.all():
+            return []
+        missed = []
+        for i in np.flatnonzero(~ok).tolist():
+            active = tick.members[i]
+            lane.land(active)
+            missed.append((tick.order[i], active.key, tick.rows[i], active))
+        keep = ok.tolist()
+        for name in ("members", "rows", "order"):
+            setattr(tick, name, [item for item, kept in zip(getattr(tick, name), keep) if kept])
+        tick.latest = tick.latest[ok]
+        return missed
+
+    def _tick(self, chunk: Chunk, lane: Lane, tick: _Tick) -> SeriesResult:
+        """Score together the points of ``tick``, whose series' models are of one shape and whose hot state
+        ``lane`` holds (see :mod:`anomaly.online.ticks` and :mod:`anomaly.online.lane`)."""
+        members = tick.members
+        group = members[0].placed[1]
+        rows, at = np.array(tick.rows), np.array([active.lane_row for active in members])
+        timestamps, values, latest = chunk.timestamps[rows], chunk.values[rows], tick.latest
+        slots, n, width = lane.slot[at], len(members), lane.width
         windows = np.empty((n, width + 1))
-        windows[:, :width] = np.concatenate([runner._scaled for runner in runners]).reshape(n, width)
-        windows[:, width] = group.scaled(slots, chunk.values[rows])
+        windows[:, :width] = lane.tail[at]
+        windows[:, width] = group.scaled(slots, values)
         positions = np.empty((n, width + 1), dtype=np.int64)
-        positions[:, :width] = np.concatenate([runner._positions for runner in runners]).reshape(n, width)
+        positions[:, :width] = lane.tail_positions[at]
         positions[:, width] = latest
-        events, decided, k = [], [], len(group.names)
+        looks, decided = [], []
         for part, d in group.decide_parts(slots, windows, positions):  # each part taken in while the next is decided
             decided.append(d)
-            raw = d["raw"].ravel().tolist()
-            tails = zip(map(np.ndarray.copy, windows[part, 1:]), map(np.ndarray.copy, positions[part, 1:]))
-            for i, (active, runner, (scaled, kept), p_value, flag) in enumerate(zip(
-                    tick[part], runners[part], tails, d["p_value"].tolist(), d["is_anomaly"].tolist())):
-                row = active.row
-                runner.tick_scored(timestamps[row], values[row], active.position, scaled, kept, p_value, flag,
-                                   raw[k * i:k * i + k])
-                if flag or not active.alarm.quiet():  # an incident opens, goes on or closes: the filter sees it
-                    events.append((part.start + i, active))
+            looks.append(part.start + lane.take(at[part], timestamps[part], values[part], latest[part],
+                                                windows[part], positions[part], d))
+        lane.settle()
         d = decided[0] if len(decided) == 1 else {key: np.concatenate([part[key] for part in decided])
                                                   for key in decided[0]}
+        keys = [active.key for active in members]
         block = DecisionBlock(
-            names=group.names, alpha=group.alpha, timestamps=chunk.timestamps[rows], values=chunk.values[rows],
+            names=group.names, alpha=group.alpha, timestamps=timestamps, values=values,
             score=d["score"], p_value=d["p_value"], is_anomaly=d["is_anomaly"], p_detectors=d["p_detectors"],
             warmup=np.zeros(n, dtype=bool), expected=d["expected"], spread=d["spread"], positions=chunk.positions[rows],
             labels=None if chunk.labels is None else [chunk.labels[i] for i in rows.tolist()],
             kinds=None if chunk.kinds is None else [chunk.kinds[i] for i in rows.tolist()], raw=d["raw"], series=keys)
         incidents = []
-        for i, active in events:
+        for i in np.concatenate(looks).tolist():  # flagged, or an incident open: the alarm filter sees the point
             one = block.take(np.array([i]))
             one.series = keys[i]
-            incidents += active.alarm.update(one)
+            active = members[i]
+            incidents += (lane.alarm_update(active.lane_row, one) if active.lane is lane
+                          else active.alarm.update(one))
         return SeriesResult(None, block, [], incidents)
 
     def _unscored(self, rejected: list[Rejected]) -> None:
@@ -265,14 +311,22 @@ class KeyedRunners:
 
     def close_incidents(self) -> list[AlarmEvent]:
         """Close every open incident (the stream ends); return the events."""
+        self._land_all()
         return [event for active in self.active.values() for event in active.alarm.close()]
+
+    def _land_all(self) -> None:
+        for lane in self._lanes.values():
+            lane.land_all()
 
     @staticmethod
     def _snapshot(key: str, active: _Active) -> bytes:
+        if active.lane is not None:  # its runner and alarm filter as they stand (see anomaly.online.lane)
+            active.lane.land(active)
         return active.runner.snapshot({"alarms": active.alarm.state()}, {"series": key})
 
     def close(self) -> None:
         """Stop every runner (a refit under way is dropped)."""
+        self._land_all()
         for active in self.active.values():
             active.runner.close()
 

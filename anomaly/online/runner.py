@@ -30,7 +30,6 @@ __all__ = ["Counts", "Decision", "DecisionBlock", "Rejected", "Runner"]
 
 COMBINED = "combined"  # the combined evidence's calibrator in a snapshot (no detector has this name)
 JUMP_CONFIRM = 3  # points in a row beyond the horizon, in order and close together: the clock really moved
-DEFER_MAX = 64  # points ticks scored that the adapter may have yet to see (see Runner.flush)
 
 
 @dataclass
@@ -90,12 +89,24 @@ class Runner:
         self._positions = np.empty(0, dtype=np.int64)
         self._last_timestamp = -math.inf
         self._gaps = GapHandler(ensemble.grid, gaps, max_fill or ensemble.window)
+        self._land: Callable[[], None] | None = None  # while a lane holds this series' hot state: takes it back
         self.counts = Counts()
         self.future_horizon = future_horizon
         self._wall_clock = wall_clock
         self._ahead: list[float] = []  # the latest points beyond the horizon, in a row (see _in_the_future)
         self._deferred = array("d")  # points a tick scored (anomaly.online.ticks) that the adapter has yet to see
         self._boundary = 0  # the input count at which the adapter next acts, as last worked out (ticks)
+
+    @property
+    def counts(self) -> Counts:
+        """What this stream has seen so far (points, anomalies, rejects; see :class:`Counts`)."""
+        if self._land is not None:  # a lane counts the points it takes in: up to date once it gives them back
+            self._land()
+        return self._counts
+
+    @counts.setter
+    def counts(self, counts: Counts) -> None:
+        self._counts = counts
 
     def check(self, point: Point, position: int, now: float | None = None) -> Rejected | None:
         """Return why ``point`` cannot be scored, or ``None`` when it is valid (and remember it).
@@ -260,32 +271,24 @@ class Runner:
                 return None
         return position
 
-    def tick_scored(self, timestamp: float, value: float, position: int, scaled: np.ndarray, positions: np.ndarray,
-                    p_value: float, is_anomaly: bool, raw: list[float]) -> None:
-        """Take in a point a tick scored (after :meth:`ready_for_tick`): the window tail ``scaled`` and
-        ``positions`` now end with it. The adapter sees it at the next :meth:`flush`."""
-        self._last_timestamp = timestamp
-        if not self.ensemble.grid.sequence:
-            self._gaps._last = (position, value)
-        self._scaled, self._positions = scaled, positions
-        self.counts.points += 1
-        if is_anomaly:
-            self.counts.anomalies += 1
-        if self.adapter is not None:  # numbers only, in one flat array: nothing for the garbage collector to trace
-            self._deferred.extend((timestamp, value, p_value, is_anomaly, *raw))
-            if len(self._deferred) >= DEFER_MAX * (4 + len(raw)):
-                self.flush()
-
     def flush(self) -> None:
         """Let the adapter see the points ticks scored since it last looked (before anything else reads it).
 
         It acts only at its boundaries, and no tick takes a point there, so seeing them now,
-        in one block, decides what seeing each as it came would have."""
+        in one block, decides what seeing each as it came would have. A series a lane holds
+        (:mod:`anomaly.online.lane`) is taken back from it first."""
+        if self._land is not None:
+            self._land()
         if not self._deferred:
             return
-        ens = self.ensemble
-        rows = np.frombuffer(self._deferred, dtype=np.float64).reshape(-1, 4 + len(ens.names))
+        rows = np.frombuffer(self._deferred, dtype=np.float64).reshape(-1, 4 + len(self.ensemble.names))
         self._deferred = array("d")
+        self.observe_ticked(rows)
+
+    def observe_ticked(self, rows: np.ndarray) -> None:
+        """Let the adapter see points a tick scored: ``rows`` ``(n, 4 + k)``, each point's timestamp, value,
+        p-value, flag (1.0 or 0.0) and its ``k`` raw detector scores, in order."""
+        ens = self.ensemble
         n = len(rows)
         block = DecisionBlock(
             names=ens.names, alpha=ens.alpha, timestamps=rows[:, 0], values=rows[:, 1], score=np.zeros(n),
@@ -345,6 +348,8 @@ class Runner:
         from .state import SnapshotError, unpack
 
         parts, meta = unpack(blob)
+        if self._land is not None:
+            self._land()
         self._deferred, self._boundary = array("d"), 0
         ensemble = self.ensemble
         if meta.get("detectors") != ensemble.names:
@@ -388,6 +393,8 @@ class Runner:
 
     def close(self) -> None:
         """Stop a refit under way, if any."""
+        if self._land is not None:
+            self._land()
         if self.refitter is not None:
             self.refitter.close()
 

@@ -1,0 +1,185 @@
+"""A lane: the hot online state of many series between ticks, as arrays.
+
+A tick of many series (:mod:`anomaly.online.ticks`) scores one point of each series in one
+vectorised pass. What each series must check and keep per point (the window tail, the last
+timestamp and grid position, the counts, the points its adapter has yet to see, whether its
+alarm filter must look) was held in each :class:`~anomaly.online.runner.Runner`, and reading and
+writing it cost about 10 us of Python per series and tick: half a tick of 10,000 series.
+
+A series that a tick took in is *parked* in the lane of its models' group: from then on the
+lane's rows are its state, and a tick checks and takes in all parked series' points with
+array operations. Anything else that touches the series (a point a tick cannot take, a
+snapshot, feedback, its counts) first *lands* it: the lane writes its row back into the
+runner and the alarm filter and lets go of it, and the runner goes on from there. The
+decisions are those of the series' own runner, bit for bit (``tests/test_ticks.py``).
+"""
+
+from __future__ import annotations
+
+import functools
+from array import array
+
+import numpy as np
+
+DEFER_MAX = 64  # points ticks took in that an adapter may have yet to see (see Runner.flush)
+NO_LIMIT = np.iinfo(np.int64).max
+COLUMNS = {  # a lane's arrays, one row per parked series: name -> (dtype, shape beyond the row)
+    "tail": (np.float64, "width"),  # the scaled window before the next point
+    "tail_positions": (np.int64, "width"),
+    "last_timestamp": (np.float64, ()),
+    "last_position": (np.int64, ()),  # the gap handler's last point: grid position and value
+    "last_value": (np.float64, ()),
+    "origin": (np.float64, ()),  # the series' time grid
+    "interval": (np.float64, ()),
+    "horizon": (np.float64, ()),  # seconds past the last point and the clock that are the future (inf: none)
+    "limit": (np.int64, ()),  # a point may come while the runner's point count + 1 stays below this
+    "points": (np.int64, ()),  # the runner's point count when parked, and those added since
+    "added": (np.int64, ()),
+    "anomalies": (np.int64, ()),  # flags added since parked
+    "slot": (np.int64, ()),  # the models' slot in their group (calibrators and numbers)
+    "adapts": (bool, ()),
+    "deferred": (np.float64, "deferred"),  # points the adapter has yet to see (Runner.observe_ticked rows)
+    "pending": (np.int64, ()),  # how many
+    "quiet": (np.int64, ()),  # unflagged points the alarm filter has yet to take in (no incident open)
+    "open": (bool, ()),  # an incident is open: the filter sees every point
+}
+
+
+class Lane:
+    """The parked series of one group of models (one shape) and one wall clock; see the module."""
+
+    def __init__(self, width: int, k: int, clock):
+        self.width, self.k, self.clock = width, k, clock
+        self.members: list = []  # the parked series (keyed's _Active), by row
+        self.unsettled: list = []  # members whose models changed during a tick: to land once it is over
+        self._columns: dict[str, np.ndarray] = {}
+        self._allocate(16)
+
+    def _shape(self, extra) -> tuple:
+        return {"width": (self.width,), "deferred": (DEFER_MAX, 4 + self.k)}.get(extra, extra)
+
+    def _allocate(self, rows: int) -> None:
+        grown = {name: np.zeros((rows, *self._shape(extra)), dtype=dtype)
+                 for name, (dtype, extra) in COLUMNS.items()}
+        for name, column in self._columns.items():
+            grown[name][:len(self.members)] = column[:len(self.members)]
+        self._columns = grown
+        self.__dict__.update(grown)  # each column is an attribute: lane.tail, lane.points, ...
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def park(self, member, slot: int) -> int:
+        """Take in ``member``'s runner state (its runner just passed ``ready_for_tick``); return its row."""
+        runner = member.runner
+        runner.flush()  # (nothing pending, normally): the lane starts with an empty queue
+        row = len(self.members)
+        if row == len(self.points):
+            self._allocate(row + row // 2)  # (memory of many series: half a lane's rows spare at most)
+        self.members.append(member)
+        member.lane_row = row
+        grid, (position, value) = runner.ensemble.grid, runner._gaps._last
+        self.tail[row], self.tail_positions[row] = runner._scaled, runner._positions
+        runner._scaled = runner._positions = None  # the lane's row is the tail now (no copy held twice)
+        self.last_timestamp[row], self.last_position[row], self.last_value[row] = \
+            runner._last_timestamp, position, value
+        self.origin[row], self.interval[row] = grid.origin, grid.interval
+        self.horizon[row] = np.inf if runner.future_horizon is None else runner.future_horizon
+        self.adapts[row] = runner.adapter is not None
+        self.limit[row] = runner._boundary if runner.adapter is not None else NO_LIMIT
+        self.points[row], self.added[row], self.anomalies[row] = runner.counts.points, 0, 0
+        self.slot[row], self.pending[row], self.quiet[row] = slot, 0, 0
+        self.open[row] = member.alarm.open is not None
+        member.lane = self
+        runner._land = functools.partial(self.land, member)
+        return row
+
+    def ready(self, rows: np.ndarray, timestamps: np.ndarray, values: np.ndarray):
+        """Return ``(ok, positions)``: which parked ``rows`` may take their next point in a tick (as
+        ``Runner.ready_for_tick``: finite, in order, not in the future, the next grid step, not where the
+        adapter acts) and each point's grid position."""
+        with np.errstate(invalid="ignore"):
+            positions = np.rint((timestamps - self.origin[rows]) / self.interval[rows])
+        ok = (np.isfinite(values) & np.isfinite(timestamps) & (timestamps > self.last_timestamp[rows])
+              & (np.abs(positions) < 2.0 ** 62))  # (a position beyond int64 is no next grid step)
+        positions = np.where(ok, positions, 0).astype(np.int64)
+        ok &= (positions == self.last_position[rows] + 1) & (self.points[rows] + self.added[rows] + 1 < self.limit[rows])
+        horizon = self.horizon[rows]
+        if np.isfinite(horizon).any():
+            ok &= ~(timestamps > np.maximum(self.last_timestamp[rows], self.clock()) + horizon)
+        return ok, positions
+
+    def take(self, rows: np.ndarray, timestamps: np.ndarray, values: np.ndarray, positions: np.ndarray,
+             windows: np.ndarray, window_positions: np.ndarray, decisions: dict) -> np.ndarray:
+        """Take in the points a tick decided for ``rows`` (each row once): ``windows`` and ``window_positions``
+        ``(n, width + 1)`` end with them. Returns the indices (into ``rows``) whose alarm filter must see its
+        point: flagged, or an incident open."""
+        flags = decisions["is_anomaly"]
+        self.tail[rows], self.tail_positions[rows] = windows[:, 1:], window_positions[:, 1:]
+        self.last_timestamp[rows], self.last_position[rows], self.last_value[rows] = timestamps, positions, values
+        self.added[rows] += 1
+        self.anomalies[rows] += flags
+        adapting = self.adapts[rows]
+        if adapting.any():
+            at = rows[adapting]
+            pending = self.pending[at]
+            self.deferred[at, pending, 0], self.deferred[at, pending, 1] = timestamps[adapting], values[adapting]
+            self.deferred[at, pending, 2] = decisions["p_value"][adapting]
+            self.deferred[at, pending, 3] = flags[adapting]
+            self.deferred[at, pending, 4:] = decisions["raw"][adapting]
+            self.pending[at] = pending + 1
+            for row in at[pending + 1 >= DEFER_MAX].tolist():
+                self._observe(row)
+        look = flags | self.open[rows]
+        self.quiet[rows[~look]] += 1
+        return np.flatnonzero(look)
+
+    def alarm_update(self, row: int, block) -> list:
+        """Let the alarm filter of ``row`` see its point (``block`` of one): the quiet points before it first."""
+        alarm = self.members[row].alarm
+        alarm.quiet_many(int(self.quiet[row]))
+        self.quiet[row] = 0
+        events = alarm.update(block)
+        self.open[row] = alarm.open is not None
+        return events
+
+    def _observe(self, row: int) -> None:
+        """The adapter of ``row`` sees its pending points (as ``Runner.flush`` after ``DEFER_MAX`` of them)."""
+        member = self.members[row]
+        runner = member.runner
+        ensemble = runner.ensemble
+        runner.observe_ticked(self.deferred[row, :self.pending[row]].copy())
+        self.pending[row] = 0
+        if runner.ensemble is not ensemble:  # (the adapter acts only at its boundaries, which no tick takes)
+            self.unsettled.append(member)  # landed after the tick: its rows stay where the tick found them
+
+    def settle(self) -> None:
+        """Land the series whose models changed during the tick just over (see :meth:`_observe`)."""
+        while self.unsettled:
+            self.land(self.unsettled.pop())
+
+    def land(self, member) -> None:
+        """Give ``member``'s state back to its runner and alarm filter, and let go of it."""
+        row, runner = member.lane_row, member.runner
+        runner._land = None
+        member.lane = None
+        runner._scaled, runner._positions = self.tail[row].copy(), self.tail_positions[row].copy()
+        runner._last_timestamp = float(self.last_timestamp[row])
+        runner._gaps._last = (int(self.last_position[row]), float(self.last_value[row]))
+        runner.counts.points += int(self.added[row])
+        runner.counts.anomalies += int(self.anomalies[row])
+        if self.pending[row]:
+            runner._deferred = array("d", self.deferred[row, :self.pending[row]].tobytes())
+        member.alarm.quiet_many(int(self.quiet[row]))
+        last = len(self.members) - 1
+        if row != last:  # the last row takes the freed one
+            for column in self._columns.values():
+                column[row] = column[last]
+            moved = self.members[row] = self.members[last]
+            moved.lane_row = row
+        self.members.pop()
+
+    def land_all(self) -> None:
+        """Give every parked series back to its runner."""
+        while self.members:
+            self.land(self.members[-1])

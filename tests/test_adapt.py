@@ -224,3 +224,24 @@ def test_kept_points_keep_the_last_capacity_points_in_order_however_they_arrive(
     kept.flags[-5:] = True  # the columns write through
     kept.drop_before(90)
     assert len(kept) == 10 and kept.flags.sum() == 5 and kept.values[0] == start - 10
+
+
+def test_without_refits_the_input_values_are_not_kept_and_snapshots_restore_either_way(quick_ensemble, quick_config):
+    """Only a refit trains on the input values: without refits (a stream of many series) they are not kept,
+    8 bytes a point less, and a snapshot taken with or without them restores into an adapter of either kind."""
+    from anomaly.online.adapt import Adapter
+    from anomaly.simulate import simulate
+
+    series = simulate(3000, seed=70, start_index=quick_config.training.n_points, config=quick_config.simulator)
+    block, _ = Runner(quick_ensemble).process(Chunk(series.timestamps, series.values, np.arange(1, 3001)))
+    adapters = {refit: Adapter(quick_ensemble, AdaptConfig(refit=refit)) for refit in (True, False)}
+    for adapter in adapters.values():
+        adapter.observe(block, quick_ensemble)
+    assert "values" not in adapters[False].kept._columns and "values" in adapters[True].kept._columns
+    assert np.array_equal(adapters[True].kept.values, series.values)
+    for source, target in ((True, False), (False, True)):
+        restored = Adapter(quick_ensemble, AdaptConfig(refit=target))
+        restored.load_state(adapters[source].state())
+        for name in ("raw", "flags", "usable", "timestamps"):
+            np.testing.assert_array_equal(getattr(restored.kept, name), getattr(adapters[source].kept, name))
+    assert np.isnan(restored.kept.values).all()  # (not kept by the source: unknown, never made up)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import score_series
 
-from anomaly.model.calibration import Calibrator, anomaly_score, combine
+from anomaly.model.calibration import Calibrator, CalibratorTable, anomaly_score, combine
 from anomaly.simulate import simulate
 
 
@@ -125,3 +125,26 @@ def test_one_detector_that_sees_nothing_does_not_outvote_the_others():
     p = np.array([[1e-12, 1e-12, 1e-12, 1.0], [0.99, 0.99, 0.99, 0.99]])
     statistic = combine(p, "cauchy")
     assert statistic[0] > 1e10 and statistic[1] > -40
+
+
+def test_a_calibrator_table_decides_as_each_calibrator_and_holds_each_sample_once():
+    """Many series' calibrators side by side (a tick of many series): the same p-values as each calibrator's own,
+    through growth, removals and compaction, with each sample held once (the calibrator reads the table's copy)."""
+    rng = np.random.default_rng(3)
+    table, live = CalibratorTable(), {}
+    for round_ in range(6):
+        for _ in range(40):  # more samples than the table's first room: it grows
+            calibrator = Calibrator().fit(rng.gamma(2.0, rng.uniform(0.5, 3.0), rng.integers(50, 900)))
+            expected = calibrator.sorted_.copy()
+            live[table.add(calibrator)] = calibrator, expected
+        for slot in list(live)[::2]:  # half of them go: their room is taken back at a later add
+            table.remove(slot)
+            del live[slot]
+        slots = np.array(list(live))
+        scores = rng.gamma(2.0, 3.0, len(slots)) * rng.choice([1.0, 5.0], len(slots))
+        own = np.array([live[slot][0].p_value(np.array([score]))[0] for slot, score in zip(slots, scores)])
+        np.testing.assert_array_equal(table.p_value(slots, scores), own)
+    for calibrator, expected in live.values():
+        np.testing.assert_array_equal(calibrator.sorted_, expected)  # its sample, unchanged
+        assert np.shares_memory(calibrator.sorted_, table._data) and not calibrator.sorted_.flags.writeable
+    assert table._used <= 2 * sum(len(expected) for _, expected in live.values()) + 1024

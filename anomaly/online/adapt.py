@@ -105,8 +105,10 @@ class KeptPoints:
 
     START_ROWS = 512  # rows allocated at first: room grows by doubling, up to the capacity and a quarter
 
-    def __init__(self, capacity: int, k: int):
+    def __init__(self, capacity: int, k: int, values: bool = True):
+        """``values``: keep the input values too (only a refit trains on them; without, 8 bytes a point less)."""
         self.capacity = capacity
+        self._names = [name for name in self.COLUMNS if values or name != "values"]
         # spare room beyond the capacity: the kept points move to the front once per quarter capacity
         # of appends (a few rows copied per point), not twice the capacity held (memory of many series)
         self._room = capacity + max(capacity // 4, 256)
@@ -116,7 +118,7 @@ class KeptPoints:
     def _allocated(self, rows: int, k: int) -> dict[str, np.ndarray]:
         # a young stream (or one of many series) holds little: memory grows with what is kept
         return {name: np.full((rows, k) if name == "raw" else rows, fill, dtype=dtype)
-                for name, (dtype, fill) in self.COLUMNS.items()}
+                for name, (dtype, fill) in self.COLUMNS.items() if name in self._names}
 
     def _grow(self, needed: int) -> None:
         """Make room for ``needed`` rows from the start (at most the capacity and a quarter), keeping the points kept."""
@@ -170,6 +172,9 @@ class KeptPoints:
             self._columns = self._allocated(min(self._room, max(n, self.START_ROWS)),
                                             self._columns["raw"].shape[1])
         for name, column in self._columns.items():
+            if name not in arrays:  # (values, from a snapshot taken without refits)
+                column[:n] = self.COLUMNS[name][1]
+                continue
             if arrays[name].shape[1:] != column.shape[1:]:
                 raise ValueError(f"kept points: column {name} has shape {arrays[name].shape}, expected "
                                  f"(n, {', '.join(map(str, column.shape[1:]))})")
@@ -192,7 +197,7 @@ class Adapter:
         self.confirm = s.confirm or 2 * ensemble.window
         k = len(ensemble.names)
         # kept points: the calibration uses the last `history`, a refit all of them
-        self.kept = KeptPoints(max(s.history, s.refit_history if s.refit else 0), k)
+        self.kept = KeptPoints(max(s.history, s.refit_history if s.refit else 0), k, values=s.refit)
         self._labels: list[Label] = []
         self._taught = np.empty((0, k))  # raw scores of points labelled false alarms
         self._since_refit = 0

@@ -20,7 +20,9 @@ In one run, on simulated series (each its own seed, scale and level):
   more), and one point per chunk (as live). Each streamed series continues a trained
   series' simulated data (series beyond those trained reuse them in turn);
 - memory: resident memory of the process before the series start and after the last tick,
-  per active series.
+  per active series (young series: a window of history and the ticks); then at steady state:
+  ``--steady-series`` series streamed ``--steady-ticks`` ticks (past the adapter's 5,000 kept
+  points and several recalibrations), resident memory gained and the arrays each series holds.
 """
 
 from __future__ import annotations
@@ -77,6 +79,9 @@ def main() -> int:
     parser.add_argument("--models", type=Path, help="a run trained by an earlier benchmark with the same "
                         "--train-series and --train-points: streaming only (training is not timed)")
     parser.add_argument("--slow-ticks", type=int, default=3, help="ticks timed with each series through its own runner")
+    parser.add_argument("--steady-series", type=int, default=200, help="series streamed to steady state (memory)")
+    parser.add_argument("--steady-ticks", type=int, default=6000, help="their ticks: past the adapter's 5,000 kept "
+                        "points and several recalibrations")
     args = parser.parse_args()
 
     from anomaly.config import Config
@@ -155,6 +160,8 @@ def main() -> int:
     del keyed
     _, one_by_one = streamed(False, args.slow_ticks)
 
+    steady = steady_state(ensembles, trained, shapes, adapt, args.train_points, args.steady_series, args.steady_ticks)
+
     took = f"in {train_s:.0f} s" if train_s is not None else f"(not timed: the run {models} was given)"
     print(f"\ntraining: {args.train_series:,} series x {args.train_points:,} points {took} "
           f"({len(manifest['series']):,} trained, {len(manifest['untrained'])} not; shared: "
@@ -166,7 +173,42 @@ def main() -> int:
           f"goal 0.5); one point per chunk: {alone:,.0f} points/s (ticks / this: {ticks / alone:.2f})")
     print(f"memory: {before:.0f} MB before the series, {after_mb:.0f} MB after ({(after_mb - before) * 1024 / active:,.0f}"
           f" KB per active series; peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)")
+    print(f"memory at steady state ({args.steady_series} series x {args.steady_ticks:,} ticks, "
+          f"{steady['recalibrations']:.1f} recalibrations each): {steady['rss']:,.0f} KB per series resident; "
+          f"arrays per series: {steady['kept']:,.0f} KB kept points, {steady['calibration']:,.0f} KB calibration "
+          f"samples, {steady['drift']:,.0f} KB drift windows, {steady['lane']:,.0f} KB lane")
     return 0
+
+
+def steady_state(ensembles, trained, shapes, adapt, train_points: int, series: int, ticks: int) -> dict[str, float]:
+    """Stream ``series`` series (each its own trained models) for ``ticks`` ticks; return KB per series: resident
+    memory gained, and the arrays held by the adapters (kept points, drift windows), the calibration tables and
+    the lanes, with the mean recalibrations per series."""
+    from anomaly.io.records import Chunk
+    from anomaly.online.keyed import KeyedRunners
+    from anomaly.online.runner import Runner
+    from anomaly.simulate import simulate
+
+    picked = [trained[i % len(trained)] for i in range(series)]
+    data = []
+    for i in picked:
+        one = simulate(train_points + ticks, seed=1000 + i)
+        data.append((one.timestamps[train_points:], one.values[train_points:] * shapes[i][0] + shapes[i][1]))
+    stamps, values = np.array([d[0] for d in data]), np.array([d[1] for d in data])
+    names = [f"s{i}" for i in range(series)]
+    before = rss_mb()
+    keyed = KeyedRunners(lambda key: Runner(ensembles[f"s{picked[int(key[1:])]}"], adapt=adapt))
+    for t in range(ticks):
+        keyed.process(Chunk(stamps[:, t], values[:, t], np.arange(series) + 1 + t * series, series=names))
+    rss = (rss_mb() - before) * 1024 / series
+    lanes = sum(column.nbytes for lane in keyed._lanes.values() for column in lane._columns.values())
+    tables = sum(table._data.nbytes for group in keyed._ticks._groups.values() for table in group.tables.values())
+    runners = keyed.runners()
+    kept = sum(column.nbytes for runner in runners for column in runner.adapter.kept._columns.values())
+    drift = sum(runner.adapter._level._buffer.nbytes + runner.adapter._evidence._buffer.nbytes for runner in runners)
+    return {"rss": rss, "kept": kept / 1024 / series, "calibration": tables / 1024 / series,
+            "drift": drift / 1024 / series, "lane": lanes / 1024 / series,
+            "recalibrations": float(np.mean([runner.adapter.recalibrations for runner in runners]))}
 
 
 if __name__ == "__main__":

@@ -68,6 +68,8 @@ NORMAL, ANOMALY = 1, 2  # feedback marks of kept points (0: none)
 ANCHOR_MIN = 1000  # calibration points per detector the models' own calibration needs to be an anchor
 FREQUENT = 1e-6  # chance under the target rate below which alarms come too often: a lasting change
 BULK_MIN = 200  # scored points whose median tells where the bulk of recent scores lies
+RECENT = 256  # points whose scores tell whether they moved above the calibration in use (see Adapter._scores_moved)
+BULK, TAIL = 0.65, 0.01  # the quantile above which the bulk of a calibration sample lies; the share in its tail
 
 
 @dataclass(frozen=True)
@@ -259,7 +261,7 @@ class Adapter:
         self.at_boundary = self._seen == self.boundary(self._seen - 1)
         if not self.at_boundary:
             return None
-        self._lasting_change(block.alpha)
+        self._lasting_change(block.alpha, ensemble)
         self._anchor(block.alpha)
         history = self.settings.history
         admitted = self.admitted(history) & np.isfinite(self.kept.raw[-history:, 0])
@@ -454,7 +456,7 @@ class Adapter:
             self.changes += len(level_changes) + len(evidence_changes)
             logger.info("drift: the %s changed; recalibrating", "input level" if level_changes else "evidence")
 
-    def _lasting_change(self, alpha: float) -> None:
+    def _lasting_change(self, alpha: float, ensemble=None) -> None:
         """Alarms that go on, or come too often to be chance, are a new normal: admit them, drop what precedes.
 
         Two signs of a change the calibration no longer fits:
@@ -489,6 +491,10 @@ class Adapter:
         elif (start := self._frequent(alarms, alpha)) is not None and self._bulk_moved():
             end = alarms[-1][1]
             logger.info("drift: alarms came too often over %d points: taken as the new normal", end - start)
+        elif ensemble is not None and (start := self._scores_moved(ensemble)) is not None:
+            end = len(kept)
+            logger.info("drift: the last %d points' scores lie above the calibration: taken as the new normal",
+                        end - start)
         else:
             return
         kept.flags[start:end] = False
@@ -500,6 +506,29 @@ class Adapter:
         self._changed = True
         self._refit_wanted = "lasting change"
         self.changes += 1
+
+    def _scores_moved(self, ensemble) -> int | None:
+        """Return where the last ``RECENT`` scored points start when their scores have moved above the calibration
+        in use, else ``None``.
+
+        Moved: for some detector, more of those points than chance allows (below ``FREQUENT``) score above its
+        calibration sample's 65th percentile (the bulk) and above its 99th (the tail). A noisier regime moves
+        both within a few hundred points; a calibration that fits puts 35% and 1% there. Points confidently
+        anomalous or labelled anomalies are left out, so a cluster of anomalies is not a new normal."""
+        kept = self.kept
+        lately = slice(-4 * RECENT, None)
+        quiet = (kept.usable[lately] & ~kept.flags[lately] & (kept.marks[lately] != ANOMALY)
+                 & (kept.timestamps[lately] > self._accepted_until))
+        rows = np.flatnonzero(quiet)[-RECENT:]
+        raw = kept.raw[lately][rows]
+        if len(rows) < RECENT or not np.isfinite(raw).all():
+            return None
+        for i, name in enumerate(ensemble.names):
+            bulk, tail = np.quantile(ensemble.calibrators_[name].sorted_, [BULK, 1 - TAIL])
+            if (raw[:, i] > bulk).sum() >= too_many(RECENT, 1 - BULK) and (raw[:, i] > tail).sum() >= too_many(
+                    RECENT, TAIL):
+                return len(kept) - len(kept.usable[lately]) + int(rows[0])
+        return None
 
     def _frequent(self, alarms: list[tuple[int, int]], alpha: float) -> int | None:
         """Return where the first stretch of ``every`` points with too many separate ``alarms`` (runs) starts, or

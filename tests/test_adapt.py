@@ -51,11 +51,11 @@ def run(ensemble, timestamps, values, adapt, sizes=(256,)):
     return runner, flags, p
 
 
-@pytest.mark.parametrize("seed", [4, 5, 6])
-def test_a_lasting_change_is_learned_and_false_alarms_come_back_down(quick_ensemble, seed):
-    """After the noise grows 2.5 times for good, the old calibration alarms on and on; adaptation learns it."""
+@pytest.mark.parametrize("noise,seed", [(2.5, 4), (2.5, 5), (2.5, 6), (1.5, 4), (1.5, 6)])
+def test_a_lasting_change_is_learned_and_false_alarms_come_back_down(quick_ensemble, noise, seed):
+    """After the noise grows for good, the old calibration alarms on and on; adaptation learns it within 300 points."""
     t1, v1 = stream(quick_ensemble, 2000, 20_000)
-    t2, v2 = stream(quick_ensemble, 12_000, 22_000, noise_sd=2.5, seed=seed)
+    t2, v2 = stream(quick_ensemble, 12_000, 22_000, noise_sd=noise, seed=seed)
     timestamps, values = np.r_[t1, t2], np.r_[v1, v2]
     late = slice(8000, None)  # well after the change
     runner, adapted, _ = run(quick_ensemble, timestamps, values, adapt=AdaptConfig())
@@ -64,10 +64,37 @@ def test_a_lasting_change_is_learned_and_false_alarms_come_back_down(quick_ensem
         _, fixed, _ = run(quick_ensemble, timestamps, values, adapt=None)
         assert fixed[late].mean() > 10 * alpha  # frozen: a flood
     assert adapted[late].mean() <= 2 * alpha  # adapted: back to the promised rate
-    # soon: the alarms, each brief but far too frequent, are taken as a change (measured 5.6-7.2x from 300
-    # points after it; 19-25x while only alarms lasting two windows counted and the old sample was pooled in)
-    assert adapted[2300:].mean() <= 10 * alpha
+    # from 300 points after the change on: the scores moved above the calibration in bulk and tail are taken
+    # as a change at the first test (measured 0.8-1.5x; 5.6-7.2x at noise 2.5 and 4.5-5.7x at 1.5 while only
+    # alarms, lasting or too frequent, told a change)
+    assert adapted[2300:].mean() <= 2 * alpha
     assert runner.adapter.recalibrations >= 3 and runner.adapter.changes >= 1
+
+
+@pytest.mark.parametrize("noise,seed", [(1.5, 5), (1.5, 6), (2.5, 5)])
+def test_after_a_noisier_regime_is_learned_its_anomalies_are_still_found(quick_ensemble, noise, seed):
+    """A lasting change to more noise, with anomalies in the new regime (in units of its noise): adaptation learns
+    the new normal without learning its anomalies. The models' calibration, rescaled to the new regime, keeps
+    them out of recalibration (without: 3-11 of 26-28 events found at noise 1.5), and flags on normal points come
+    back to the target (without adapting: 13-17x at noise 1.5, over 120x at 2.5)."""
+    from anomaly.simulate import Simulator
+
+    t1, v1 = stream(quick_ensemble, 2000, 20_000)
+    anomalous = Simulator(dataclasses.replace(SimulatorConfig(), noise_sd=noise), seed=seed, anomalies=True,
+                          start_index=22_000).generate(12_000)
+    _, flags, _ = run(quick_ensemble, np.r_[t1, anomalous.timestamps], np.r_[v1, anomalous.values],
+                      adapt=AdaptConfig())
+    after = flags[2000:]
+    # a stuck value in a noisier stream is the default detectors' weak spot, adapted or not: counted apart
+    events = [e for e in anomalous.events if e.start >= 300 and e.kind != "flatline"]
+    found = sum(bool(after[e.start:e.end + 5].any()) for e in events)
+    assert found >= 0.95 * len(events), f"{found} of {len(events)} events found"
+    near = np.zeros(len(after), dtype=bool)
+    for e in anomalous.events:
+        near[e.start:e.end + 33] = True
+    normal = ~near
+    normal[:300] = False
+    assert after[normal].mean() <= 2 * quick_ensemble.alpha  # measured 0.7-1.4x
 
 
 def test_alarms_too_frequent_for_the_target_rate_are_a_lasting_change_but_a_few_are_not(quick_ensemble):

@@ -115,6 +115,8 @@ class Runner:
         in the future (see :meth:`_in_the_future`; ``now`` defaults to the wall clock): the
         rules :meth:`process` applies to a whole chunk at once.
         """
+        if self._land is not None:  # (see anomaly.online.lane)
+            self._land()
         reason = self._reason(point.timestamp, point.value, now)
         return None if reason is None else Rejected(f"{point.timestamp},{point.value}", reason, position)
 
@@ -406,6 +408,8 @@ class Runner:
         """Return one decision per valid point, in order, scoring the block in one pass."""
         if not points:
             return []
+        if self._land is not None:
+            self._land()
         return self._score(Chunk.from_points(points)).decisions()
 
     def _score(self, chunk: Chunk) -> DecisionBlock:

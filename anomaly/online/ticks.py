@@ -12,8 +12,8 @@ runner, row by row (the same operations; matrix products may differ in the last 
 
 Only the common case comes here: :meth:`~anomaly.online.runner.Runner.ready_for_tick` sends every
 other point (invalid, after a gap, in warm-up, at the adapter's boundary) through the
-series' runner as before. The adapter sees tick points later, in blocks
-(:meth:`~anomaly.online.runner.Runner.flush`).
+series' runner as before. Between ticks each series' hot state sits in a lane
+(:mod:`anomaly.online.lane`); its adapter sees tick points later, in blocks.
 """
 
 from __future__ import annotations

@@ -221,9 +221,9 @@ class Adapter:
         self.recalibrations = 0
         self.changes = 0
 
-    _COUNTERS = ("_anchor_off", "_accepted_until", "_changed_from", "_unanchored", "_since_refit", "_seen", "_admitted_at_refit",
-                 "_changed", "_refit_wanted", "_since_models", "_refit_tried", "at_boundary", "recalibrations",
-                 "changes")
+    _COUNTERS = ("_anchor_off", "_accepted_until", "_changed_from", "_unanchored", "_since_refit", "_seen",
+                 "_admitted_at_refit", "_changed", "_refit_wanted", "_since_models", "_refit_tried", "at_boundary",
+                 "recalibrations", "changes")
 
     def state(self) -> dict[str, tuple[dict, dict]]:
         """Return the parts of this adapter's state, ``{name: (arrays, meta)}`` (see :mod:`anomaly.online.state`).
@@ -395,9 +395,8 @@ class Adapter:
         Worked out at boundaries, in one pass, because only :meth:`admitted` reads them and a
         live stream observes one point at a time. Only for models calibrated on at least
         ``ANCHOR_MIN`` points per detector: a short head's calibration is too coarse to vouch
-        for anything. After a lasting change each detector's scores are first divided by how far
-        the bulk of the new regime's scores lies above the models' calibration (:meth:`_rescaled`),
-        and every point since the change is marked again.
+        for anything. After a lasting change each detector's scores are first divided by its scale
+        to the new regime (:meth:`_rescaled`), and every point since the change is marked again.
         """
         n, self._unanchored = min(self._unanchored, len(self.kept)), 0
         reference = self.original
@@ -499,9 +498,10 @@ class Adapter:
             logger.info("drift: the %s changed; recalibrating", "input level" if level_changes else "evidence")
 
     def _lasting_change(self, alpha: float, ensemble=None) -> None:
-        """Alarms that go on, or come too often to be chance, are a new normal: admit them, drop what precedes.
+        """Alarms that go on, or come too often to be chance, and scores that moved are a new normal: admit them,
+        drop what precedes.
 
-        Two signs of a change the calibration no longer fits:
+        Three signs of a change the calibration no longer fits:
 
         - an alarm running longer than ``confirm`` points, with pauses of at most ``margin``;
         - separate alarms (so merged) starting within ``every`` points of each other, more of them
@@ -511,7 +511,12 @@ class Adapter:
           regime has left the kept history (measured on the simulator, noise 2.5 times larger
           for good: 19-25 times the target from 300 points after the change, 2-3 times after
           8,000). Without the bulk's move, a cluster of anomalies was taken for a new normal and
-          taught to calibration (simulator, 1,000,000 points: event recall 0.96 fell to 0.40).
+          taught to calibration (simulator, 1,000,000 points: event recall 0.96 fell to 0.40);
+        - the last ``RECENT`` points' scores above the calibration in use, in bulk and tail alike
+          (:meth:`_scores_moved`; ``ensemble`` is the ensemble in use, ``None`` to skip this sign):
+          a noisier regime does this within a few hundred points, long before its alarms are
+          frequent enough to tell (measured as above: 5.6-7.2 times the target from 300 points
+          after the change with the first two signs alone, 0.8-1.1 with this one).
 
         Marginal alarms count as well as confident ones: a pattern the models flag again and
         again, even marginally (a new hourly bump, flagged at each hour on NAB's
@@ -614,8 +619,10 @@ def recalibrated(ensemble, raw: np.ndarray, original=None, taught: np.ndarray | 
     threshold were found by the trained ensemble and missed after adapting (1 in 89). ``pooled=False``
     (after a lasting change): the recent scores alone, since the trained ones describe the regime that
     ended (measured on the simulator, noise 2.5 times larger for good: pooled, 1.7-2.5 times the target
-    8,000 points after the change; alone, 0.5-1.0). ``taught``: ``(m, k)`` scores of points labelled
-    false alarms (see :func:`~anomaly.model.calibration.taught_calibrator`).
+    8,000 points after the change; alone, 0.5-1.0). ``scale`` ``(k,)``: each detector's trained sample is
+    multiplied by this before it is pooled (the models' calibration rescaled to a new regime: see
+    ``Adapter._rescaled``). ``taught``: ``(m, k)`` scores of points labelled false alarms (see
+    :func:`~anomaly.model.calibration.taught_calibrator`).
     """
     cut = len(raw) // 3
     original = original or ensemble

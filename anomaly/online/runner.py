@@ -67,7 +67,8 @@ class Counts:
 class Runner:
     """Scores a stream point by point (or block by block) with a trained :class:`Ensemble`."""
 
-    future_horizon: float | None = None  # (a class default: validation alone needs no ensemble)
+    future_horizon: float | None = None  # (class defaults: validation alone needs no ensemble)
+    _land: Callable[[], None] | None = None  # while a lane holds this series' hot state: takes it back
 
     def __init__(self, ensemble: Ensemble, gaps: str = "fill", max_fill: int = 0,
                  adapt: AdaptConfig | None = None, refitter=None, future_horizon: float | None = None,
@@ -89,7 +90,7 @@ class Runner:
         self._positions = np.empty(0, dtype=np.int64)
         self._last_timestamp = -math.inf
         self._gaps = GapHandler(ensemble.grid, gaps, max_fill or ensemble.window)
-        self._land: Callable[[], None] | None = None  # while a lane holds this series' hot state: takes it back
+        self._land = None
         self.counts = Counts()
         self.future_horizon = future_horizon
         self._wall_clock = wall_clock

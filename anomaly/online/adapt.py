@@ -268,7 +268,8 @@ class Adapter:
         if not self.at_boundary:
             return None
         self._lasting_change(block.alpha, ensemble)
-        self._anchor(block.alpha)
+        scale = self._rescaled() if self._anchor_off else None  # the models' calibration to the new regime
+        self._anchor(block.alpha, scale)
         history = self.settings.history
         admitted = self.admitted(history) & np.isfinite(self.kept.raw[-history:, 0])
         count = int(admitted.sum())
@@ -281,7 +282,6 @@ class Adapter:
         self.recalibrations += 1
         # after a lasting change the models' own calibration describes the old regime: pooled in only rescaled to
         # the new one (see _rescaled), and not at all before that can be told
-        scale = self._rescaled() if self._anchor_off else None
         return recalibrated(ensemble, self.kept.raw[-history:][admitted], self.original, self._taught,
                             pooled=not self._anchor_off or scale is not None, scale=scale)
 
@@ -389,24 +389,26 @@ class Adapter:
             gated = usable & ~near
         return (gated & (marks != ANOMALY)) | (usable & (marks == NORMAL))
 
-    def _anchor(self, alpha: float) -> None:
+    def _anchor(self, alpha: float, scale: np.ndarray | None = None) -> None:
         """Mark the points kept since the last boundary that are confidently anomalous under the models' own calibration.
 
         Worked out at boundaries, in one pass, because only :meth:`admitted` reads them and a
         live stream observes one point at a time. Only for models calibrated on at least
         ``ANCHOR_MIN`` points per detector: a short head's calibration is too coarse to vouch
-        for anything. After a lasting change each detector's scores are first divided by its scale
-        to the new regime (:meth:`_rescaled`), and every point since the change is marked again.
+        for anything. After a lasting change each detector's scores are first divided by its
+        ``scale`` to the new regime (:meth:`_rescaled`; ``None`` while it cannot be told: nothing is
+        marked), and every point since the change is marked again.
         """
         n, self._unanchored = min(self._unanchored, len(self.kept)), 0
         reference = self.original
         if min(len(c.sorted_) for c in reference.calibrators_.values()) < ANCHOR_MIN:
             return
-        scale = 1.0
         if self._anchor_off:
             n = int((self.kept.timestamps >= self._changed_from).sum())
-            if (scale := self._rescaled()) is None:
+            if scale is None:
                 return
+        else:
+            scale = 1.0
         if n == 0:
             return
         raw, usable = self.kept.raw[-n:], self.kept.usable[-n:]

@@ -98,11 +98,15 @@ class Runner:
         self._deferred = array("d")  # points a tick scored (anomaly.online.ticks) that the adapter has yet to see
         self._boundary = 0  # the input count at which the adapter next acts, as last worked out (ticks)
 
+    def _take_back(self) -> None:
+        """Take this series' hot state back from the lane holding it, if one does (see :mod:`anomaly.online.lane`)."""
+        if self._land is not None:
+            self._land()
+
     @property
     def counts(self) -> Counts:
         """What this stream has seen so far (points, anomalies, rejects; see :class:`Counts`)."""
-        if self._land is not None:  # a lane counts the points it takes in: up to date once it gives them back
-            self._land()
+        self._take_back()  # a lane counts the points it takes in: up to date once it gives them back
         return self._counts
 
     @counts.setter
@@ -116,8 +120,7 @@ class Runner:
         in the future (see :meth:`_in_the_future`; ``now`` defaults to the wall clock): the
         rules :meth:`process` applies to a whole chunk at once.
         """
-        if self._land is not None:  # (see anomaly.online.lane)
-            self._land()
+        self._take_back()
         reason = self._reason(point.timestamp, point.value, now)
         return None if reason is None else Rejected(f"{point.timestamp},{point.value}", reason, position)
 
@@ -189,7 +192,7 @@ class Runner:
 
     def reject(self, rejected: Rejected) -> Rejected:
         """Count a rejected input; return it for the quarantine sink."""
-        self.counts.add_reject(rejected.reason)
+        self._counts.add_reject(rejected.reason)
         return rejected
 
     def process(self, chunk: Chunk) -> tuple[DecisionBlock, list[Rejected]]:
@@ -209,7 +212,7 @@ class Runner:
         blocks, start = [], 0
         while True:
             stop = (len(accepted) if self.adapter is None
-                    else start + self.adapter.boundary(self.counts.points) - self.counts.points)
+                    else start + self.adapter.boundary(self._counts.points) - self._counts.points)
             block, more = self._process_valid(accepted.part(start, stop))
             blocks.append(block)
             rejected += more
@@ -227,7 +230,7 @@ class Runner:
         for piece in pieces:
             if piece.restart:
                 self._scaled, self._positions = np.empty(0), np.empty(0, dtype=np.int64)
-                self.counts.restarts += 1
+                self._counts.restarts += 1
             blocks.append(self._score(piece.chunk))
         if not blocks:  # nothing left to score
             blocks.append(self._score(accepted.take(np.zeros(len(accepted), dtype=bool))))
@@ -268,9 +271,9 @@ class Runner:
         position = grid.position(timestamp)
         if gaps._restart or not grid.sequence and (gaps._last is None or position != gaps._last[0] + 1):
             return None
-        if self.adapter is not None and self.counts.points + 1 >= self._boundary:
-            self._boundary = self.adapter.boundary(self.counts.points)  # the next count where the adapter acts
-            if self.counts.points + 1 >= self._boundary:
+        if self.adapter is not None and self._counts.points + 1 >= self._boundary:
+            self._boundary = self.adapter.boundary(self._counts.points)  # the next count where the adapter acts
+            if self._counts.points + 1 >= self._boundary:
                 return None
         return position
 
@@ -280,8 +283,7 @@ class Runner:
         It acts only at its boundaries, and no tick takes a point there, so seeing them now,
         in one block, decides what seeing each as it came would have. A series a lane holds
         (:mod:`anomaly.online.lane`) is taken back from it first."""
-        if self._land is not None:
-            self._land()
+        self._take_back()
         if not self._deferred:
             return
         rows = np.frombuffer(self._deferred, dtype=np.float64).reshape(-1, 4 + len(self.ensemble.names))
@@ -351,8 +353,7 @@ class Runner:
         from .state import SnapshotError, unpack
 
         parts, meta = unpack(blob)
-        if self._land is not None:
-            self._land()
+        self._take_back()
         self._deferred, self._boundary = array("d"), 0
         ensemble = self.ensemble
         if meta.get("detectors") != ensemble.names:
@@ -396,8 +397,7 @@ class Runner:
 
     def close(self) -> None:
         """Stop a refit under way, if any."""
-        if self._land is not None:
-            self._land()
+        self._take_back()
         if self.refitter is not None:
             self.refitter.close()
 
@@ -409,8 +409,7 @@ class Runner:
         """Return one decision per valid point, in order, scoring the block in one pass."""
         if not points:
             return []
-        if self._land is not None:
-            self._land()
+        self._take_back()
         return self._score(Chunk.from_points(points)).decisions()
 
     def _score(self, chunk: Chunk) -> DecisionBlock:
@@ -441,8 +440,8 @@ class Runner:
             block.filled = filled
             block.score[filled], block.p_value[filled], block.is_anomaly[filled] = 0.0, 1.0, False
             block.p_detectors[filled] = 1.0
-        self.counts.points += n - int(filled.sum())
-        self.counts.filled += int(filled.sum())
-        self.counts.warmup += int((block.warmup & ~filled).sum())
-        self.counts.anomalies += int(block.is_anomaly.sum())
+        self._counts.points += n - int(filled.sum())
+        self._counts.filled += int(filled.sum())
+        self._counts.warmup += int((block.warmup & ~filled).sum())
+        self._counts.anomalies += int(block.is_anomaly.sum())
         return block

@@ -127,6 +127,25 @@ def test_one_detector_that_sees_nothing_does_not_outvote_the_others():
     assert statistic[0] > 1e10 and statistic[1] > -40
 
 
+def test_a_thinned_calibrator_keeps_the_tail_and_the_bulk_within_two_percent_in_a_few_hundred_scores():
+    """A recalibrated calibrator keeps 256 order statistics of its sample (memory of many series): beyond the
+    threshold the same p-values, below it within 2% of the whole sample's (interpolated, exact at the order
+    statistics kept), tied scores too; it saves and loads as it is."""
+    rng = np.random.default_rng(4)
+    for sample in (rng.gamma(2.0, size=3000), rng.lognormal(0.0, 1.5, 6000), np.r_[np.zeros(2000), rng.normal(size=1000)]):
+        whole = Calibrator().fit(sample)
+        thin = whole.thinned(256)
+        assert len(thin.sorted_) == 256 and thin.size == len(sample)
+        scores = np.r_[np.quantile(sample, np.linspace(0, 1, 500)), whole.threshold_ + np.linspace(0, 10, 50),
+                       sample.min() - 1.0]
+        expected, got = whole.p_value(scores), thin.p_value(scores)
+        tail = scores > whole.threshold_
+        np.testing.assert_array_equal(got[tail], expected[tail])
+        assert np.max(np.abs(got - expected) / expected) < 0.02
+        np.testing.assert_array_equal(Calibrator.from_arrays(thin.to_arrays()).p_value(scores), got)
+    assert whole.thinned(len(sample)) is whole  # nothing to thin
+
+
 def test_a_calibrator_table_decides_as_each_calibrator_and_holds_each_sample_once():
     """Many series' calibrators side by side (a tick of many series): the same p-values as each calibrator's own,
     through growth, removals and compaction, with each sample held once (the calibrator reads the table's copy)."""
@@ -135,6 +154,8 @@ def test_a_calibrator_table_decides_as_each_calibrator_and_holds_each_sample_onc
     for round_ in range(6):
         for _ in range(40):  # more samples than the table's first room: it grows
             calibrator = Calibrator().fit(rng.gamma(2.0, rng.uniform(0.5, 3.0), rng.integers(50, 900)))
+            if rng.random() < 0.5:  # a recalibrated one: its sample thinned (interpolated below the tail)
+                calibrator = calibrator.thinned(int(rng.integers(20, 200)))
             expected = calibrator.sorted_.copy()
             live[table.add(calibrator)] = calibrator, expected
         for slot in list(live)[::2]:  # half of them go: their room is taken back at a later add

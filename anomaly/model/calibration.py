@@ -41,6 +41,8 @@ class Calibrator:
     sorted_: np.ndarray | None = None
     threshold_: float = np.inf
     gpd_: tuple[float, float] = (0.0, 1.0)  # shape, scale
+    size_: int = 0  # the sample fitted on, when ``sorted_`` holds only a thinned copy of it (see thinned)
+    share_: float = 0.0  # ...and the share of that sample above the tail's threshold
 
     def fit(self, scores: np.ndarray) -> Calibrator:
         """Learn from ``(n,)`` finite scores of normal points; return ``self``."""
@@ -50,6 +52,7 @@ class Calibrator:
         if not np.isfinite(scores).all():
             raise ValueError("calibration scores must be finite")
         self.sorted_ = np.sort(scores)
+        self.size_, self.share_ = 0, 0.0  # the whole sample
         n = len(scores)
         k = self.tail_size or int(np.clip(0.05 * n, 30, 500))
         k = min(k, n // 2)
@@ -80,19 +83,53 @@ class Calibrator:
         if self.sorted_ is None:
             raise RuntimeError("Calibrator: call fit() before p_value()")
         scores = np.asarray(scores, dtype=np.float64)
-        n = len(self.sorted_)
-        at_least = n - np.searchsorted(self.sorted_, scores, side="left")
-        return tail_p_values(scores, n, at_least, self.threshold_, lambda: self.tail_count, *self.gpd_)
+        if self.size_:  # a thinned sample: how many scores lie below, interpolated between its order statistics
+            n = self.size_
+            at_least = n - _search_left(self.sorted_, np.zeros(len(scores), dtype=np.int64),
+                                        np.full(len(scores), len(self.sorted_)), np.full(len(scores), n), scores)
+        else:
+            n = len(self.sorted_)
+            at_least = n - np.searchsorted(self.sorted_, scores, side="left")
+        return tail_p_values(scores, n, at_least, self.threshold_, lambda: self.tail_share, *self.gpd_)
 
     @property
-    def tail_count(self) -> int:
-        """Sample scores above the tail's threshold (at least 1: ties at the top weigh 1/(n+1))."""
-        return max(len(self.sorted_) - int(np.searchsorted(self.sorted_, self.threshold_, side="right")), 1)
+    def size(self) -> int:
+        """The number of scores this calibrator was fitted on (``sorted_`` may hold a thinned copy)."""
+        return self.size_ or len(self.sorted_)
+
+    @property
+    def tail_share(self) -> float:
+        """The tail's weight: sample scores above its threshold (at least 1: ties at the top weigh 1/(n+1)),
+        over the sample's size plus one."""
+        if self.size_:
+            return self.share_
+        count = max(len(self.sorted_) - int(np.searchsorted(self.sorted_, self.threshold_, side="right")), 1)
+        return count / (len(self.sorted_) + 1.0)
+
+    def thinned(self, keep: int) -> Calibrator:
+        """Return this calibrator with its sample thinned to ``keep`` evenly spaced order statistics (itself
+        when it holds no more).
+
+        Beyond the threshold the fitted tail decides, as before. Below it, how many sample
+        scores lie under a score is interpolated between the order statistics kept (exact at
+        each, and for distinct scores within one of the truth between): a stream's recalibrated
+        calibrators hold a few hundred scores, not thousands (memory of many series). A step
+        function of the thinned sample instead, with a resolution of ``1/keep``, moved the
+        combined evidence's fitted tail, which rests on the detectors' moderate p-values (NAB's
+        machine_temperature: 15 false positives became 74)."""
+        n = len(self.sorted_)
+        if n <= keep:
+            return self
+        thin = Calibrator(tail_size=self.tail_size, cautious=self.cautious, threshold_=self.threshold_,
+                          gpd_=self.gpd_, size_=self.size, share_=self.tail_share)
+        thin.sorted_ = self.sorted_[_kept_ranks(keep, n)]
+        return thin
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Return the learned state as arrays for an ``.npz`` file."""
+        thinned = {"size": np.array(self.size_), "share": np.array(self.share_)} if self.size_ else {}
         return {"sorted": self.sorted_, "threshold": np.array(self.threshold_),
-                "gpd": np.array(self.gpd_), "tail_size": np.array(self.tail_size)}
+                "gpd": np.array(self.gpd_), "tail_size": np.array(self.tail_size), **thinned}
 
     @classmethod
     def from_arrays(cls, arrays) -> Calibrator:
@@ -101,6 +138,8 @@ class Calibrator:
         cal.sorted_ = np.asarray(arrays["sorted"], dtype=np.float64)
         cal.threshold_ = float(arrays["threshold"])
         cal.gpd_ = tuple(float(v) for v in arrays["gpd"])
+        if "size" in arrays:
+            cal.size_, cal.share_ = int(arrays["size"]), float(arrays["share"])
         if not cal.gpd_[0] >= 0 or not cal.gpd_[1] > 0:
             # fit() keeps shape >= 0; p_value's closed form holds only there
             raise ValueError(f"calibration: tail shape must be >= 0 and scale > 0, got {cal.gpd_}")
@@ -125,7 +164,8 @@ class CalibratorTable:
         self._sources: list[Calibrator | None] = []  # the calibrator of each slot (None: free)
         self._free: list[int] = []
         self._columns = {name: np.zeros(16, dtype=dtype) for name, dtype in
-                         (("offset", np.int64), ("size", np.int64), ("tail", np.int64), ("threshold", np.float64),
+                         (("offset", np.int64), ("kept", np.int64), ("size", np.int64), ("share", np.float64),
+                          ("threshold", np.float64),
                           ("shape", np.float64), ("scale", np.float64))}
 
     def add(self, calibrator: Calibrator) -> int:
@@ -155,8 +195,8 @@ class CalibratorTable:
         self._data[self._used:self._used + len(sample)] = sample
         n = len(sample)
         c = self._columns
-        c["offset"][slot], c["size"][slot] = self._used, n
-        c["tail"][slot] = calibrator.tail_count
+        c["offset"][slot], c["kept"][slot], c["size"][slot] = self._used, n, calibrator.size
+        c["share"][slot] = calibrator.tail_share
         c["threshold"][slot] = calibrator.threshold_
         c["shape"][slot], c["scale"][slot] = calibrator.gpd_
         self._used += n
@@ -169,13 +209,13 @@ class CalibratorTable:
         c = self._columns
         for i in range(len(self._sources)) if slot is None else [slot]:
             if (calibrator := self._sources[i]) is not None:
-                view = self._data[c["offset"][i]:c["offset"][i] + c["size"][i]]
+                view = self._data[c["offset"][i]:c["offset"][i] + c["kept"][i]]
                 view.flags.writeable = False
                 calibrator.sorted_ = view
 
     def remove(self, slot: int) -> None:
         """Give back ``slot``: its calibrator is no longer in use."""
-        self._live -= int(self._columns["size"][slot])
+        self._live -= int(self._columns["kept"][slot])
         self._sources[slot] = None
         self._free.append(slot)
 
@@ -196,17 +236,17 @@ class CalibratorTable:
         scores = np.asarray(scores, dtype=np.float64)
         c = self._columns
         n = c["size"][slots]
-        at_least = n - _search_left(self._data, c["offset"][slots], n, scores)
-        return tail_p_values(scores, n, at_least, c["threshold"][slots], lambda: c["tail"][slots],
+        at_least = n - _search_left(self._data, c["offset"][slots], c["kept"][slots], n, scores)
+        return tail_p_values(scores, n, at_least, c["threshold"][slots], lambda: c["share"][slots],
                              c["shape"][slots], c["scale"][slots])
 
 
-def tail_p_values(scores: np.ndarray, n, at_least: np.ndarray, threshold, tail_count, shape, scale) -> np.ndarray:
+def tail_p_values(scores: np.ndarray, n, at_least: np.ndarray, threshold, tail_share, shape, scale) -> np.ndarray:
     """Return ``(m,)`` p-values in ``[P_FLOOR, 1]`` of ``scores`` (see :class:`Calibrator`).
 
     ``n``: sample sizes; ``at_least``: how many sample scores each score does not exceed;
-    ``threshold``, ``shape``, ``scale``: the tail's; ``tail_count()``: sample scores above the
-    threshold (called only when a score lies beyond it). Each may be one number or one per
+    ``threshold``, ``shape``, ``scale``: the tail's; ``tail_share()``: sample scores above the
+    threshold over the sample's size plus one (called only when a score lies beyond it). Each may be one number or one per
     score: one calibrator, or one per row of a tick of many series (:class:`CalibratorTable`).
     """
     p = (1.0 + at_least) / (n + 1.0)
@@ -218,16 +258,25 @@ def tail_p_values(scores: np.ndarray, n, at_least: np.ndarray, threshold, tail_c
         # genpareto.sf(x, shape, scale=scale) without scipy.stats' per-call overhead
         # (~0.2 ms, most of a live point's budget): the same function, inv_boxcox(-x, -c)
         tail = special.inv_boxcox(-((scores[above] - beyond(threshold)) / beyond(scale)), -beyond(shape))
-        p[above] = (beyond(tail_count()) / (beyond(n) + 1.0)) * tail
+        p[above] = beyond(tail_share()) * tail
     return np.clip(np.nan_to_num(p, nan=1.0), P_FLOOR, 1.0)
 
 
+def _kept_ranks(keep: int, n: int) -> np.ndarray:
+    """Return the ``(keep,)`` ranks, from 0 to ``n - 1``, of the order statistics a thinned sample keeps."""
+    return np.floor(np.arange(keep) * ((n - 1) / (keep - 1)) + 0.5).astype(np.int64)
+
+
 @numba.njit(nogil=True, cache=True)
-def _search_left(data, offset, size, scores):  # pragma: no cover (compiled)
-    """np.searchsorted(sample, score, side="left") of each row's own sorted sample ``data[offset:offset + size]``."""
-    out = np.empty(len(scores), dtype=np.int64)
+def _search_left(data, offset, kept, size, scores):  # pragma: no cover (compiled)
+    """Return ``(m,)`` float counts of sample scores below each score, row ``i``'s sample sorted in
+    ``data[offset[i]:offset[i] + kept[i]]``.
+
+    A whole sample (``kept == size``): ``np.searchsorted(sample, score, side="left")``. A thinned one (the
+    order statistics of ranks :func:`_kept_ranks` of a sample of ``size``): interpolated between them."""
+    out = np.empty(len(scores))
     for i in range(len(scores)):
-        lo, hi, x = offset[i], offset[i] + size[i], scores[i]
+        lo, hi, x = offset[i], offset[i] + kept[i], scores[i]
         base = lo
         while lo < hi:
             mid = (lo + hi) >> 1
@@ -235,7 +284,16 @@ def _search_left(data, offset, size, scores):  # pragma: no cover (compiled)
                 lo = mid + 1
             else:
                 hi = mid
-        out[i] = lo - base
+        j, m, n = lo - base, kept[i], size[i]
+        if m == n or j == 0:
+            out[i] = j
+        elif j == m:
+            out[i] = n
+        else:  # data[j - 1] < x <= data[j]: between ranks r0 + 1 and r1
+            step = (n - 1) / (m - 1)
+            r0, r1 = np.floor((j - 1) * step + 0.5), np.floor(j * step + 0.5)
+            below, above = data[base + j - 1], data[base + j]
+            out[i] = r0 + 1.0 + (r1 - r0 - 1.0) * (x - below) / (above - below)
     return out
 
 

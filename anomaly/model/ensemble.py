@@ -174,7 +174,7 @@ class Ensemble:
         history, or a young adaptation, does not), else the combination's own p-value.
         """
         statistic = combine(p_detectors, self.combine)
-        if len(self.combined_.sorted_) < MIN_EMPIRICAL:
+        if self.combined_.size < MIN_EMPIRICAL:
             return analytic_p_value(statistic, self.combine, p_detectors.shape[1])
         return self.combined_.p_value(statistic)
 

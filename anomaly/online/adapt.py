@@ -75,6 +75,7 @@ RECENT = 256  # points whose scores tell whether they moved above the calibratio
 BULK, TAIL = 0.65, 0.01  # the quantile above which the bulk of a calibration sample lies; the share in its tail
 RESCALE_AT = 0.9  # the quantile of scores whose ratio rescales the models' calibration after a lasting change
 MOVED = 1e-4  # chance of each of those counts under the calibration: both at once far less (see _scores_moved)
+THINNED = 256  # scores a recalibrated calibrator keeps (see Calibrator.thinned): memory of many series
 
 
 @dataclass(frozen=True)
@@ -403,7 +404,7 @@ class Adapter:
         """
         n, self._unanchored = min(self._unanchored, len(self.kept)), 0
         reference = self.original
-        if min(len(c.sorted_) for c in reference.calibrators_.values()) < ANCHOR_MIN:
+        if min(c.size for c in reference.calibrators_.values()) < ANCHOR_MIN:
             return
         if self._anchor_off:
             n = int((self.kept.timestamps >= self._changed_from).sum())
@@ -640,12 +641,12 @@ def recalibrated(ensemble, raw: np.ndarray, original=None, taught: np.ndarray | 
 
     new.calibrators_ = {
         name: taught_calibrator(np.concatenate([trained(original.calibrators_[name], i), raw[:cut, i]]),
-                                taught[:, i], ensemble.alpha)
+                                taught[:, i], ensemble.alpha).thinned(THINNED)
         for i, name in enumerate(ensemble.names)}
     p_detectors = new.detector_p_values(raw[cut:])
     statistic = combine(p_detectors[plausibly_normal(p_detectors)], ensemble.combine)
     statistic = np.concatenate([trained(original.combined_), statistic])  # pooled too, for the same reason
     taught_statistic = (combine(new.detector_p_values(taught), ensemble.combine)
                         if len(taught) and len(statistic) >= MIN_EMPIRICAL else np.empty(0))
-    new.combined_ = taught_calibrator(statistic, taught_statistic, ensemble.alpha)
+    new.combined_ = taught_calibrator(statistic, taught_statistic, ensemble.alpha).thinned(THINNED)
     return new

@@ -88,7 +88,7 @@ class _Group:
         self._size = max(self._size, slot + 1)
         self._put(slot, "center", ensemble.scaler.center)
         self._put(slot, "scale", ensemble.scaler.scale)
-        self._put(slot, "analytic", float(len(ensemble.combined_.sorted_) < MIN_EMPIRICAL))
+        self._put(slot, "analytic", float(ensemble.combined_.size < MIN_EMPIRICAL))
         for name, detector in ensemble.detectors.items():
             if name in self._objects:
                 objects = self._objects[name]

@@ -223,7 +223,7 @@ def test_adapting_gives_the_same_decisions_in_blocks_and_one_by_one(quick_ensemb
     np.testing.assert_array_equal(p, p_ref)
 
 
-def test_a_long_stream_holds_the_capacity_and_a_quarter_of_kept_points_not_twice_it():
+def test_a_long_stream_holds_the_capacity_and_a_sixteenth_of_kept_points_not_twice_it():
     from anomaly.online.adapt import KeptPoints
     from anomaly.online.drift import Adwin
 
@@ -233,8 +233,8 @@ def test_a_long_stream_holds_the_capacity_and_a_quarter_of_kept_points_not_twice
         kept.append(values=values, raw=np.zeros((7, 4)))
         adwin.update(values % 5)
     assert np.array_equal(kept.values, np.arange(start + 7 - 5000, start + 7, dtype=float))
-    assert len(kept._columns["values"]) == 6250  # 5,000 + 1,250: 330 KB a series with 4 detectors, not 530
-    assert adwin.width == 5000 and len(adwin._buffer) == 6250
+    assert len(kept._columns["values"]) == 5312  # 5,000 + 312: 200 KB a series with 4 detectors, not 530
+    assert adwin.width == 5000 and len(adwin._buffer) == 5312
 
 
 def test_kept_points_keep_the_last_capacity_points_in_order_however_they_arrive():
@@ -275,3 +275,35 @@ def test_without_refits_the_input_values_are_not_kept_and_snapshots_restore_eith
         for name in ("raw", "flags", "usable", "timestamps"):
             np.testing.assert_array_equal(getattr(restored.kept, name), getattr(adapters[source].kept, name))
     assert np.isnan(restored.kept.values).all()  # (not kept by the source: unknown, never made up)
+
+
+def test_a_long_stream_holds_a_bounded_state(quick_ensemble):
+    """Memory of many series: what a stream's adapter holds stops growing once its history is full. Kept
+    points in single precision with a sixteenth spare, recalibrated calibrators of 256 scores each (see
+    Calibrator.thinned), ADWIN windows of at most 1,024 groups: at four detectors about 170 KB a series, where
+    the history alone held 280 KB and the calibration samples 130 KB, and ADWIN up to 100 KB more."""
+    from anomaly.online.adapt import DRIFT_WINDOW, THINNED
+
+    timestamps, values = stream(quick_ensemble, 40_000, 20_000)
+    runner = Runner(quick_ensemble, adapt=AdaptConfig(refit=False))  # as a stream of many series runs
+
+    def held() -> int:
+        adapter = runner.adapter
+        in_use = [*runner.ensemble.calibrators_.values(), runner.ensemble.combined_]
+        return (sum(column.nbytes for column in adapter.kept._columns.values())
+                + adapter._level._buffer.nbytes + adapter._evidence._buffer.nbytes
+                + sum(calibrator.sorted_.nbytes for calibrator in in_use if calibrator.size_))
+
+    sizes = []
+    for start in range(0, 40_000, 1000):
+        runner.process(Chunk(timestamps[start:start + 1000], values[start:start + 1000],
+                             np.arange(start, start + 1000) + 1))
+        sizes.append(held())
+    adapter = runner.adapter
+    assert adapter.recalibrations >= 10
+    assert all(len(c.sorted_) <= THINNED for c in [*runner.ensemble.calibrators_.values(), runner.ensemble.combined_])
+    assert len(adapter._level.window) <= DRIFT_WINDOW
+    k = len(quick_ensemble.names)
+    rows = AdaptConfig().history * 17 // 16
+    assert max(sizes) <= rows * (4 * k + 8 + 6) + 2 * DRIFT_WINDOW * 17 // 16 * 8 + (k + 1) * THINNED * 8
+    assert max(sizes[20:]) == max(sizes[10:20])  # full: no more growth

@@ -34,7 +34,7 @@ class Adwin:
         if not 0 < delta < 1:
             raise ValueError(f"adwin: delta must be in (0, 1), got {delta}")
         self.delta, self.clock, self.max_window, self.min_side = delta, clock, max_window, min_side
-        self._room = max_window + max(max_window // 4, 64)  # the most the buffer grows to: compacted when full
+        self._room = max_window + max(max_window // 16, 64)  # the most the buffer grows to: compacted when full
         self._buffer = np.empty(min(self._room, 64))  # the window is _buffer[_start:_end]
         self._start = self._end = 0
         self._until_check = clock  # values to take before the next test: set at each test, so the

@@ -132,7 +132,8 @@ def test_a_thinned_calibrator_keeps_the_tail_and_the_bulk_within_two_percent_in_
     threshold the same p-values, below it within 2% of the whole sample's (interpolated, exact at the order
     statistics kept), tied scores too; it saves and loads as it is."""
     rng = np.random.default_rng(4)
-    for sample in (rng.gamma(2.0, size=3000), rng.lognormal(0.0, 1.5, 6000), np.r_[np.zeros(2000), rng.normal(size=1000)]):
+    tied = np.r_[np.zeros(2000), rng.normal(size=1000)]
+    for sample in (rng.gamma(2.0, size=3000), rng.lognormal(0.0, 1.5, 6000), tied):
         whole = Calibrator().fit(sample)
         thin = whole.thinned(256)
         assert len(thin.sorted_) == 256 and thin.size == len(sample)

@@ -152,9 +152,9 @@ class CalibratorTable:
     Each calibrator's sorted sample is copied once into one array (:meth:`add` returns its
     slot), so a block with a score for each of thousands of series is calibrated in a few
     array operations instead of one :meth:`Calibrator.p_value` call each. The p-values are
-    those :meth:`Calibrator.p_value` gives (the same operations, row by row). Slots of
-    calibrators no longer in use are given back with :meth:`remove`; their samples' room is
-    taken back when it is more than half of the array.
+    those :meth:`Calibrator.p_value` gives (the same operations, row by row), thinned samples
+    (:meth:`Calibrator.thinned`) too. Slots of calibrators no longer in use are given back with
+    :meth:`remove`; their samples' room is taken back when a fifth of the array is dead.
     """
 
     def __init__(self):
@@ -165,8 +165,7 @@ class CalibratorTable:
         self._free: list[int] = []
         self._columns = {name: np.zeros(16, dtype=dtype) for name, dtype in
                          (("offset", np.int64), ("kept", np.int64), ("size", np.int64), ("share", np.float64),
-                          ("threshold", np.float64),
-                          ("shape", np.float64), ("scale", np.float64))}
+                          ("threshold", np.float64), ("shape", np.float64), ("scale", np.float64))}
 
     def add(self, calibrator: Calibrator) -> int:
         """Copy in ``calibrator``'s sample; return its slot (what :meth:`p_value` takes).
@@ -244,10 +243,11 @@ class CalibratorTable:
 def tail_p_values(scores: np.ndarray, n, at_least: np.ndarray, threshold, tail_share, shape, scale) -> np.ndarray:
     """Return ``(m,)`` p-values in ``[P_FLOOR, 1]`` of ``scores`` (see :class:`Calibrator`).
 
-    ``n``: sample sizes; ``at_least``: how many sample scores each score does not exceed;
-    ``threshold``, ``shape``, ``scale``: the tail's; ``tail_share()``: sample scores above the
-    threshold over the sample's size plus one (called only when a score lies beyond it). Each may be one number or one per
-    score: one calibrator, or one per row of a tick of many series (:class:`CalibratorTable`).
+    ``n``: sample sizes; ``at_least``: how many sample scores each score does not exceed
+    (interpolated for a thinned sample); ``threshold``, ``shape``, ``scale``: the tail's;
+    ``tail_share()``: sample scores above the threshold over the sample's size plus one (called
+    only when a score lies beyond it). Each may be one number or one per score: one
+    calibrator, or one per row of a tick of many series (:class:`CalibratorTable`).
     """
     p = (1.0 + at_least) / (n + 1.0)
     above = scores > threshold

@@ -133,7 +133,7 @@ class KeptPoints:
                 for name, (dtype, fill) in self.COLUMNS.items() if name in self._names}
 
     def _grow(self, needed: int) -> None:
-        """Make room for ``needed`` rows from the start (at most the capacity and a quarter), keeping the points kept."""
+        """Make room for ``needed`` rows from the start (at most ``_room``), keeping the points kept."""
         rows = min(self._room, max(2 * len(self._columns["flags"]), needed))
         k = self._columns["raw"].shape[1]
         grown = self._allocated(rows, k)

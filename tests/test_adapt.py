@@ -233,7 +233,7 @@ def test_a_long_stream_holds_the_capacity_and_a_sixteenth_of_kept_points_not_twi
         kept.append(values=values, raw=np.zeros((7, 4)))
         adwin.update(values % 5)
     assert np.array_equal(kept.values, np.arange(start + 7 - 5000, start + 7, dtype=float))
-    assert len(kept._columns["values"]) == 5312  # 5,000 + 312: 200 KB a series with 4 detectors, not 530
+    assert len(kept._columns["values"]) == 5312  # 5,000 + 312: 280 KB a series with 4 detectors, not 530
     assert adwin.width == 5000 and len(adwin._buffer) == 5312
 
 
@@ -279,9 +279,9 @@ def test_without_refits_the_input_values_are_not_kept_and_snapshots_restore_eith
 
 def test_a_long_stream_holds_a_bounded_state(quick_ensemble):
     """Memory of many series: what a stream's adapter holds stops growing once its history is full. Kept
-    points in single precision with a sixteenth spare, recalibrated calibrators of 256 scores each (see
-    Calibrator.thinned), ADWIN windows of at most 1,024 groups: at four detectors about 170 KB a series, where
-    the history alone held 280 KB and the calibration samples 130 KB, and ADWIN up to 100 KB more."""
+    points with a sixteenth spare, recalibrated calibrators of 256 scores each (see Calibrator.thinned), ADWIN
+    windows of at most 1,024 groups: at four detectors about 270 KB a series, where the history alone held
+    280 KB and the calibration samples 130 KB, and ADWIN up to 100 KB more."""
     from anomaly.online.adapt import DRIFT_WINDOW, THINNED
 
     timestamps, values = stream(quick_ensemble, 40_000, 20_000)
@@ -305,5 +305,5 @@ def test_a_long_stream_holds_a_bounded_state(quick_ensemble):
     assert len(adapter._level.window) <= DRIFT_WINDOW
     k = len(quick_ensemble.names)
     rows = AdaptConfig().history * 17 // 16
-    assert max(sizes) <= rows * (4 * k + 8 + 6) + 2 * DRIFT_WINDOW * 17 // 16 * 8 + (k + 1) * THINNED * 8
+    assert max(sizes) <= rows * (8 * k + 8 + 6) + 2 * DRIFT_WINDOW * 17 // 16 * 8 + (k + 1) * THINNED * 8
     assert max(sizes[20:]) == max(sizes[10:20])  # full: no more growth

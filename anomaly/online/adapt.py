@@ -101,9 +101,11 @@ class KeptPoints:
     """
 
     COLUMNS = {  # name: (dtype, value of a column an append leaves out)
-        # (n, k) raw detector scores; NaN where the models were since swapped out. Single precision: a third
-        # of the memory of a series' history (measured: NAB and the simulator decided alike, one NAB flag apart)
-        "raw": (np.float32, np.nan),
+        # (n, k) raw detector scores; NaN where the models were since swapped out. Double precision: rounded to
+        # single, a sample value tied with a new score moved to one side of it (quantised and noise-free series
+        # tie often), and the detectors' own decisions changed on 5 NAB files (Holt-Winters alone: 7 false
+        # alarms more on art_increase_spike_density), though they would have saved a third of this memory
+        "raw": (float, np.nan),
         "flags": (bool, False),  # confidently anomalous (p below gate * alpha)
         "anchored": (bool, False),  # confidently anomalous under the models' own calibration (see Adapter)
         "alarms": (bool, False),  # the decisions made (p < alpha)

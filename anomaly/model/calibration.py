@@ -264,7 +264,13 @@ def tail_p_values(scores: np.ndarray, n, at_least: np.ndarray, threshold, tail_s
 
 def _kept_ranks(keep: int, n: int) -> np.ndarray:
     """Return the ``(keep,)`` ranks, from 0 to ``n - 1``, of the order statistics a thinned sample keeps."""
-    return np.floor(np.arange(keep) * ((n - 1) / (keep - 1)) + 0.5).astype(np.int64)
+    return np.array([_kept_rank(j, n, keep) for j in range(keep)], dtype=np.int64)
+
+
+@numba.njit(cache=True)
+def _kept_rank(j, n, keep):  # pragma: no cover (compiled)
+    """The rank in a sample of ``n`` of the ``j``-th of ``keep`` order statistics a thinned sample keeps (a float)."""
+    return np.floor(j * ((n - 1) / (keep - 1)) + 0.5)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -290,8 +296,7 @@ def _search_left(data, offset, kept, size, scores):  # pragma: no cover (compile
         elif j == m:
             out[i] = n
         else:  # data[j - 1] < x <= data[j]: between ranks r0 + 1 and r1
-            step = (n - 1) / (m - 1)
-            r0, r1 = np.floor((j - 1) * step + 0.5), np.floor(j * step + 0.5)
+            r0, r1 = _kept_rank(j - 1, n, m), _kept_rank(j, n, m)
             below, above = data[base + j - 1], data[base + j]
             out[i] = r0 + 1.0 + (r1 - r0 - 1.0) * (x - below) / (above - below)
     return out

@@ -222,11 +222,16 @@ class Adapter:
         self._refit_wanted = ""  # why the models should be retrained ("" while they need not)
         self._since_models = 0  # input points since the models were trained or swapped in
         self._refit_tried = 0  # admitted points the last refit was asked with
-        self._level, self._evidence = Adwin(s.delta, max_window=DRIFT_WINDOW), Adwin(s.delta, max_window=DRIFT_WINDOW)
+        self._level, self._evidence = self._drift_tests()
         self._pending = np.empty((0, 2))  # level and evidence of points not yet in a group of GROUP
         self.at_boundary = False  # whether the last block ended where the adapter may act
         self.recalibrations = 0
         self.changes = 0
+
+    def _drift_tests(self) -> tuple[Adwin, Adwin]:
+        """Return fresh ADWIN tests of the input level and of the evidence."""
+        return (Adwin(self.settings.delta, max_window=DRIFT_WINDOW),
+                Adwin(self.settings.delta, max_window=DRIFT_WINDOW))
 
     _COUNTERS = ("_anchor_off", "_accepted_until", "_changed_from", "_unanchored", "_since_refit", "_seen",
                  "_admitted_at_refit", "_changed", "_refit_wanted", "_since_models", "_refit_tried", "at_boundary",
@@ -354,8 +359,7 @@ class Adapter:
         self.kept.anchored[:] = False
         self._unanchored = 0
         self._taught = np.empty((0, len(ensemble.names)))  # refits are taught the labels themselves
-        self._level, self._evidence = (Adwin(self.settings.delta, max_window=DRIFT_WINDOW),
-                                       Adwin(self.settings.delta, max_window=DRIFT_WINDOW))
+        self._level, self._evidence = self._drift_tests()
         self._pending = np.empty((0, 2))
         self._since_refit, self._admitted_at_refit, self._since_models = 0, 0, 0
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibration import MIN_EMPIRICAL, Calibrator, analytic_p_value, anomaly_score, combine
+from .calibration import MIN_EMPIRICAL, Calibrator, analytic_p_value, anomaly_score, combine, single_precision
 from .detectors import REGISTRY, Detector
 from .detectors.base import score_consecutive
 from .rolling import rolling_median_mad
@@ -160,11 +160,11 @@ class Ensemble:
         for name in self.names:
             pieces = [results[name, part] for part in parts]
             if hasattr(pieces[0], "center"):
-                columns.append(np.concatenate([p.score for p in pieces]))
+                columns.append(single_precision(np.concatenate([p.score for p in pieces])))
                 if expected is None:
                     expected = np.concatenate([p.center for p in pieces]), np.concatenate([p.spread for p in pieces])
             else:
-                columns.append(np.concatenate(pieces))
+                columns.append(single_precision(np.concatenate(pieces)))
         return columns, expected
 
     def combined_p_value(self, p_detectors: np.ndarray) -> np.ndarray:

@@ -22,7 +22,8 @@ import weakref
 
 import numpy as np
 
-from ..model.calibration import MIN_EMPIRICAL, CalibratorTable, analytic_p_value, anomaly_score, combine
+from ..model.calibration import (MIN_EMPIRICAL, CalibratorTable, analytic_p_value, anomaly_score, combine,
+                                 single_precision)
 from ..model.ensemble import SCALED_LIMIT, Ensemble, _pool
 
 COMBINED = "combined"  # the combined evidence's calibrator table (no detector has this name)
@@ -179,7 +180,7 @@ class _Group:
         if band is None:  # as Ensemble._rolling_band: the window's median and MAD
             center = np.median(windows, axis=1)
             band = center, 1.4826 * np.median(np.abs(windows - center[:, None]), axis=1)
-        raw = np.column_stack(columns)
+        raw = single_precision(np.column_stack(columns))  # as Ensemble._score_all
         p_detectors = np.column_stack([self.tables[name].p_value(self._calibrator_slots[name][slots], raw[:, j])
                                        for j, name in enumerate(self.names)])
         statistic = combine(p_detectors, self.combine)

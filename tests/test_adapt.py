@@ -269,6 +269,10 @@ def test_without_refits_the_input_values_are_not_kept_and_snapshots_restore_eith
         adapter.observe(block, quick_ensemble)
     assert "values" not in adapters[False].kept._columns and "values" in adapters[True].kept._columns
     assert np.array_equal(adapters[True].kept.values, series.values)
+    # raw scores are kept in single precision, as they are made: nothing is lost (ties stay ties)
+    assert adapters[True].kept.raw.dtype == np.float32
+    scored = ~block.warmup
+    np.testing.assert_array_equal(adapters[True].kept.raw[scored].astype(np.float64), block.raw[scored])
     for source, target in ((True, False), (False, True)):
         restored = Adapter(quick_ensemble, AdaptConfig(refit=target))
         restored.load_state(adapters[source].state())
@@ -279,9 +283,10 @@ def test_without_refits_the_input_values_are_not_kept_and_snapshots_restore_eith
 
 def test_a_long_stream_holds_a_bounded_state(quick_ensemble):
     """Memory of many series: what a stream's adapter holds stops growing once its history is full. Kept
-    points with a sixteenth spare, recalibrated calibrators of 256 scores each (see Calibrator.thinned), ADWIN
-    windows of at most 1,024 groups: at four detectors about 270 KB a series, where the history alone held
-    280 KB and the calibration samples 130 KB, and ADWIN up to 100 KB more."""
+    points with a sixteenth spare and raw scores in single precision, recalibrated calibrators of 256 scores
+    each (see Calibrator.thinned), ADWIN windows of at most 1,024 groups: at four detectors about 190 KB a
+    series, where the history alone held 280 KB and the calibration samples 130 KB, and ADWIN up to 100 KB
+    more."""
     from anomaly.online.adapt import DRIFT_WINDOW, THINNED
 
     timestamps, values = stream(quick_ensemble, 40_000, 20_000)
@@ -305,5 +310,5 @@ def test_a_long_stream_holds_a_bounded_state(quick_ensemble):
     assert len(adapter._level.window) <= DRIFT_WINDOW
     k = len(quick_ensemble.names)
     rows = AdaptConfig().history * 17 // 16
-    assert max(sizes) <= rows * (8 * k + 8 + 6) + 2 * DRIFT_WINDOW * 17 // 16 * 8 + (k + 1) * THINNED * 8
+    assert max(sizes) <= rows * (4 * k + 8 + 6) + 2 * DRIFT_WINDOW * 17 // 16 * 8 + (k + 1) * THINNED * 8
     assert max(sizes[20:]) == max(sizes[10:20])  # full: no more growth

@@ -160,12 +160,12 @@ class Ensemble:
         for name in self.names:
             pieces = [results[name, part] for part in parts]
             if hasattr(pieces[0], "center"):
-                columns.append(single_precision(np.concatenate([p.score for p in pieces])))
+                columns.append(np.concatenate([p.score for p in pieces]))
                 if expected is None:
                     expected = np.concatenate([p.center for p in pieces]), np.concatenate([p.spread for p in pieces])
             else:
-                columns.append(single_precision(np.concatenate(pieces)))
-        return columns, expected
+                columns.append(np.concatenate(pieces))
+        return [single_precision(column) for column in columns], expected
 
     def combined_p_value(self, p_detectors: np.ndarray) -> np.ndarray:
         """Return the ``(n,)`` p-value of the detectors' combined evidence ``(n, k)``.

@@ -102,7 +102,8 @@ class KeptPoints:
 
     COLUMNS = {  # name: (dtype, value of a column an append leaves out)
         # (n, k) raw detector scores; NaN where the models were since swapped out. Single precision, as every
-        # raw score is made (see calibration.single_precision), so keeping them loses nothing
+        # raw score is made (see calibration.single_precision), so keeping them loses nothing; compared with or
+        # joined to double-precision arrays they are widened exactly, and only quantiles are taken in float64
         "raw": (np.float32, np.nan),
         "flags": (bool, False),  # confidently anomalous (p below gate * alpha)
         "anchored": (bool, False),  # confidently anomalous under the models' own calibration (see Adapter)
@@ -292,7 +293,7 @@ class Adapter:
         self.recalibrations += 1
         # after a lasting change the models' own calibration describes the old regime: pooled in only rescaled to
         # the new one (see _rescaled), and not at all before that can be told
-        return recalibrated(ensemble, self.kept.raw[-history:][admitted].astype(np.float64), self.original, self._taught,
+        return recalibrated(ensemble, self.kept.raw[-history:][admitted], self.original, self._taught,
                             pooled=not self._anchor_off or scale is not None, scale=scale)
 
     def feedback(self, labels: list[Label]) -> int:
@@ -310,7 +311,7 @@ class Adapter:
             covered_total += int(covered.sum())
             if label.kind == "false_alarm":
                 kept.marks[covered] = NORMAL
-                taught = kept.raw[covered].astype(np.float64)
+                taught = kept.raw[covered]
                 self._taught = np.concatenate([self._taught, taught[np.isfinite(taught).all(axis=1)]])
             else:
                 kept.marks[covered] = ANOMALY
@@ -421,7 +422,7 @@ class Adapter:
             scale = 1.0
         if n == 0:
             return
-        raw, usable = self.kept.raw[-n:].astype(np.float64), self.kept.usable[-n:]
+        raw, usable = self.kept.raw[-n:], self.kept.usable[-n:]
         scored = usable & np.isfinite(raw).all(axis=1)  # NaN: scored by models since swapped out
         p_value = reference.combined_p_value(reference.detector_p_values(raw[scored] / scale))
         self.kept.anchored[-n:][scored] = p_value < self.settings.gate * alpha
@@ -441,7 +442,7 @@ class Adapter:
         """
         kept = self.kept
         since = (kept.timestamps >= self._changed_from) & kept.usable & ~kept.flags
-        recent = kept.raw[since].astype(np.float64)  # (quantiles interpolate in the array's precision)
+        recent = kept.raw[since].astype(np.float64)  # quantiles interpolate in their array's precision
         recent = recent[np.isfinite(recent).all(axis=1)]
         if len(recent) < BULK_MIN:
             return None
@@ -462,7 +463,7 @@ class Adapter:
         the models' calibration sample's 75th percentile; ``None`` when fewer than ``least`` points were scored
         by these models."""
         lately = slice(-4 * self.settings.every, None)  # enough kept points to hold `every` scored ones
-        recent = self.kept.raw[lately][self.kept.usable[lately]].astype(np.float64)
+        recent = self.kept.raw[lately][self.kept.usable[lately]].astype(np.float64)  # (as in _rescaled)
         recent = recent[np.isfinite(recent).all(axis=1)][-self.settings.every:]
         if len(recent) < least:
             return None
@@ -584,7 +585,7 @@ class Adapter:
         quiet = (kept.usable[lately] & ~kept.flags[lately] & (kept.marks[lately] != ANOMALY)
                  & (kept.timestamps[lately] > self._accepted_until))
         rows = np.flatnonzero(quiet)[-RECENT:]
-        raw = kept.raw[lately][rows].astype(np.float64)
+        raw = kept.raw[lately][rows]
         if len(rows) < RECENT or not np.isfinite(raw).all():
             return None
         for i, name in enumerate(ensemble.names):

@@ -262,8 +262,9 @@ def test_kept_points_keep_the_last_capacity_points_in_order_however_they_arrive(
 
 
 def test_without_refits_the_input_values_are_not_kept_and_snapshots_restore_either_way(quick_ensemble, quick_config):
-    """Only a refit trains on the input values: without refits (a stream of many series) they are not kept,
-    8 bytes a point less, and a snapshot taken with or without them restores into an adapter of either kind."""
+    """Only a refit reads the input values and which points were filled in: without refits (a stream of many
+    series) they are not kept, 9 bytes a point less, and a snapshot taken with or without them restores into an
+    adapter of either kind."""
     from anomaly.online.adapt import Adapter
     from anomaly.simulate import simulate
 
@@ -272,7 +273,8 @@ def test_without_refits_the_input_values_are_not_kept_and_snapshots_restore_eith
     adapters = {refit: Adapter(quick_ensemble, AdaptConfig(refit=refit)) for refit in (True, False)}
     for adapter in adapters.values():
         adapter.observe(block, quick_ensemble)
-    assert "values" not in adapters[False].kept._columns and "values" in adapters[True].kept._columns
+    for name in ("values", "filled"):
+        assert name not in adapters[False].kept._columns and name in adapters[True].kept._columns
     assert np.array_equal(adapters[True].kept.values, series.values)
     # raw scores are kept in single precision, as they are made: nothing is lost (ties stay ties)
     assert adapters[True].kept.raw.dtype == np.float32
@@ -284,6 +286,7 @@ def test_without_refits_the_input_values_are_not_kept_and_snapshots_restore_eith
         for name in ("raw", "flags", "usable", "timestamps"):
             np.testing.assert_array_equal(getattr(restored.kept, name), getattr(adapters[source].kept, name))
     assert np.isnan(restored.kept.values).all()  # (not kept by the source: unknown, never made up)
+    assert not restored.kept.filled.any()
 
 
 def test_a_long_stream_holds_a_bounded_state(quick_ensemble):
@@ -315,7 +318,7 @@ def test_a_long_stream_holds_a_bounded_state(quick_ensemble):
     assert len(adapter._level.window) <= DRIFT_WINDOW
     k = len(quick_ensemble.names)
     rows = AdaptConfig().history * 17 // 16
-    assert max(sizes) <= rows * (4 * k + 8 + 6) + 2 * DRIFT_WINDOW * 17 // 16 * 8 + (k + 1) * THINNED * 8
+    assert max(sizes) <= rows * (4 * k + 8 + 5) + 2 * DRIFT_WINDOW * 17 // 16 * 8 + (k + 1) * THINNED * 8
     assert max(sizes[20:]) == max(sizes[10:20])  # full: no more growth
 
 

@@ -110,7 +110,7 @@ class KeptPoints:
         "anchored": (bool, False),  # confidently anomalous under the models' own calibration (see Adapter)
         "alarms": (bool, False),  # the decisions made (p < alpha)
         "usable": (bool, False),  # scored past warm-up, not made up to fill a gap
-        "filled": (bool, False),  # made up to fill gaps: a refit trains on them, nothing else does
+        "filled": (bool, False),  # made up to fill gaps: a refit trains on them, nothing else reads this
         "timestamps": (float, np.nan),  # epoch seconds
         "values": (float, np.nan),
         "marks": (np.int8, 0),  # feedback: NORMAL, ANOMALY or 0
@@ -118,10 +118,13 @@ class KeptPoints:
 
     START_ROWS = 512  # rows allocated at first: room grows by doubling, up to the capacity and a sixteenth
 
-    def __init__(self, capacity: int, k: int, values: bool = True):
-        """``values``: keep the input values too (only a refit trains on them; without, 8 bytes a point less)."""
+    FOR_REFITS = ("values", "filled")  # columns only a refit reads
+
+    def __init__(self, capacity: int, k: int, for_refits: bool = True):
+        """``for_refits``: keep the columns only a refit reads too (the input values and which points were filled
+        in; without, 9 bytes a point less)."""
         self.capacity = capacity
-        self._names = [name for name in self.COLUMNS if values or name != "values"]
+        self._names = [name for name in self.COLUMNS if for_refits or name not in self.FOR_REFITS]
         # spare room beyond the capacity: the kept points move to the front once per sixteenth of the
         # capacity of appends (16 rows copied per point, 0.5 KB), not twice the capacity held (memory of
         # many series: a quarter spare held 37 KB of 187 at four detectors)
@@ -186,7 +189,7 @@ class KeptPoints:
             self._columns = self._allocated(min(self._room, max(n, self.START_ROWS)),
                                             self._columns["raw"].shape[1])
         for name, column in self._columns.items():
-            if name not in arrays:  # (values, from a snapshot taken without refits)
+            if name not in arrays:  # (values and filled, from a snapshot taken without refits)
                 column[:n] = self.COLUMNS[name][1]
                 continue
             if arrays[name].shape[1:] != column.shape[1:]:
@@ -212,7 +215,7 @@ class Adapter:
         self.confirm = s.confirm or 2 * ensemble.window
         k = len(ensemble.names)
         # kept points: the calibration uses the last `history`, a refit all of them
-        self.kept = KeptPoints(max(s.history, s.refit_history if s.refit else 0), k, values=s.refit)
+        self.kept = KeptPoints(max(s.history, s.refit_history if s.refit else 0), k, for_refits=s.refit)
         self._labels: list[Label] = []
         self._taught = np.empty((0, k))  # raw scores of points labelled false alarms
         self._since_refit = 0

@@ -326,9 +326,9 @@ def test_a_long_stream_holds_a_bounded_state(quick_ensemble):
 def test_a_new_bump_every_hour_is_learned_not_flagged_every_hour(quick_ensemble, seed):
     """A new job that lifts one point in twelve for good (an hourly bump on 5-minute data) is confidently
     anomalous at first. Each flag's margin kept its neighbours out of calibration, so nothing was left to learn
-    from, and it alarmed at every hour to the end (measured, seeds 5 and 6: 426-430 flags in 5,000 points; now 47-48,
-    the last 528 points after the bump began). Once most kept points
-    lie near such flags, they are the stream's pattern and teach."""
+    from, and it alarmed at every hour to the end (measured, seeds 5 and 6: 426-430 flags in 5,000 points; now
+    47-48, the last 528 points after the bump began). Once most kept points lie near such flags, they are the
+    stream's pattern and teach."""
     timestamps, values = stream(quick_ensemble, 6000, 20_000, seed=seed)
     start = 1000
     values = values.copy()

@@ -400,14 +400,13 @@ class Adapter:
         anchored = self._anchor_off or self.same_regime()  # (after a lasting change: rescaled; see _anchor)
         flags = self.kept.flags[kept] | (self.kept.anchored[kept] if anchored else False)
         flags &= usable & (marks != NORMAL)
-        near = flags.copy()
-        for start, end in runs(flags):  # dilate each run of flags by the margin, both ways
-            near[max(0, start - self.margin):end + self.margin] = True
-        if (flags.sum() > self.settings.max_share * usable.sum()
-                or (near & usable).sum() > CROWDED * usable.sum()):
-            gated = usable.copy()
-        else:
-            gated = usable & ~near
+        gated = usable
+        if flags.sum() <= self.settings.max_share * usable.sum():  # else: the stream's pattern, all admitted
+            near = flags.copy()
+            for start, end in runs(flags):  # dilate each run of flags by the margin, both ways
+                near[max(0, start - self.margin):end + self.margin] = True
+            if (near & usable).sum() <= CROWDED * usable.sum():  # else: crowded, the stream's pattern too
+                gated = usable & ~near
         return (gated & (marks != ANOMALY)) | (usable & (marks == NORMAL))
 
     def _anchor(self, alpha: float, scale: np.ndarray | None = None) -> None:

@@ -100,6 +100,14 @@ def labels_of(streamed: Streamed, windows: list[list[str]]) -> tuple[np.ndarray,
 def evaluate_file(path: Path, windows: list[list[str]], config, out: Path | None) -> FileResult:
     """Run the NAB protocol on one file: train on its probation head, stream it all, score it."""
     streamed, trained = nab_stream(path, config)
+    if out is not None:
+        _write_scores(out / path.parent.name / path.name, streamed)
+    return scored_file(path, streamed, trained, windows)
+
+
+def scored_file(path: Path, streamed: Streamed, trained: str, windows: list[list[str]]) -> FileResult:
+    """Return NAB's scores and the metrics of ``streamed``, the decisions :func:`nab_stream` made on the file at
+    ``path`` (``trained``: why training failed, ``""`` when it did not), against its label ``windows``."""
     names = [ENSEMBLE, *streamed.names]
     labels, bounds = labels_of(streamed, windows)
     scored = slice(probation(len(labels)), None)
@@ -108,8 +116,6 @@ def evaluate_file(path: Path, windows: list[list[str]], config, out: Path | None
         flags = streamed.flags_of(name)
         scores[name] = {profile: score_file(flags, bounds, weights) for profile, weights in PROFILES.items()}
         metrics[name] = summarise(flags[scored], labels[scored])
-    if out is not None:
-        _write_scores(out / path.parent.name / path.name, streamed)
     return FileResult(path.parent.name, path.name, len(streamed.values), trained, scores, metrics, streamed.alpha)
 
 

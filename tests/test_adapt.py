@@ -188,13 +188,13 @@ def test_a_common_pattern_is_not_gated_for_ever(quick_ensemble):
     adapter = Adapter(quick_ensemble, AdaptConfig())
     n, sparse = 1000, 8 * adapter.margin  # flags this far apart leave most points out of their margins
     adapter.kept.append(usable=np.ones(n, dtype=bool), flags=np.zeros(n, dtype=bool))
-    adapter.kept.flags[::sparse] = True  # rare enough to keep out, with their margins
+    adapter.kept.set("flags", slice(None, None, sparse), True)  # rare enough to keep out, with their margins
     admitted = adapter.admitted()
     assert not admitted[::sparse].any() and not admitted[1:adapter.margin].any() and admitted.mean() > 0.5
-    adapter.kept.flags[::adapter.margin] = True  # so often that their margins cover every point: the pattern
+    adapter.kept.set("flags", slice(None, None, adapter.margin), True)  # their margins cover every point: the pattern
     assert adapter.admitted().all()
-    adapter.kept.flags[::adapter.margin] = False
-    adapter.kept.flags[::5] = True  # 20%: the stream's own pattern
+    adapter.kept.set("flags", slice(None, None, adapter.margin), False)
+    adapter.kept.set("flags", slice(None, None, 5), True)  # 20%: the stream's own pattern
     assert adapter.admitted().all()
 
 
@@ -210,7 +210,7 @@ def test_the_models_own_calibration_keeps_anomalies_out_only_in_the_regime_it_wa
     for regime, columns in regimes.items():
         adapter = Adapter(quick_ensemble, AdaptConfig())
         adapter.kept.append(raw=np.column_stack(columns), usable=np.ones(3000, dtype=bool))
-        adapter.kept.anchored[-1000] = True
+        adapter.kept.set("anchored", -1000, True)
         same = regime == "as in training"
         assert adapter.same_regime() is same
         assert adapter.admitted()[-1000] is not same
@@ -255,16 +255,19 @@ def test_kept_points_keep_the_last_capacity_points_in_order_however_they_arrive(
         expected = np.arange(max(0, start - 100), start, dtype=float)
         assert np.array_equal(kept.values, expected) and np.array_equal(kept.raw[:, 1], -expected)
         assert np.array_equal(kept.usable, expected % 2 == 0) and not kept.flags.any()  # left out: default
-        assert len(kept._columns["flags"]) <= 100 + 256  # the capacity and a little room, never twice it
-    kept.flags[-5:] = True  # the columns write through
+        assert len(kept._columns["bits"]) <= 100 + 256  # the capacity and a little room, never twice it
+    kept.set("flags", slice(-5, None), True)
+    kept.set("marks", [-1, -7], 2)
+    assert kept.flags.sum() == 5 and kept.usable[-1] == ((start - 1) % 2 == 0)  # set: only that flag moved
     kept.drop_before(90)
     assert len(kept) == 10 and kept.flags.sum() == 5 and kept.values[0] == start - 10
+    assert kept.marks.tolist() == [0, 0, 0, 2, 0, 0, 0, 0, 0, 2] and kept.flags[-5:].all()
 
 
 def test_without_refits_the_input_values_are_not_kept_and_snapshots_restore_either_way(quick_ensemble, quick_config):
     """Only a refit reads the input values and which points were filled in: without refits (a stream of many
-    series) they are not kept, 9 bytes a point less, and a snapshot taken with or without them restores into an
-    adapter of either kind."""
+    series) the values are not kept (8 bytes a point less), neither is in a snapshot, and a snapshot taken with or
+    without them restores into an adapter of either kind. The flags and marks share one byte a point."""
     from anomaly.online.adapt import Adapter
     from anomaly.simulate import simulate
 
@@ -273,8 +276,10 @@ def test_without_refits_the_input_values_are_not_kept_and_snapshots_restore_eith
     adapters = {refit: Adapter(quick_ensemble, AdaptConfig(refit=refit)) for refit in (True, False)}
     for adapter in adapters.values():
         adapter.observe(block, quick_ensemble)
+    assert set(adapters[False].kept._columns) == {"raw", "bits", "timestamps"}  # 16 + 1 + 8 bytes a point
+    assert set(adapters[True].kept._columns) == {"raw", "bits", "timestamps", "values"}
     for name in ("values", "filled"):
-        assert name not in adapters[False].kept._columns and name in adapters[True].kept._columns
+        assert name not in adapters[False].state()["kept"][0] and name in adapters[True].state()["kept"][0]
     assert np.array_equal(adapters[True].kept.values, series.values)
     # raw scores are kept in single precision, as they are made: nothing is lost (ties stay ties)
     assert adapters[True].kept.raw.dtype == np.float32
@@ -283,7 +288,7 @@ def test_without_refits_the_input_values_are_not_kept_and_snapshots_restore_eith
     for source, target in ((True, False), (False, True)):
         restored = Adapter(quick_ensemble, AdaptConfig(refit=target))
         restored.load_state(adapters[source].state())
-        for name in ("raw", "flags", "usable", "timestamps"):
+        for name in ("raw", "flags", "anchored", "alarms", "usable", "marks", "timestamps"):
             np.testing.assert_array_equal(getattr(restored.kept, name), getattr(adapters[source].kept, name))
     assert np.isnan(restored.kept.values).all()  # (not kept by the source: unknown, never made up)
     assert not restored.kept.filled.any()

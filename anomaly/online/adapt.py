@@ -95,10 +95,13 @@ class RefitData:
 class KeptPoints:
     """The last ``capacity`` points of a stream, one array per column, grown in place.
 
-    Each column is a view (``kept.flags``, ``kept.raw``, ...) that writes through. An
-    append copies only the new points into spare room; once every ``capacity`` points the
-    kept ones move to the front. A live stream appends one point at a time, and copying
-    the whole history each time cost more than scoring the point.
+    ``kept.raw``, ``kept.timestamps`` and ``kept.values`` are views that write through. The
+    flags (``flags``, ``anchored``, ``alarms``, ``usable``, ``filled``) and the feedback
+    ``marks`` share one byte a point (``bits``): reading one gives a new array, and
+    :meth:`set` writes it (one byte a point instead of six: memory of many series). An append copies
+    only the new points into spare room; once every ``capacity / 16`` points the kept ones move
+    to the front. A live stream appends one point at a time, and copying the whole history each
+    time cost more than scoring the point.
     """
 
     COLUMNS = {  # name: (dtype, value of a column an append leaves out)
@@ -106,24 +109,30 @@ class KeptPoints:
         # raw score is made (see calibration.single_precision), so keeping them loses nothing; compared with or
         # joined to double-precision arrays they are widened exactly, and only quantiles are taken in float64
         "raw": (np.float32, np.nan),
-        "flags": (bool, False),  # confidently anomalous (p below gate * alpha)
-        "anchored": (bool, False),  # confidently anomalous under the models' own calibration (see Adapter)
-        "alarms": (bool, False),  # the decisions made (p < alpha)
-        "usable": (bool, False),  # scored past warm-up, not made up to fill a gap
-        "filled": (bool, False),  # made up to fill gaps: a refit trains on them, nothing else reads this
+        "bits": (np.uint8, 0),  # the flags below, one bit each, and the marks in MARKS_SHIFT and the bit above
         "timestamps": (float, np.nan),  # epoch seconds
         "values": (float, np.nan),
-        "marks": (np.int8, 0),  # feedback: NORMAL, ANOMALY or 0
     }
+    BITS = {  # flag: its bit in ``bits`` (each False when an append leaves it out)
+        "flags": 1,  # confidently anomalous (p below gate * alpha)
+        "anchored": 2,  # confidently anomalous under the models' own calibration (see Adapter)
+        "alarms": 4,  # the decisions made (p < alpha)
+        "usable": 8,  # scored past warm-up, not made up to fill a gap
+        "filled": 16,  # made up to fill gaps: a refit trains on them, nothing else reads this
+    }
+    MARKS_SHIFT = 5  # feedback marks (NORMAL, ANOMALY or 0) in bits 5 and 6
 
     START_ROWS = 512  # rows allocated at first: room grows by doubling, up to the capacity and a sixteenth
 
-    FOR_REFITS = ("values", "filled")  # columns only a refit reads
+    # what only a refit reads: in a snapshot only for refits, and the values (8 bytes a point) kept only for them
+    # (which points were filled in costs nothing more: a bit of ``bits``)
+    FOR_REFITS = ("values", "filled")
 
     def __init__(self, capacity: int, k: int, for_refits: bool = True):
-        """``for_refits``: keep the columns only a refit reads too (the input values and which points were filled
-        in; without, 9 bytes a point less)."""
+        """``for_refits``: keep the input values too, and snapshot them and which points were filled in (only a
+        refit reads them)."""
         self.capacity = capacity
+        self.for_refits = for_refits
         self._names = [name for name in self.COLUMNS if for_refits or name not in self.FOR_REFITS]
         # spare room beyond the capacity: the kept points move to the front once per sixteenth of the
         # capacity of appends (16 rows copied per point, 0.5 KB), not twice the capacity held (memory of
@@ -139,7 +148,7 @@ class KeptPoints:
 
     def _grow(self, needed: int) -> None:
         """Make room for ``needed`` rows from the start (at most ``_room``), keeping the points kept."""
-        rows = min(self._room, max(2 * len(self._columns["flags"]), needed))
+        rows = min(self._room, max(2 * len(self._columns["bits"]), needed))
         k = self._columns["raw"].shape[1]
         grown = self._allocated(rows, k)
         n = len(self)
@@ -152,19 +161,51 @@ class KeptPoints:
 
     def __getattr__(self, name: str) -> np.ndarray:
         columns = self.__dict__.get("_columns")
-        if columns is None or name not in columns:
+        if columns is None:
+            raise AttributeError(name)
+        if name in self.BITS:
+            return (columns["bits"][self._start:self._end] & self.BITS[name]) != 0
+        if name == "marks":
+            return (columns["bits"][self._start:self._end] >> self.MARKS_SHIFT).astype(np.int8)
+        if name not in columns:
             raise AttributeError(name)
         return columns[name][self._start:self._end]
 
+    def set(self, name: str, where, value) -> None:
+        """Set flag ``name`` (one of ``BITS``) or ``"marks"`` of the kept points ``where`` (an index, a slice or
+        a boolean mask over the kept points) to ``value`` (one, or one per point selected)."""
+        bits = self._columns["bits"][self._start:self._end]  # a view: writes go to the kept points
+        if name == "marks":
+            mask = np.uint8(3 << self.MARKS_SHIFT)
+            value = (np.asarray(value, dtype=np.uint8) << self.MARKS_SHIFT).astype(np.uint8)
+        else:
+            mask = np.uint8(self.BITS[name])
+            value = np.where(np.asarray(value, dtype=bool), mask, np.uint8(0))
+        bits[where] = (bits[where] & ~mask) | value
+
+    @classmethod
+    def _packed(cls, n: int, columns: dict) -> np.ndarray:
+        """Return ``(n,)`` bytes holding the flags and marks in ``columns`` (each an ``(n,)`` array or a scalar;
+        those left out are False and 0)."""
+        bits = np.zeros(n, dtype=np.uint8)
+        for name, bit in cls.BITS.items():
+            if name in columns:
+                bits |= np.where(np.asarray(columns[name], dtype=bool), np.uint8(bit), np.uint8(0))
+        if "marks" in columns:
+            bits |= ((np.asarray(columns["marks"]).astype(np.uint8) & 3) << cls.MARKS_SHIFT).astype(np.uint8)
+        return bits
+
     def append(self, **new) -> None:
-        """Keep ``n`` new points (each column an ``(n,)`` array or a scalar; left-out columns get their default)."""
+        """Keep ``n`` new points (each column or flag an ``(n,)`` array or a scalar; left-out ones get their
+        default)."""
         n = max(len(v) for v in new.values() if np.ndim(v))
         new = {name: np.asarray(v)[-self.capacity:] if np.ndim(v) else v for name, v in new.items()}
         n = min(n, self.capacity)  # a block longer than the capacity keeps its last points
-        rows = len(self._columns["flags"])
+        new["bits"] = self._packed(n, new)
+        rows = len(self._columns["bits"])
         if self._end + n > rows and rows < self._room:  # out of room, and room may still grow
             self._grow(min(len(self), self.capacity - n) + n)
-        if self._end + n > len(self._columns["flags"]):  # out of room: move the points still kept to the front
+        if self._end + n > len(self._columns["bits"]):  # out of room: move the points still kept to the front
             keep = min(len(self), self.capacity - n)
             for column in self._columns.values():
                 column[:keep] = column[self._end - keep:self._end]
@@ -178,24 +219,32 @@ class KeptPoints:
         """Forget the first ``index`` kept points."""
         self._start = min(self._end, self._start + index)
 
+    def _named(self) -> list[str]:
+        """The columns and flags a snapshot holds, by name (as before they shared a byte)."""
+        flags = [name for name in self.BITS if self.for_refits or name not in self.FOR_REFITS]
+        return [name for name in self._names if name != "bits"] + flags + ["marks"]
+
     def state(self) -> tuple[dict, dict]:
-        """Return ``(arrays, meta)``: the kept points, one array per column (see :mod:`anomaly.online.state`)."""
-        return {name: column[self._start:self._end].copy() for name, column in self._columns.items()}, {}
+        """Return ``(arrays, meta)``: the kept points, one array per column and flag (see :mod:`anomaly.online.state`)."""
+        return {name: np.array(getattr(self, name)) for name in self._named()}, {}
 
     def load_state(self, arrays: dict, meta: dict) -> None:
         """Keep exactly the points of :meth:`state`'s output (at most ``capacity``)."""
-        n = min(len(arrays["flags"]), self.capacity)
-        if n > len(self._columns["flags"]):
+        n = min(len(arrays["usable"]), self.capacity)
+        if n > len(self._columns["bits"]):
             self._columns = self._allocated(min(self._room, max(n, self.START_ROWS)),
                                             self._columns["raw"].shape[1])
+        tail = {name: array[len(array) - n:] for name, array in arrays.items()}
+        tail["bits"] = self._packed(n, {name: array for name, array in tail.items()
+                                        if name in self.BITS or name == "marks"})
         for name, column in self._columns.items():
-            if name not in arrays:  # (values and filled, from a snapshot taken without refits)
+            if name not in tail:  # (values, from a snapshot taken without refits)
                 column[:n] = self.COLUMNS[name][1]
                 continue
-            if arrays[name].shape[1:] != column.shape[1:]:
+            if tail[name].shape[1:] != column.shape[1:]:
                 raise ValueError(f"kept points: column {name} has shape {arrays[name].shape}, expected "
                                  f"(n, {', '.join(map(str, column.shape[1:]))})")
-            column[:n] = arrays[name][len(arrays[name]) - n:]
+            column[:n] = tail[name]
         self._start, self._end = 0, n
 
 
@@ -314,11 +363,11 @@ class Adapter:
             covered = label.covers(kept.timestamps) & kept.usable
             covered_total += int(covered.sum())
             if label.kind == "false_alarm":
-                kept.marks[covered] = NORMAL
+                kept.set("marks", covered, NORMAL)
                 taught = kept.raw[covered]
                 self._taught = np.concatenate([self._taught, taught[np.isfinite(taught).all(axis=1)]])
             else:
-                kept.marks[covered] = ANOMALY
+                kept.set("marks", covered, ANOMALY)
             if covered.any():
                 self._changed = True
         return covered_total
@@ -359,7 +408,7 @@ class Adapter:
         self.original = ensemble
         self._anchor_off = False
         self.kept.raw[:] = np.nan
-        self.kept.anchored[:] = False
+        self.kept.set("anchored", slice(None), False)
         self._unanchored = 0
         self._taught = np.empty((0, len(ensemble.names)))  # refits are taught the labels themselves
         self._level, self._evidence = self._drift_tests()
@@ -434,7 +483,7 @@ class Adapter:
         raw, usable = self.kept.raw[-n:], self.kept.usable[-n:]
         scored = usable & np.isfinite(raw).all(axis=1)  # NaN: scored by models since swapped out
         p_value = reference.combined_p_value(reference.detector_p_values(raw[scored] / scale))
-        self.kept.anchored[-n:][scored] = p_value < self.settings.gate * alpha
+        self.kept.set("anchored", len(self.kept) - n + np.flatnonzero(scored), p_value < self.settings.gate * alpha)
 
     def _rescaled(self) -> np.ndarray | None:
         """Return, per detector, how many times the 90th percentile of the scores since the last lasting change
@@ -568,7 +617,7 @@ class Adapter:
             return
         # flags under a calibration the stream has left say little: the new regime's anomalies are kept out by
         # the anchor, rescaled to it (see _anchor)
-        kept.flags[start:end] = False
+        kept.set("flags", slice(start, end), False)
         self._accepted_until = float(kept.timestamps[end - 1])
         self._changed_from = float(kept.timestamps[start])
         if not self._anchor_off:  # the first change since these models: what precedes is the old regime

@@ -650,7 +650,7 @@ class Adapter:
             bulk, tail = np.quantile(ensemble.calibrators_[name].sorted_, [BULK, 1 - TAIL])
             if ((raw[:, i] > bulk).sum() >= too_many(RECENT, 1 - BULK, MOVED)
                     and (raw[:, i] > tail).sum() >= too_many(RECENT, TAIL, MOVED)):
-                return len(kept) - len(kept.usable[lately]) + int(rows[0])
+                return len(kept) - len(quiet) + int(rows[0])
         return None
 
     def _frequent(self, alarms: list[tuple[int, int]], alpha: float) -> int | None:

@@ -28,6 +28,7 @@ import dataclasses
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +88,10 @@ def scorer(models: str, config_json: str, adapt: bool) -> Scorer:
     """Return the worker's :class:`Scorer` of ``models`` (made on first use, then kept)."""
     key = (models, config_json, adapt)
     if key not in _SCORERS:
+        # pyspark's own worker pads each group's output with empty rows and concatenates them, and pandas
+        # warns about that at every micro-batch: a wall of FutureWarnings on the job's stderr, none about our data
+        warnings.filterwarnings("ignore", message="The behavior of DataFrame concatenation with empty or all-NA",
+                                category=FutureWarning)
         _SCORERS[key] = Scorer(models, config_json, adapt)
     return _SCORERS[key]
 

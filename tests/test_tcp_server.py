@@ -63,9 +63,9 @@ class Server:
 def exchange(address, lines: list[str], one_at_a_time: bool = False, first: str | None = None) -> list[dict]:
     """Send ``lines`` (after an optional ``first`` line), half-close, and return every reply."""
     with socket.create_connection(address, timeout=60) as sock:
-        if first is not None:
-            sock.sendall((first + "\n").encode())
         if one_at_a_time:
+            if first is not None:
+                sock.sendall((first + "\n").encode())
             stream = sock.makefile("rw", encoding="utf-8", newline="\n")
             replies = []
             for line in lines:
@@ -74,7 +74,10 @@ def exchange(address, lines: list[str], one_at_a_time: bool = False, first: str 
                 replies.append(json.loads(stream.readline()))
             sock.shutdown(socket.SHUT_WR)
             return replies + [json.loads(x) for x in stream]
-        sock.sendall(("\n".join(lines) + "\n").encode())
+        # the first line and the rest in one write, as a client sends them: the server reads them in one go and,
+        # when it refuses the first, closes with nothing left unread. Written apart, the rest could arrive after
+        # that close, and the reset it draws made this client's half-close fail ("not connected")
+        sock.sendall(("\n".join(([] if first is None else [first]) + lines) + "\n").encode())
         sock.shutdown(socket.SHUT_WR)
         return [json.loads(x) for x in sock.makefile("r", encoding="utf-8")]
 

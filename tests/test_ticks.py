@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import math
 from concurrent.futures import ThreadPoolExecutor
@@ -58,7 +59,9 @@ def ticks(ensembles, config) -> list[Chunk]:
 def streamed(ensembles, config, chunks, together: bool):
     """Stream the chunks; return each series' decisions (one block), the rejected lines, the events, the runners
     and how many points ticks scored together."""
-    keyed = KeyedRunners(lambda key: Runner(ensembles[key], adapt=config.adapt), ticks=together)
+    # without refits, as streams of many series run: the adapters thin what they keep (see KeptPoints)
+    adapt = dataclasses.replace(config.adapt, refit=False)
+    keyed = KeyedRunners(lambda key: Runner(ensembles[key], adapt=adapt), ticks=together)
     blocks, rejected, events, ticked = [], [], [], 0
     for chunk in chunks:
         results = keyed.process(chunk)

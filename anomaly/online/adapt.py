@@ -78,6 +78,11 @@ MOVED = 1e-4  # chance of each of those counts under the calibration: both at on
 DRIFT_WINDOW = 1024  # groups ADWIN keeps (16,384 points)
 CROWDED = 0.5  # share of kept points near confident flags beyond which the flags are the stream's pattern
 THINNED = 256  # scores a recalibrated calibrator keeps (see Calibrator.thinned): memory of many series
+# without refits (each of many series) the kept points are thinned every THIN_STEP points: the tail (a combined
+# p-value below TAIL_COMBINED or a detector's below TAIL_DETECTOR, under the calibration in use) kept whole, one
+# point in THIN_EVERY of the bulk (see KeptPoints)
+THIN_EVERY, THIN_STEP = 16, 256
+TAIL_COMBINED, TAIL_DETECTOR = 0.1, 0.05
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,17 @@ class KeptPoints:
     only the new points into spare room; once every ``capacity / 16`` points the kept ones move
     to the front. A live stream appends one point at a time, and copying the whole history each
     time cost more than scoring the point.
+
+    **Thinned** (``thin`` > 1; the adapter of a stream without refits, such as each of many series):
+    every ``THIN_STEP`` stream positions, the points appended since are thinned. A point stays when it
+    lies in the tail (``in_tail``, set by the adapter: a low p-value under the calibration in use), is
+    flagged or labelled, or is the one drawn from its stretch of ``thin`` positions (at an offset a hash
+    of the stretch picks: a fixed offset would sample only some phases of an hourly cycle). A drawn point
+    stands for ``thin`` points of the bulk (``weights``). So the tail, where calibration's fitted tails
+    and low p-values come from, is kept whole, and the bulk, whose quantiles one point in ``thin`` still
+    tells, is sampled. Spans are measured in stream positions, not rows (``positions``, ``since``), and
+    every statistic counts a kept point by its weight. Thinning happens at the same stream positions
+    whatever the blocks the points came in, so a replay and a live stream keep the same points.
     """
 
     COLUMNS = {  # name: (dtype, value of a column an append leaves out)
@@ -112,6 +128,7 @@ class KeptPoints:
         "bits": (np.uint8, 0),  # the flags below, one bit each, and the marks in MARKS_SHIFT and the bit above
         "timestamps": (float, np.nan),  # epoch seconds
         "values": (float, np.nan),
+        "gap": (np.uint8, 1),  # a thinned history's: points from the kept point before (under 2 ``thin``)
     }
     BITS = {  # flag: its bit in ``bits`` (each False when an append leaves it out)
         "flags": 1,  # confidently anomalous (p below gate * alpha)
@@ -119,6 +136,7 @@ class KeptPoints:
         "alarms": 4,  # the decisions made (p < alpha)
         "usable": 8,  # scored past warm-up, not made up to fill a gap
         "filled": 16,  # made up to fill gaps: a refit trains on them, nothing else reads this
+        "represents": 128,  # a thinned history's: this point stands for ``thin`` points of the bulk
     }
     MARKS_SHIFT = 5  # feedback marks (NORMAL, ANOMALY or 0) in bits 5 and 6
 
@@ -128,12 +146,19 @@ class KeptPoints:
     # (which points were filled in costs nothing more: a bit of ``bits``)
     FOR_REFITS = ("values", "filled")
 
-    def __init__(self, capacity: int, k: int, for_refits: bool = True):
-        """``for_refits``: keep the input values too, and snapshot them and which points were filled in (only a
-        refit reads them)."""
+    def __init__(self, capacity: int, k: int, for_refits: bool = True, thin: int = 0):
+        """``capacity``: points of history. ``for_refits``: keep the input values too, and snapshot them and which
+        points were filled in (only a refit reads them). ``thin``: thin the points kept (see the class; 0 or 1:
+        keep every point)."""
         self.capacity = capacity
         self.for_refits = for_refits
-        self._names = [name for name in self.COLUMNS if for_refits or name not in self.FOR_REFITS]
+        self.thin = thin if thin > 1 else 0
+        self.in_tail = None  # (thinned) raw scores (m, k) -> (m,) bool: which are kept whole (None: none)
+        self._appended = 0  # points appended since the start: the next one's stream position
+        self._thinned_to = 0  # (thinned) the points before this position are thinned
+        self._last = -1  # (thinned) the stream position of the last point kept
+        self._names = [name for name in self.COLUMNS if (for_refits or name not in self.FOR_REFITS)
+                       and (self.thin or name != "gap")]
         # spare room beyond the capacity: the kept points move to the front once per sixteenth of the
         # capacity of appends (16 rows copied per point, 0.5 KB), not twice the capacity held (memory of
         # many series: a quarter spare held 37 KB of 187 at four detectors)
@@ -148,7 +173,12 @@ class KeptPoints:
 
     def _grow(self, needed: int) -> None:
         """Make room for ``needed`` rows from the start (at most ``_room``), keeping the points kept."""
-        rows = min(self._room, max(2 * len(self._columns["bits"]), needed))
+        rows = len(self._columns["bits"])
+        # thinned, the rows kept rise and fall with the tail's share: room for the points up to the next thinning
+        rows = min(self._room, needed + THIN_STEP if self.thin else max(2 * rows, needed))
+        self._reallocate(rows)
+
+    def _reallocate(self, rows: int) -> None:
         k = self._columns["raw"].shape[1]
         grown = self._allocated(rows, k)
         n = len(self)
@@ -166,10 +196,34 @@ class KeptPoints:
         if name in self.BITS:
             return (columns["bits"][self._start:self._end] & self.BITS[name]) != 0
         if name == "marks":
-            return (columns["bits"][self._start:self._end] >> self.MARKS_SHIFT).astype(np.int8)
+            return ((columns["bits"][self._start:self._end] >> self.MARKS_SHIFT) & 3).astype(np.int8)
         if name not in columns:
             raise AttributeError(name)
         return columns[name][self._start:self._end]
+
+    @property
+    def positions(self) -> np.ndarray:
+        """Return ``(n,)`` stream positions of the kept points (0: the first point ever appended)."""
+        if not self.thin:
+            return np.arange(self._appended - len(self), self._appended)
+        gaps = self._columns["gap"][self._start:self._end].astype(np.int64)
+        # each kept point lies its successor's gap before it
+        after = gaps.sum() - np.cumsum(gaps)  # points from each kept one to the last
+        return self._last - after
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Return ``(n,)`` how many points each kept point stands for: ``thin`` for a sample of a thinned bulk,
+        else 1."""
+        if not self.thin:
+            return np.ones(len(self), dtype=np.int64)
+        return np.where(self.represents, self.thin, 1)
+
+    def since(self, points: int) -> int:
+        """Return how many kept points (at the end) lie within the last ``points`` stream positions."""
+        if not self.thin:
+            return min(points, len(self))
+        return len(self) - int(np.searchsorted(self.positions, self._appended - points, side="left"))
 
     def set(self, name: str, where, value) -> None:
         """Set flag ``name`` (one of ``BITS``) or ``"marks"`` of the kept points ``where`` (an index, a slice or
@@ -199,7 +253,20 @@ class KeptPoints:
         """Keep ``n`` new points (each column or flag an ``(n,)`` array or a scalar; left-out ones get their
         default)."""
         n = max(len(v) for v in new.values() if np.ndim(v))
+        if not self.thin:
+            self._append(n, new)
+            return
+        done = 0
+        while done < n:  # in parts that end where the stream crosses a multiple of THIN_STEP
+            part = min(n - done, THIN_STEP - self._appended % THIN_STEP)
+            self._append(part, {name: v[done:done + part] if np.ndim(v) else v for name, v in new.items()})
+            done += part
+            if self._appended % THIN_STEP == 0:
+                self._thin_out()
+
+    def _append(self, n: int, new: dict) -> None:
         new = {name: np.asarray(v)[-self.capacity:] if np.ndim(v) else v for name, v in new.items()}
+        self._appended += n
         n = min(n, self.capacity)  # a block longer than the capacity keeps its last points
         new["bits"] = self._packed(n, new)
         rows = len(self._columns["bits"])
@@ -212,8 +279,44 @@ class KeptPoints:
             self._start, self._end = 0, keep
         for name, column in self._columns.items():
             column[self._end:self._end + n] = new.get(name, self.COLUMNS[name][1])
+        if self.thin and n and self._end > self._start:  # the first new point lies this far after the last kept
+            self._columns["gap"][self._end] = self._appended - n - self._last
         self._end += n
-        self._start = max(self._start, self._end - self.capacity)
+        self._last = self._appended - 1
+        if not self.thin:
+            self._start = max(self._start, self._end - self.capacity)
+
+    def _thin_out(self) -> None:
+        """Thin the points appended since the last time, and forget those beyond the capacity (see the class)."""
+        positions = self.positions
+        older = positions >= self._thinned_to
+        self._thinned_to = self._appended
+        raw = self._columns["raw"][self._start:self._end]
+        bits = self._columns["bits"][self._start:self._end]
+        tail = np.zeros(len(raw), dtype=bool)
+        judged = older & np.isfinite(raw).all(axis=1)  # (NaN: scored by models since swapped out, or not scored)
+        if self.in_tail is not None and judged.any():
+            tail[judged] = self.in_tail(raw[judged])
+        told = (bits & np.uint8(self.BITS["flags"] | self.BITS["anchored"] | self.BITS["alarms"]
+                                | (3 << self.MARKS_SHIFT))) != 0
+        drawn = positions % self.thin == sampled_offset(positions // self.thin, self.thin)
+        sampled = older & ~tail & ~told & drawn
+        keep = (~older | tail | told | sampled) & (positions >= self._appended - self.capacity)
+        bits[sampled] |= np.uint8(self.BITS["represents"])
+        kept_positions = positions[keep]
+        gaps = np.diff(kept_positions, prepend=kept_positions[0] - 1 if len(kept_positions) else 0)
+        # (one point drawn in every stretch of `thin`: kept points lie under 2 `thin` apart)
+        self._columns["gap"][self._start:self._end][keep] = gaps.astype(np.uint8)
+        n = int(keep.sum())
+        self._last = int(kept_positions[-1]) if n else self._last
+        for column in self._columns.values():
+            column[:n] = column[self._start:self._end][keep]
+        self._start, self._end = 0, n
+        # room for the points up to the next thinning (appends come in parts that end there), and a little more
+        # for the tail's share to grow without a copy; given back when the share falls
+        room = n + THIN_STEP + n // 16
+        if not room <= len(self._columns["bits"]) <= room + n // 8:
+            self._reallocate(room)
 
     def drop_before(self, index: int) -> None:
         """Forget the first ``index`` kept points."""
@@ -221,12 +324,15 @@ class KeptPoints:
 
     def _named(self) -> list[str]:
         """The columns and flags a snapshot holds, by name (as before they shared a byte)."""
-        flags = [name for name in self.BITS if self.for_refits or name not in self.FOR_REFITS]
+        flags = [name for name in self.BITS if (self.for_refits or name not in self.FOR_REFITS)
+                 and (self.thin or name != "represents")]
         return [name for name in self._names if name != "bits"] + flags + ["marks"]
 
     def state(self) -> tuple[dict, dict]:
         """Return ``(arrays, meta)``: the kept points, one array per column and flag (see :mod:`anomaly.online.state`)."""
-        return {name: np.array(getattr(self, name)) for name in self._named()}, {}
+        arrays = {name: np.array(getattr(self, name)) for name in self._named()}
+        return arrays, ({"appended": self._appended, "thinned_to": self._thinned_to, "last": self._last}
+                        if self.thin else {})
 
     def load_state(self, arrays: dict, meta: dict) -> None:
         """Keep exactly the points of :meth:`state`'s output (at most ``capacity``)."""
@@ -238,7 +344,7 @@ class KeptPoints:
         tail["bits"] = self._packed(n, {name: array for name, array in tail.items()
                                         if name in self.BITS or name == "marks"})
         for name, column in self._columns.items():
-            if name not in tail:  # (values, from a snapshot taken without refits)
+            if name not in tail:  # (values, from a snapshot taken without refits; gaps, from one not thinned)
                 column[:n] = self.COLUMNS[name][1]
                 continue
             if tail[name].shape[1:] != column.shape[1:]:
@@ -246,6 +352,9 @@ class KeptPoints:
                                  f"(n, {', '.join(map(str, column.shape[1:]))})")
             column[:n] = tail[name]
         self._start, self._end = 0, n
+        self._appended = int(meta.get("appended", n))
+        self._thinned_to = int(meta.get("thinned_to", self._appended - n))
+        self._last = int(meta.get("last", self._appended - 1))
 
 
 class Adapter:
@@ -264,7 +373,10 @@ class Adapter:
         self.confirm = s.confirm or 2 * ensemble.window
         k = len(ensemble.names)
         # kept points: the calibration uses the last `history`, a refit all of them
-        self.kept = KeptPoints(max(s.history, s.refit_history if s.refit else 0), k, for_refits=s.refit)
+        self.kept = KeptPoints(max(s.history, s.refit_history if s.refit else 0), k, for_refits=s.refit,
+                               thin=0 if s.refit else THIN_EVERY)
+        self.kept.in_tail = self._in_tail
+        self._in_use = ensemble  # the ensemble deciding: it judges what a thinned history keeps whole
         self._labels: list[Label] = []
         self._taught = np.empty((0, k))  # raw scores of points labelled false alarms
         self._since_refit = 0
@@ -280,10 +392,19 @@ class Adapter:
         self.recalibrations = 0
         self.changes = 0
 
+    def _in_tail(self, raw: np.ndarray) -> np.ndarray:
+        """Return ``(m,)`` bool: which raw scores ``(m, k)`` lie in the tail under the calibration in use (see
+        :class:`KeptPoints`): where the combination's calibration and each detector's is fitted."""
+        p_detectors = self._in_use.detector_p_values(raw)
+        return ((self._in_use.combined_p_value(p_detectors) < TAIL_COMBINED)
+                | (p_detectors < TAIL_DETECTOR).any(axis=1))
+
     def _drift_tests(self) -> tuple[Adwin, Adwin]:
         """Return fresh ADWIN tests of the input level and of the evidence."""
-        return (Adwin(self.settings.delta, max_window=DRIFT_WINDOW),
-                Adwin(self.settings.delta, max_window=DRIFT_WINDOW))
+        # without refits (many series): in single precision, as the kept points are thinned
+        dtype = np.float64 if self.settings.refit else np.float32
+        return (Adwin(self.settings.delta, max_window=DRIFT_WINDOW, dtype=dtype),
+                Adwin(self.settings.delta, max_window=DRIFT_WINDOW, dtype=dtype))
 
     _COUNTERS = ("_anchor_off", "_accepted_until", "_changed_from", "_unanchored", "_since_refit", "_seen",
                  "_admitted_at_refit", "_changed", "_refit_wanted", "_since_models", "_refit_tried", "at_boundary",
@@ -314,6 +435,7 @@ class Adapter:
         """Take in a block of decisions; return a recalibrated copy of ``ensemble`` when due, else ``None``."""
         if len(block) == 0:
             return None
+        self._in_use = ensemble
         usable = ~block.warmup if block.filled is None else ~block.warmup & ~block.filled
         marks = np.zeros(len(block), dtype=np.int8)
         for label in self._labels:
@@ -335,8 +457,10 @@ class Adapter:
         scale = self._rescaled() if self._anchor_off else None  # the models' calibration to the new regime
         self._anchor(block.alpha, scale)
         history = self.settings.history
-        admitted = self.admitted(history) & np.isfinite(self.kept.raw[-history:, 0])
-        count = int(admitted.sum())
+        recent = slice(len(self.kept) - self.kept.since(history), None)  # the kept points of the last `history`
+        raw, weights = self.kept.raw[recent], self.kept.weights[recent]
+        admitted = self.admitted(history) & np.isfinite(raw[:, 0])
+        count = int(weights[admitted].sum())
         # young histories (a short training head, or just after a change) are recalibrated each
         # time the sample has doubled; then every `every` points
         due = self._since_refit >= self.settings.every or self._changed or count >= 2 * self._admitted_at_refit
@@ -346,8 +470,8 @@ class Adapter:
         self.recalibrations += 1
         # after a lasting change the models' own calibration describes the old regime: pooled in only rescaled to
         # the new one (see _rescaled), and not at all before that can be told
-        return recalibrated(ensemble, self.kept.raw[-history:][admitted], self.original, self._taught,
-                            pooled=not self._anchor_off or scale is not None, scale=scale)
+        return recalibrated(ensemble, np.repeat(raw[admitted], weights[admitted], axis=0), self.original,
+                            self._taught, pooled=not self._anchor_off or scale is not None, scale=scale)
 
     def feedback(self, labels: list[Label]) -> int:
         """Apply feedback labels to the kept points and to those to come; return how many kept points they cover.
@@ -364,7 +488,7 @@ class Adapter:
             covered_total += int(covered.sum())
             if label.kind == "false_alarm":
                 kept.set("marks", covered, NORMAL)
-                taught = kept.raw[covered]
+                taught = np.repeat(kept.raw[covered], kept.weights[covered], axis=0)
                 self._taught = np.concatenate([self._taught, taught[np.isfinite(taught).all(axis=1)]])
             else:
                 kept.set("marks", covered, ANOMALY)
@@ -444,17 +568,22 @@ class Adapter:
         comes 528 points after the bump began). Feedback
         overrides both: a labelled anomaly never teaches, a labelled false alarm always does.
         """
-        kept = slice(-last if last else None, None)  # ``last``: only the last so many kept points
+        # ``last``: only the kept points of the last so many
+        kept = slice(len(self.kept) - self.kept.since(last) if last else 0, None)
         usable, marks = self.kept.usable[kept], self.kept.marks[kept]
+        weights, positions = self.kept.weights[kept], self.kept.positions[kept]
         anchored = self._anchor_off or self.same_regime()  # (after a lasting change: rescaled; see _anchor)
         flags = self.kept.flags[kept] | (self.kept.anchored[kept] if anchored else False)
         flags &= usable & (marks != NORMAL)
         gated = usable
-        if flags.sum() <= self.settings.max_share * usable.sum():  # else: the stream's pattern, all admitted
-            near = flags.copy()
-            for start, end in runs(flags):  # dilate each run of flags by the margin, both ways
-                near[max(0, start - self.margin):end + self.margin] = True
-            if (near & usable).sum() <= CROWDED * usable.sum():  # else: crowded, the stream's pattern too
+        if weights[flags].sum() <= self.settings.max_share * weights[usable].sum():  # else: the stream's pattern
+            # within the margin of a flag, both ways (in stream positions: a thinned history skips points)
+            flagged = positions[flags]
+            near = np.zeros(len(positions), dtype=bool)
+            if len(flagged):  # the first flag at or after a point's position less the margin is within it
+                nearest = flagged[np.minimum(np.searchsorted(flagged, positions - self.margin), len(flagged) - 1)]
+                near = (nearest >= positions - self.margin) & (nearest <= positions + self.margin)
+            if weights[near & usable].sum() <= CROWDED * weights[usable].sum():  # else: crowded, the pattern too
                 gated = usable & ~near
         return (gated & (marks != ANOMALY)) | (usable & (marks == NORMAL))
 
@@ -468,7 +597,7 @@ class Adapter:
         ``scale`` to the new regime (:meth:`_rescaled`; ``None`` while it cannot be told: nothing is
         marked), and every point since the change is marked again.
         """
-        n, self._unanchored = min(self._unanchored, len(self.kept)), 0
+        n, self._unanchored = self.kept.since(self._unanchored), 0
         reference = self.original
         if min(c.size for c in reference.calibrators_.values()) < ANCHOR_MIN:
             return
@@ -500,8 +629,9 @@ class Adapter:
         """
         kept = self.kept
         since = (kept.timestamps >= self._changed_from) & kept.usable & ~kept.flags
-        recent = kept.raw[since].astype(np.float64)  # quantiles interpolate in their array's precision
-        recent = recent[np.isfinite(recent).all(axis=1)]
+        since &= np.isfinite(kept.raw).all(axis=1)
+        # quantiles interpolate in their array's precision; a thinned history's points count by their weights
+        recent = np.repeat(kept.raw[since], kept.weights[since], axis=0).astype(np.float64)
         if len(recent) < BULK_MIN:
             return None
         reference = np.array([np.quantile(self.original.calibrators_[name].sorted_, RESCALE_AT)
@@ -520,9 +650,11 @@ class Adapter:
         """Return, per detector, whether the median raw score of the last ``every`` scored points lies at or below
         the models' calibration sample's 75th percentile; ``None`` when fewer than ``least`` points were scored
         by these models."""
-        lately = slice(-4 * self.settings.every, None)  # enough kept points to hold `every` scored ones
-        recent = self.kept.raw[lately][self.kept.usable[lately]].astype(np.float64)  # (as in _rescaled)
-        recent = recent[np.isfinite(recent).all(axis=1)][-self.settings.every:]
+        kept = self.kept
+        lately = slice(len(kept) - kept.since(4 * self.settings.every), None)  # enough to hold `every` scored
+        scored = kept.usable[lately] & np.isfinite(kept.raw[lately]).all(axis=1)
+        recent = np.repeat(kept.raw[lately][scored], kept.weights[lately][scored], axis=0)  # (as in _rescaled)
+        recent = recent[-self.settings.every:].astype(np.float64)
         if len(recent) < least:
             return None
         reference = [np.quantile(self.original.calibrators_[name].sorted_, 0.75) for name in self.original.names]
@@ -597,18 +729,20 @@ class Adapter:
         kept = self.kept
         flags = ((kept.flags | kept.alarms) & kept.usable & (kept.marks != ANOMALY)
                  & (kept.timestamps > self._accepted_until))
-        merged = flags.copy()
-        for (_, end), (start, _) in zip(runs(flags)[:-1], runs(flags)[1:]):
-            if start - end <= self.margin:
-                merged[end:start] = True  # one alarm, with short pauses
-        alarms = runs(merged)
-        lasting = [(start, end) for start, end in alarms if end - start > self.confirm]
+        # one alarm: flags with pauses of at most `margin` points between them (in stream positions: a thinned
+        # history skips points), as (first kept point, last + 1)
+        positions, flagged = kept.positions, np.flatnonzero(flags)
+        groups = np.split(flagged, np.flatnonzero(np.diff(positions[flagged]) - 1 > self.margin) + 1)
+        alarms = [(int(group[0]), int(group[-1]) + 1) for group in groups if len(group)]
+        lasting = [(start, end) for start, end in alarms if positions[end - 1] - positions[start] + 1 > self.confirm]
         if lasting:
             start, end = lasting[0]
-            logger.info("drift: an alarm lasted %d points: taken as the new normal", end - start)
-        elif (start := self._frequent(alarms, alpha)) is not None and self._bulk_moved():
+            logger.info("drift: an alarm lasted %d points: taken as the new normal",
+                        positions[end - 1] - positions[start] + 1)
+        elif (start := self._frequent(alarms, positions, alpha)) is not None and self._bulk_moved():
             end = alarms[-1][1]
-            logger.info("drift: alarms came too often over %d points: taken as the new normal", end - start)
+            logger.info("drift: alarms came too often over %d points: taken as the new normal",
+                        positions[end - 1] - positions[start] + 1)
         elif ensemble is not None and (start := self._scores_moved(ensemble)) is not None:
             end = len(kept)
             logger.info("drift: the last %d points' scores lie above the calibration: taken as the new normal",
@@ -639,23 +773,26 @@ class Adapter:
         normal. (Measured: ``MOVED`` 1e-3 took slow wanderings of NAB's series for changes, NAB 47.3 -> 39.2;
         1e-4 and 1e-6 did not, and 1e-4 also catches 1.5 times the noise at the first test.)"""
         kept = self.kept
-        lately = slice(-4 * RECENT, None)
+        lately = slice(len(kept) - kept.since(4 * RECENT), None)
         quiet = (kept.usable[lately] & ~kept.flags[lately] & (kept.marks[lately] != ANOMALY)
                  & (kept.timestamps[lately] > self._accepted_until))
-        rows = np.flatnonzero(quiet)[-RECENT:]
+        rows = np.flatnonzero(quiet)
+        weights = kept.weights[lately][rows]
+        last = np.cumsum(weights[::-1])[::-1] <= RECENT  # the last RECENT quiet points (a thinned one: by weight)
+        rows, weights = rows[last], weights[last]
         raw = kept.raw[lately][rows]
-        if len(rows) < RECENT or not np.isfinite(raw).all():
+        if weights.sum() < RECENT or not np.isfinite(raw).all():
             return None
         for i, name in enumerate(ensemble.names):
             bulk, tail = np.quantile(ensemble.calibrators_[name].sorted_, [BULK, 1 - TAIL])
-            if ((raw[:, i] > bulk).sum() >= too_many(RECENT, 1 - BULK, MOVED)
-                    and (raw[:, i] > tail).sum() >= too_many(RECENT, TAIL, MOVED)):
+            if (weights[raw[:, i] > bulk].sum() >= too_many(RECENT, 1 - BULK, MOVED)
+                    and weights[raw[:, i] > tail].sum() >= too_many(RECENT, TAIL, MOVED)):
                 return len(kept) - len(quiet) + int(rows[0])
         return None
 
-    def _frequent(self, alarms: list[tuple[int, int]], alpha: float) -> int | None:
-        """Return where the first stretch of ``every`` points with too many separate ``alarms`` (runs) starts, or
-        ``None``.
+    def _frequent(self, alarms: list[tuple[int, int]], positions: np.ndarray, alpha: float) -> int | None:
+        """Return where the first stretch of ``every`` points with too many separate ``alarms`` (runs of kept
+        points, at stream ``positions``) starts, or ``None``.
 
         Too many: at least the count that ``every`` points alarming independently at rate
         ``alpha`` reach with a chance below ``FREQUENT``."""
@@ -664,7 +801,8 @@ class Adapter:
         if len(alarms) < need:
             return None
         starts = np.array([start for start, _ in alarms], dtype=np.int64)
-        within = np.searchsorted(starts, starts + span, side="left") - np.arange(len(starts))
+        at = positions[starts]
+        within = np.searchsorted(at, at + span, side="left") - np.arange(len(starts))
         crowded = np.flatnonzero(within >= need)
         return int(starts[crowded[0]]) if len(crowded) else None
 
@@ -673,6 +811,13 @@ class Adapter:
 def too_many(span: int, alpha: float, chance: float = FREQUENT) -> int:
     """Return the fewest alarms in ``span`` points that a rate of ``alpha`` gives with a chance below ``chance``."""
     return int(binom.isf(chance, span, alpha)) + 1
+
+
+def sampled_offset(stretch: np.ndarray, thin: int) -> np.ndarray:
+    """Return ``(n,)`` the offset within each stretch of ``thin`` stream positions (``stretch``: position // thin)
+    whose point a thinned history samples: a multiplicative hash, the same in every run."""
+    return ((stretch.astype(np.uint64) * np.uint64(2654435761)) % np.uint64(2 ** 32) >> np.uint64(16)).astype(
+        np.int64) % thin
 
 
 def recalibrated(ensemble, raw: np.ndarray, original=None, taught: np.ndarray | None = None,

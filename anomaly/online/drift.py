@@ -30,12 +30,15 @@ import numpy as np
 class Adwin:
     """ADWIN's change detector over a bounded window (see the module)."""
 
-    def __init__(self, delta: float = 0.002, clock: int = 32, max_window: int = 5000, min_side: int = 16):
+    def __init__(self, delta: float = 0.002, clock: int = 32, max_window: int = 5000, min_side: int = 16,
+                 dtype=np.float64):
+        """``dtype``: of the values kept (float32: half the memory, for many series; the tests sum in float64)."""
         if not 0 < delta < 1:
             raise ValueError(f"adwin: delta must be in (0, 1), got {delta}")
         self.delta, self.clock, self.max_window, self.min_side = delta, clock, max_window, min_side
+        self.dtype = np.dtype(dtype)
         self._room = max_window + max(max_window // 16, 64)  # the most the buffer grows to: compacted when full
-        self._buffer = np.empty(min(self._room, 64))  # the window is _buffer[_start:_end]
+        self._buffer = np.empty(min(self._room, 64), dtype=self.dtype)  # the window is _buffer[_start:_end]
         self._start = self._end = 0
         self._until_check = clock  # values to take before the next test: set at each test, so the
         # schedule depends on the stream alone, not on how it is handed over
@@ -55,9 +58,9 @@ class Adwin:
 
     def load_state(self, arrays: dict, meta: dict) -> None:
         """Go on from :meth:`state`'s output."""
-        window = np.asarray(arrays["window"], dtype=np.float64)[-self.max_window:]
+        window = np.asarray(arrays["window"], dtype=self.dtype)[-self.max_window:]
         if len(window) > len(self._buffer):
-            self._buffer = np.empty(min(self._room, max(2 * len(window), 64)))
+            self._buffer = np.empty(min(self._room, max(2 * len(window), 64)), dtype=self.dtype)
         self._buffer[:len(window)] = window
         self._start, self._end = 0, len(window)
         self._until_check = int(meta["until_check"])
@@ -80,7 +83,7 @@ class Adwin:
     def _append(self, values: np.ndarray) -> None:
         out_of_room = self._end + len(values) > len(self._buffer)
         if out_of_room and len(self._buffer) < self._room:  # room grows (many streams stay small)
-            grown = np.empty(min(self._room, max(2 * len(self._buffer), self.width + len(values))))
+            grown = np.empty(min(self._room, max(2 * len(self._buffer), self.width + len(values))), dtype=self.dtype)
             grown[:self.width] = self.window
             self._buffer, self._start, self._end = grown, 0, self.width
         if self._end + len(values) > len(self._buffer):  # compact: keep the newest max_window values
@@ -100,13 +103,13 @@ class Adwin:
         newer = np.unique(np.round(self.min_side * 1.1 ** np.arange(
             int(np.log((n - self.min_side) / self.min_side) / np.log(1.1)) + 1)).astype(np.int64))
         split = n - newer[newer <= n - self.min_side]  # sizes of the older part
-        total = np.cumsum(w)
+        total = np.cumsum(w, dtype=np.float64)
         older = total[split - 1]
         mean0 = older / split
         mean1 = (total[-1] - older) / (n - split)
         m = 1.0 / (1.0 / split + 1.0 / (n - split))
         log_term = np.log(2.0 * n / self.delta)
-        bound = np.sqrt(2.0 * w.var() * log_term / m) + 2.0 * log_term / (3.0 * m)
+        bound = np.sqrt(2.0 * w.var(dtype=np.float64) * log_term / m) + 2.0 * log_term / (3.0 * m)
         differs = np.flatnonzero(np.abs(mean0 - mean1) > bound)
         if len(differs) == 0:
             return False

@@ -467,7 +467,10 @@ def _feed(options, config: Config, ensemble, manifest, rate: float, runners: lis
     replay = rate == 0 and options.source != "-" and not options.source.startswith("tcp://")
 
     def new_runner(refit: bool = False) -> Runner:
-        adapt = None if options.no_adapt else config.adapt
+        # without refits the adapter keeps no input values and thins its history (see adapt.KeptPoints), as each
+        # of many series does: a stream gives the same verdicts alone and among others
+        adapt = (None if options.no_adapt else config.adapt if refit
+                 else dataclasses.replace(config.adapt, refit=False))
         refitter = (_refitter(options, config, manifest, background=not replay)
                     if refit and adapt is not None and adapt.refit else None)
         horizon = None if options.source == "sim" else config.stream.future_horizon_s  # the simulator keeps its own time

@@ -21,8 +21,8 @@ In one run, on simulated series (each its own seed, scale and level):
   series' simulated data (series beyond those trained reuse them in turn);
 - memory: resident memory of the process before the series start and after the last tick,
   per active series (young series: a window of history and the ticks); then at steady state:
-  ``--steady-series`` series streamed ``--steady-ticks`` ticks (past the adapter's 5,000 kept
-  points and several recalibrations), resident memory gained and the arrays each series holds,
+  ``--steady-series`` series streamed ``--steady-ticks`` ticks (past the adapter's 5,000-point
+  history and several recalibrations), resident memory gained and the arrays each series holds,
   in a process of its own, once the same series have warmed the models and imports.
 """
 

@@ -128,7 +128,8 @@ class Calibrator:
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Return the learned state as arrays for an ``.npz`` file."""
         thinned = {"size": np.array(self.size_), "share": np.array(self.share_)} if self.size_ else {}
-        return {"sorted": self.sorted_, "threshold": np.array(self.threshold_),
+        # (in double precision: a sample lent by a single-precision table is the same numbers)
+        return {"sorted": np.asarray(self.sorted_, dtype=np.float64), "threshold": np.array(self.threshold_),
                 "gpd": np.array(self.gpd_), "tail_size": np.array(self.tail_size), **thinned}
 
     @classmethod
@@ -155,10 +156,16 @@ class CalibratorTable:
     those :meth:`Calibrator.p_value` gives (the same operations, row by row), thinned samples
     (:meth:`Calibrator.thinned`) too. Slots of calibrators no longer in use are given back with
     :meth:`remove`; their samples' room is taken back when a fifth of the array is dead.
+
+    ``dtype``: of the copies. Single precision halves a detectors' table (memory of many series) and
+    loses nothing: every raw score is made in single precision (:func:`single_precision`), and so is
+    every sample a detector's calibrator is fitted on. The combination's statistic is not: its table
+    stays in double precision.
     """
 
-    def __init__(self):
-        self._data = np.empty(1024)
+    def __init__(self, dtype=np.float64):
+        self.dtype = np.dtype(dtype)
+        self._data = np.empty(1024, dtype=self.dtype)
         self._used = 0  # entries of _data written (live or not)
         self._live = 0  # entries of _data that belong to calibrators still in use
         self._sources: list[Calibrator | None] = []  # the calibrator of each slot (None: free)
@@ -180,7 +187,8 @@ class CalibratorTable:
             if 5 * self._live <= 4 * self._used:
                 self._compact(len(sample))
             else:
-                grown = np.empty(max(len(self._data) + len(self._data) // 4, self._used + len(sample)))
+                grown = np.empty(max(len(self._data) + len(self._data) // 4, self._used + len(sample)),
+                                 dtype=self.dtype)
                 grown[:self._used] = self._data[:self._used]
                 self._data = grown
                 self._lend()
@@ -220,7 +228,7 @@ class CalibratorTable:
 
     def _compact(self, needed: int) -> None:
         """Copy the samples of calibrators in use to a new array with room for ``needed`` more and a quarter."""
-        data, used = np.empty(max(self._live + needed + (self._live + needed) // 4, 1024)), 0
+        data, used = np.empty(max(self._live + needed + (self._live + needed) // 4, 1024), dtype=self.dtype), 0
         for slot, calibrator in enumerate(self._sources):
             if calibrator is not None:
                 n = len(calibrator.sorted_)
@@ -311,7 +319,7 @@ def _search_left(data, offset, kept, size, scores):  # pragma: no cover (compile
             out[i] = n
         else:  # data[j - 1] < x <= data[j]: between ranks r0 + 1 and r1
             r0, r1 = _kept_rank(j - 1, n, m), _kept_rank(j, n, m)
-            below, above = data[base + j - 1], data[base + j]
+            below, above = np.float64(data[base + j - 1]), np.float64(data[base + j])  # (a table in single precision)
             out[i] = r0 + 1.0 + (r1 - r0 - 1.0) * (x - below) / (above - below)
     return out
 

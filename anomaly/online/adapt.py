@@ -61,7 +61,7 @@ from scipy.stats import binom
 from ..config import AdaptConfig
 from ..feedback import Label
 from ..io.records import DecisionBlock
-from ..model.calibration import MIN_EMPIRICAL, combine, plausibly_normal, taught_calibrator
+from ..model.calibration import MIN_EMPIRICAL, combine, plausibly_normal, single_precision, taught_calibrator
 from ..model.windows import runs
 from .drift import Adwin
 
@@ -634,7 +634,7 @@ class Adapter:
         recent = np.repeat(kept.raw[since], kept.weights[since], axis=0).astype(np.float64)
         if len(recent) < BULK_MIN:
             return None
-        reference = np.array([np.quantile(self.original.calibrators_[name].sorted_, RESCALE_AT)
+        reference = np.array([np.quantile(double(self.original.calibrators_[name].sorted_), RESCALE_AT)
                               for name in self.original.names])
         ratio = np.quantile(recent, RESCALE_AT, axis=0) / np.where(reference > 0, reference, np.inf)
         return np.maximum(np.nan_to_num(ratio, nan=1.0), 1.0)
@@ -657,7 +657,8 @@ class Adapter:
         recent = recent[-self.settings.every:].astype(np.float64)
         if len(recent) < least:
             return None
-        reference = [np.quantile(self.original.calibrators_[name].sorted_, 0.75) for name in self.original.names]
+        reference = [np.quantile(double(self.original.calibrators_[name].sorted_), 0.75)
+                     for name in self.original.names]
         return np.median(recent, axis=0) <= reference
 
     def same_regime(self) -> bool:
@@ -784,7 +785,7 @@ class Adapter:
         if weights.sum() < RECENT or not np.isfinite(raw).all():
             return None
         for i, name in enumerate(ensemble.names):
-            bulk, tail = np.quantile(ensemble.calibrators_[name].sorted_, [BULK, 1 - TAIL])
+            bulk, tail = np.quantile(double(ensemble.calibrators_[name].sorted_), [BULK, 1 - TAIL])
             if (weights[raw[:, i] > bulk].sum() >= too_many(RECENT, 1 - BULK, MOVED)
                     and weights[raw[:, i] > tail].sum() >= too_many(RECENT, TAIL, MOVED)):
                 return len(kept) - len(quiet) + int(rows[0])
@@ -811,6 +812,12 @@ class Adapter:
 def too_many(span: int, alpha: float, chance: float = FREQUENT) -> int:
     """Return the fewest alarms in ``span`` points that a rate of ``alpha`` gives with a chance below ``chance``."""
     return int(binom.isf(chance, span, alpha)) + 1
+
+
+def double(sample: np.ndarray) -> np.ndarray:
+    """Return a calibration sample in double precision (one lent by a single-precision table is widened exactly):
+    quantiles interpolate in their array's precision."""
+    return np.asarray(sample, dtype=np.float64)
 
 
 def sampled_offset(stretch: np.ndarray, thin: int) -> np.ndarray:
@@ -847,8 +854,9 @@ def recalibrated(ensemble, raw: np.ndarray, original=None, taught: np.ndarray | 
 
     def trained(calibrator, i: int | None = None) -> np.ndarray:  # the sample a calibrator of the trained models
         # learned from (detector i's: times its scale)
+        # rescaled, rounded to single precision as every raw score is (see calibration.single_precision)
         sample = calibrator.sorted_ if pooled else np.empty(0)
-        return sample * scale[i] if scale is not None and i is not None else sample
+        return single_precision(sample * scale[i]) if scale is not None and i is not None else sample
 
     new.calibrators_ = {
         name: taught_calibrator(np.concatenate([trained(original.calibrators_[name], i), raw[:cut, i]]),

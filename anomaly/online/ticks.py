@@ -75,7 +75,9 @@ class _Group:
         self.settings = dict(ensemble.detectors)  # one ensemble's detectors: the settings all share
         # S-H-ESD states the expected band with its scores: the first such detector gives it, as in Ensemble.decide
         self.band = next((name for name, d in self.settings.items() if hasattr(d, "series_stats")), None)
-        self.tables = {name: CalibratorTable() for name in [*self.names, COMBINED]}
+        # the detectors' samples are raw scores, made in single precision: so are their copies (memory)
+        self.tables = {name: CalibratorTable(np.float64 if name == COMBINED else np.float32)
+                       for name in [*self.names, COMBINED]}
         self._numbers: dict[str, np.ndarray] = {}  # "center", "scale", "analytic", f"{name}.{key}" by slot
         self._calibrator_slots = {name: np.zeros(0, dtype=np.int64) for name in self.tables}
         self._objects: dict[str, list] = {name: [] for name in self.names if not hasattr(self.settings[name],

@@ -62,7 +62,6 @@ from ..config import AdaptConfig
 from ..feedback import Label
 from ..io.records import DecisionBlock
 from ..model.calibration import MIN_EMPIRICAL, combine, plausibly_normal, single_precision, taught_calibrator
-from ..model.windows import runs
 from .drift import Adwin
 
 logger = logging.getLogger(__name__)
@@ -225,6 +224,11 @@ class KeptPoints:
             return min(points, len(self))
         return len(self) - int(np.searchsorted(self.positions, self._appended - points, side="left"))
 
+    def sample(self, where) -> np.ndarray:
+        """Return ``(m, k)`` the raw scores of the kept points ``where`` (a boolean mask over them, or indices),
+        each repeated as many times as the points it stands for (see ``weights``), in time order."""
+        return np.repeat(self.raw[where], self.weights[where], axis=0)
+
     def set(self, name: str, where, value) -> None:
         """Set flag ``name`` (one of ``BITS``) or ``"marks"`` of the kept points ``where`` (an index, a slice or
         a boolean mask over the kept points) to ``value`` (one, or one per point selected)."""
@@ -259,7 +263,8 @@ class KeptPoints:
         done = 0
         while done < n:  # in parts that end where the stream crosses a multiple of THIN_STEP
             part = min(n - done, THIN_STEP - self._appended % THIN_STEP)
-            self._append(part, {name: v[done:done + part] if np.ndim(v) else v for name, v in new.items()})
+            self._append(part, new if part == n else
+                         {name: v[done:done + part] if np.ndim(v) else v for name, v in new.items()})
             done += part
             if self._appended % THIN_STEP == 0:
                 self._thin_out()
@@ -457,10 +462,9 @@ class Adapter:
         scale = self._rescaled() if self._anchor_off else None  # the models' calibration to the new regime
         self._anchor(block.alpha, scale)
         history = self.settings.history
-        recent = slice(len(self.kept) - self.kept.since(history), None)  # the kept points of the last `history`
-        raw, weights = self.kept.raw[recent], self.kept.weights[recent]
-        admitted = self.admitted(history) & np.isfinite(raw[:, 0])
-        count = int(weights[admitted].sum())
+        first = len(self.kept) - self.kept.since(history)  # the kept points of the last `history`
+        admitted = self.admitted(history) & np.isfinite(self.kept.raw[first:, 0])
+        count = int(self.kept.weights[first:][admitted].sum())
         # young histories (a short training head, or just after a change) are recalibrated each
         # time the sample has doubled; then every `every` points
         due = self._since_refit >= self.settings.every or self._changed or count >= 2 * self._admitted_at_refit
@@ -470,7 +474,7 @@ class Adapter:
         self.recalibrations += 1
         # after a lasting change the models' own calibration describes the old regime: pooled in only rescaled to
         # the new one (see _rescaled), and not at all before that can be told
-        return recalibrated(ensemble, np.repeat(raw[admitted], weights[admitted], axis=0), self.original,
+        return recalibrated(ensemble, self.kept.sample(first + np.flatnonzero(admitted)), self.original,
                             self._taught, pooled=not self._anchor_off or scale is not None, scale=scale)
 
     def feedback(self, labels: list[Label]) -> int:
@@ -488,7 +492,7 @@ class Adapter:
             covered_total += int(covered.sum())
             if label.kind == "false_alarm":
                 kept.set("marks", covered, NORMAL)
-                taught = np.repeat(kept.raw[covered], kept.weights[covered], axis=0)
+                taught = kept.sample(covered)
                 self._taught = np.concatenate([self._taught, taught[np.isfinite(taught).all(axis=1)]])
             else:
                 kept.set("marks", covered, ANOMALY)
@@ -631,7 +635,7 @@ class Adapter:
         since = (kept.timestamps >= self._changed_from) & kept.usable & ~kept.flags
         since &= np.isfinite(kept.raw).all(axis=1)
         # quantiles interpolate in their array's precision; a thinned history's points count by their weights
-        recent = np.repeat(kept.raw[since], kept.weights[since], axis=0).astype(np.float64)
+        recent = kept.sample(since).astype(np.float64)
         if len(recent) < BULK_MIN:
             return None
         reference = np.array([np.quantile(double(self.original.calibrators_[name].sorted_), RESCALE_AT)
@@ -651,10 +655,9 @@ class Adapter:
         the models' calibration sample's 75th percentile; ``None`` when fewer than ``least`` points were scored
         by these models."""
         kept = self.kept
-        lately = slice(len(kept) - kept.since(4 * self.settings.every), None)  # enough to hold `every` scored
-        scored = kept.usable[lately] & np.isfinite(kept.raw[lately]).all(axis=1)
-        recent = np.repeat(kept.raw[lately][scored], kept.weights[lately][scored], axis=0)  # (as in _rescaled)
-        recent = recent[-self.settings.every:].astype(np.float64)
+        first = len(kept) - kept.since(4 * self.settings.every)  # enough kept points to hold `every` scored ones
+        scored = kept.usable[first:] & np.isfinite(kept.raw[first:]).all(axis=1)
+        recent = kept.sample(first + np.flatnonzero(scored))[-self.settings.every:].astype(np.float64)  # (as above)
         if len(recent) < least:
             return None
         reference = [np.quantile(double(self.original.calibrators_[name].sorted_), 0.75)

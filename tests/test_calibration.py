@@ -149,9 +149,10 @@ def test_a_thinned_calibrator_keeps_the_tail_and_the_bulk_within_two_percent_in_
 
 def test_a_calibrator_table_decides_as_each_calibrator_and_holds_each_sample_once():
     """Many series' calibrators side by side (a tick of many series): the same p-values as each calibrator's own,
-    through growth, removals and compaction, with each sample held once (the calibrator reads the table's copy)."""
+    through growth, removals and compaction, with each sample held once (the calibrator reads the table's copy)
+    and little room beyond the live samples."""
     rng = np.random.default_rng(3)
-    table, live = CalibratorTable(), {}
+    table, live, most = CalibratorTable(), {}, 0
     for round_ in range(6):
         for _ in range(40):  # more samples than the table's first room: it grows
             calibrator = Calibrator().fit(rng.gamma(2.0, rng.uniform(0.5, 3.0), rng.integers(50, 900)))
@@ -159,6 +160,10 @@ def test_a_calibrator_table_decides_as_each_calibrator_and_holds_each_sample_onc
                 calibrator = calibrator.thinned(int(rng.integers(20, 200)))
             expected = calibrator.sorted_.copy()
             live[table.add(calibrator)] = calibrator, expected
+            # the room of calibrators gone is taken back as it comes to an eighth of the live samples, and the
+            # table grows by an eighth: it holds at most about a quarter more than the most samples live at once
+            most = max(most, sum(len(kept) for _, kept in live.values()))
+            assert len(table._data) <= 1.3 * most + 1024
         for slot in list(live)[::2]:  # half of them go: their room is taken back at a later add
             table.remove(slot)
             del live[slot]

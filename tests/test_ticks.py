@@ -112,7 +112,8 @@ def test_a_tick_decides_every_point_as_each_series_own_runner_does(ensembles, qu
 
 
 def test_the_room_of_models_no_longer_in_use_is_given_back(quick_ensemble, quick_config):
-    """A recalibration replaces a series' models: the tick path lets the old ones' numbers go."""
+    """A recalibration replaces a series' models: the tick path lets the old ones' numbers go. A recalibrated
+    ensemble shares its detectors with the trained one: their learned numbers are held once."""
     keyed = KeyedRunners(lambda key: Runner(quick_ensemble, adapt=quick_config.adapt))
     n = 3000  # recalibrated every 1,000 points
     series = simulate(n, seed=50, start_index=quick_config.training.n_points, config=quick_config.simulator)
@@ -123,6 +124,7 @@ def test_the_room_of_models_no_longer_in_use_is_given_back(quick_ensemble, quick
     gc.collect()
     group, _ = keyed._ticks.place(runner.ensemble)
     assert group._size - len(group._free) == 2  # the trained models (the adapter's baseline) and those in use
+    assert group._numbers_size - len(group._free_numbers) == 1 and len(group._shared) == 1
 
 
 def test_a_series_a_lane_holds_goes_on_exactly_whatever_touches_it_between_ticks(quick_ensemble, quick_config,

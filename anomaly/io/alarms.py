@@ -14,7 +14,6 @@ inside the detectors' windows, therefore stay in the same incident.
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -64,19 +63,24 @@ class AlarmFilter:
             raise ValueError(f"alarms: cooldown must be at least 1 point, got {cooldown}")
         self.k, self.n, self.cooldown = k, n, cooldown
         self.series = series  # stamped on each incident
-        self._recent: deque[bool] = deque(maxlen=n)
+        # the last n scored points' flags, the newest in bit 0, and how many there were (at most n): two ints, not
+        # a deque (memory of many series: a deque holds half a kilobyte)
+        self._recent, self._seen = 0, 0
         self._quiet = 0  # scored points since the open incident's last flag
         self.open: Incident | None = None
         self.count = 0  # incidents opened so far
 
     def state(self) -> tuple[dict, dict]:
         """Return ``(arrays, meta)``: the open incident, the recent flags, the counters (see :mod:`anomaly.online.state`)."""
-        return {"recent": np.array(self._recent, dtype=bool)}, {
+        recent = [(self._recent >> age) & 1 for age in reversed(range(self._seen))]  # oldest first
+        return {"recent": np.array(recent, dtype=bool)}, {
             "quiet": self._quiet, "count": self.count, "open": None if self.open is None else self.open.to_dict()}
 
     def load_state(self, arrays: dict, meta: dict) -> None:
         """Go on from :meth:`state`'s output."""
-        self._recent = deque((bool(flag) for flag in arrays["recent"]), maxlen=self.n)
+        self._recent, self._seen = 0, 0
+        for flag in np.asarray(arrays["recent"], dtype=bool)[-self.n:].tolist():
+            self._remember(flag)
         self._quiet, self.count = int(meta["quiet"]), int(meta["count"])
         self.open = None if meta["open"] is None else Incident(**meta["open"])
 
@@ -91,7 +95,7 @@ class AlarmFilter:
         events: list[AlarmEvent] = []
         for i in np.flatnonzero(scored) if scored is not None else range(len(flags)):
             flag = bool(flags[i])
-            self._recent.append(flag)
+            self._remember(flag)
             if self.open is not None:
                 if flag:
                     self._quiet = 0
@@ -101,7 +105,7 @@ class AlarmFilter:
                     if self._quiet >= self.cooldown:
                         events.append(AlarmEvent("closed", self.open))
                         self.open = None
-            elif flag and sum(self._recent) >= self.k:
+            elif flag and self._recent.bit_count() >= self.k:
                 self.count += 1
                 stamp = float(block.timestamps[i]) if block is not None else float(i)
                 self.open = Incident(self.count, stamp, stamp, series=self.series)
@@ -116,13 +120,20 @@ class AlarmFilter:
         flags); return ``False``, taking in nothing, when an incident is open: :meth:`update` it."""
         if self.open is not None:
             return False
-        self._recent.append(False)
+        self._remember(False)
         return True
 
     def quiet_many(self, count: int) -> None:
         """Take in ``count`` scored points without a flag, no incident being open (as many :meth:`quiet` calls)."""
         if count:
-            self._recent.extend([False] * min(count, self.n))
+            count = min(count, self.n)
+            self._recent = (self._recent << count) & ((1 << self.n) - 1)
+            self._seen = min(self._seen + count, self.n)
+
+    def _remember(self, flag: bool) -> None:
+        """Take one scored point's flag into the last ``n``."""
+        self._recent = ((self._recent << 1) | flag) & ((1 << self.n) - 1)
+        self._seen = min(self._seen + 1, self.n)
 
     def close(self) -> list[AlarmEvent]:
         """Close the open incident at the end of the stream."""

@@ -155,7 +155,7 @@ class CalibratorTable:
     array operations instead of one :meth:`Calibrator.p_value` call each. The p-values are
     those :meth:`Calibrator.p_value` gives (the same operations, row by row), thinned samples
     (:meth:`Calibrator.thinned`) too. Slots of calibrators no longer in use are given back with
-    :meth:`remove`; their samples' room is taken back when a fifth of the array is dead.
+    :meth:`remove`; their samples' room is taken back once it is an eighth of the live samples.
 
     ``dtype``: of the copies. Single precision halves a detectors' table (memory of many series) and
     loses nothing: every raw score is made in single precision (:func:`single_precision`), and so is
@@ -180,18 +180,16 @@ class CalibratorTable:
         The calibrator then reads its sample from the table (``sorted_`` becomes a read-only
         view of the copy): a series' calibration is held once, not twice (memory of many series)."""
         sample = calibrator.sorted_
+        # the room of calibrators gone is taken back once it is an eighth of the live samples, and a table out of
+        # room grows by an eighth: it holds little more than its live samples. Many series recalibrate again and
+        # again (often together), each time adding a sample and letting one go: growing by a quarter and taking
+        # room back only when out of it held 1.5 times the live samples (memory of many series)
+        self.tidy()
         if self._used + len(sample) > len(self._data):
-            # out of room: take back the room of calibrators gone when it is a fifth or more, else grow by a
-            # quarter. A series recalibrated every 1,000 points adds its samples again each time: doubling and
-            # waiting for half to be dead held four times its live samples (measured: 430 KB a series)
-            if 5 * self._live <= 4 * self._used:
-                self._compact(len(sample))
-            else:
-                grown = np.empty(max(len(self._data) + len(self._data) // 4, self._used + len(sample)),
-                                 dtype=self.dtype)
-                grown[:self._used] = self._data[:self._used]
-                self._data = grown
-                self._lend()
+            grown = np.empty(max(len(self._data) + len(self._data) // 8, self._used + len(sample)), dtype=self.dtype)
+            grown[:self._used] = self._data[:self._used]
+            self._data = grown
+            self._lend()
         slot = self._free.pop() if self._free else len(self._sources)
         if slot == len(self._sources):
             self._sources.append(None)
@@ -220,15 +218,27 @@ class CalibratorTable:
                 view.flags.writeable = False
                 calibrator.sorted_ = view
 
+    def tidy(self) -> None:
+        """Take back the room of calibrators gone once it is an eighth of the live samples (see :meth:`add`).
+
+        Removals come when ensembles are let go, often many at once (series recalibrated together):
+        call this where no :meth:`p_value` is under way (it moves the samples)."""
+        if 8 * (self._used - self._live) >= max(self._live, 1):
+            self._compact(0)
+
     def remove(self, slot: int) -> None:
-        """Give back ``slot``: its calibrator is no longer in use."""
+        """Give back ``slot``: its calibrator is no longer in use (its room is taken back by :meth:`tidy` or
+        :meth:`add`)."""
         self._live -= int(self._columns["kept"][slot])
         self._sources[slot] = None
         self._free.append(slot)
 
     def _compact(self, needed: int) -> None:
-        """Copy the samples of calibrators in use to a new array with room for ``needed`` more and a quarter."""
-        data, used = np.empty(max(self._live + needed + (self._live + needed) // 4, 1024), dtype=self.dtype), 0
+        """Copy the samples of calibrators in use to a new array with room for ``needed`` more and an eighth."""
+        if not self._live and not needed:
+            self._used = 0
+            return
+        data, used = np.empty(max(self._live + needed + (self._live + needed) // 8, 1024), dtype=self.dtype), 0
         for slot, calibrator in enumerate(self._sources):
             if calibrator is not None:
                 n = len(calibrator.sorted_)

@@ -80,7 +80,7 @@ THINNED = 256  # scores a recalibrated calibrator keeps (see Calibrator.thinned)
 # without refits (each of many series) the kept points are thinned every THIN_STEP points: the tail (a combined
 # p-value below TAIL_COMBINED or a detector's below TAIL_DETECTOR, under the calibration in use) kept whole, one
 # point in THIN_EVERY of the bulk (see KeptPoints)
-THIN_EVERY, THIN_STEP = 16, 256
+THIN_EVERY, THIN_STEP = 16, 128
 TAIL_COMBINED, TAIL_DETECTOR = 0.1, 0.05
 
 
@@ -317,11 +317,13 @@ class KeptPoints:
         for column in self._columns.values():
             column[:n] = column[self._start:self._end][keep]
         self._start, self._end = 0, n
-        # room for the points up to the next thinning (appends come in parts that end there), and a little more
-        # for the tail's share to grow without a copy; given back when the share falls
-        room = n + THIN_STEP + n // 16
-        if not room <= len(self._columns["bits"]) <= room + n // 8:
-            self._reallocate(room)
+        # room for the points up to the next thinning (appends come in parts that end there), and an eighth more
+        # for the tail's share to grow without a copy; given back when it is a quarter too much. (Kept to exactly
+        # what the next points need, nine thinnings in ten reallocated: the freed arrays fragmented the heap,
+        # and a series' resident memory grew by more than the rows saved)
+        needed = n + THIN_STEP
+        if not needed <= len(self._columns["bits"]) <= needed + n // 4:
+            self._reallocate(needed + n // 8)
 
     def drop_before(self, index: int) -> None:
         """Forget the first ``index`` kept points."""
@@ -695,7 +697,7 @@ class Adapter:
         self._pending = np.concatenate([self._pending, np.column_stack([level, evidence])])
         whole = len(self._pending) // GROUP * GROUP
         means = self._pending[:whole].reshape(-1, GROUP, 2).mean(axis=1)
-        self._pending = self._pending[whole:]
+        self._pending = self._pending[whole:].copy()  # (a view would hold the whole block: memory of many series)
         level_changes = self._level.update(means[:, 0])  # both detectors see every group
         evidence_changes = self._evidence.update(means[:, 1])  # (no short-circuit)
         if level_changes or evidence_changes:

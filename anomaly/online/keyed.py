@@ -198,6 +198,7 @@ class KeyedRunners:
         ``lane`` holds (see :mod:`anomaly.online.ticks` and :mod:`anomaly.online.lane`)."""
         members = tick.members
         group = members[0].placed[1]
+        group.tidy()  # (before any part is decided: it may move the calibrators' samples)
         rows, at = np.array(tick.rows), np.array([active.lane_row for active in members])
         timestamps, values, latest = chunk.timestamps[rows], chunk.values[rows], tick.latest
         slots, n, width = lane.slot[at], len(members), lane.width

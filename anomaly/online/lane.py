@@ -38,7 +38,11 @@ COLUMNS = {  # a lane's arrays, one row per parked series: name -> (dtype, shape
     "anomalies": (np.int64, ()),  # flags added since parked
     "slot": (np.int64, ()),  # the models' slot in their group (calibrators and numbers)
     "adapts": (bool, ()),
-    "deferred": (np.float64, "deferred"),  # points the adapter has yet to see (Runner.observe_ticked rows)
+    # points the adapter has yet to see (Runner.observe_ticked rows): timestamp, value and p-value; the flag; the raw
+    # scores, in single precision as each is made (memory of many series: 41 bytes a point, not 64)
+    "deferred": (np.float64, "deferred"),
+    "deferred_flags": (bool, "deferred_flags"),
+    "deferred_raw": (np.float32, "deferred_raw"),
     "pending": (np.int64, ()),  # how many
     "quiet": (np.int64, ()),  # unflagged points the alarm filter has yet to take in (no incident open)
     "open": (bool, ()),  # an incident is open: the filter sees every point
@@ -56,7 +60,8 @@ class Lane:
         self._allocate(16)
 
     def _shape(self, extra) -> tuple:
-        return {"width": (self.width,), "deferred": (DEFER_MAX, 4 + self.k)}.get(extra, extra)
+        return {"width": (self.width,), "deferred": (DEFER_MAX, 3), "deferred_flags": (DEFER_MAX,),
+                "deferred_raw": (DEFER_MAX, self.k)}.get(extra, extra)
 
     def _allocate(self, rows: int) -> None:
         grown = {name: np.zeros((rows, *self._shape(extra)), dtype=dtype)
@@ -125,8 +130,8 @@ class Lane:
             pending = self.pending[at]
             self.deferred[at, pending, 0], self.deferred[at, pending, 1] = timestamps[adapting], values[adapting]
             self.deferred[at, pending, 2] = decisions["p_value"][adapting]
-            self.deferred[at, pending, 3] = flags[adapting]
-            self.deferred[at, pending, 4:] = decisions["raw"][adapting]
+            self.deferred_flags[at, pending] = flags[adapting]
+            self.deferred_raw[at, pending] = decisions["raw"][adapting]
             self.pending[at] = pending + 1
             for row in at[pending + 1 >= DEFER_MAX].tolist():
                 self._observe(row)
@@ -148,10 +153,16 @@ class Lane:
         member = self.members[row]
         runner = member.runner
         ensemble = runner.ensemble
-        runner.observe_ticked(self.deferred[row, :self.pending[row]].copy())
+        runner.observe_ticked(self._pending_rows(row))
         self.pending[row] = 0
         if runner.ensemble is not ensemble:  # (the adapter acts only at its boundaries, which no tick takes)
             self.unsettled.append(member)  # landed after the tick: its rows stay where the tick found them
+
+    def _pending_rows(self, row: int) -> np.ndarray:
+        """Return ``(pending, 4 + k)`` the points ``row``'s adapter has yet to see, as ``Runner.observe_ticked``
+        takes them."""
+        n = self.pending[row]
+        return np.column_stack([self.deferred[row, :n], self.deferred_flags[row, :n], self.deferred_raw[row, :n]])
 
     def settle(self) -> None:
         """Land the series whose models changed during the tick just over (see :meth:`_observe`)."""
@@ -169,7 +180,7 @@ class Lane:
         runner.counts.points += int(self.added[row])
         runner.counts.anomalies += int(self.anomalies[row])
         if self.pending[row]:
-            runner._deferred = array("d", self.deferred[row, :self.pending[row]].tobytes())
+            runner._deferred = array("d", self._pending_rows(row).tobytes())
         member.alarm.quiet_many(int(self.quiet[row]))
         last = len(self.members) - 1
         if row != last:  # the last row takes the freed one

@@ -19,6 +19,7 @@ series' runner as before. Between ticks each series' hot state sits in a lane
 from __future__ import annotations
 
 import weakref
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -63,6 +64,17 @@ class TickScorer:
         group.remove(slot)
 
 
+@dataclass(eq=False)
+class _Numbers:
+    """A numbers slot of a group and the ensembles using it (see ``_Group``)."""
+
+    slot: int
+    key: tuple[int, int]
+    detectors: dict  # held: their ids make the key
+    scaler: object
+    users: int = 1
+
+
 class _Group:
     """Ensembles of one shape: their learned numbers stacked by slot, their calibrators in tables."""
 
@@ -78,28 +90,36 @@ class _Group:
         # the detectors' samples are raw scores, made in single precision: so are their copies (memory)
         self.tables = {name: CalibratorTable(np.float64 if name == COMBINED else np.float32)
                        for name in [*self.names, COMBINED]}
-        self._numbers: dict[str, np.ndarray] = {}  # "center", "scale", "analytic", f"{name}.{key}" by slot
-        self._calibrator_slots = {name: np.zeros(0, dtype=np.int64) for name in self.tables}
+        # the learned numbers ("center", "scale", f"{name}.{key}") by numbers slot: an ensemble recalibrated is a
+        # copy that shares its detectors and scaler (Adapter, recalibrated), so the ensembles of one series (the
+        # trained one, the one in use) share one slot of numbers (memory of many series: a copy each held 4 KB)
+        self._numbers: dict[str, np.ndarray] = {}
         self._objects: dict[str, list] = {name: [] for name in self.names if not hasattr(self.settings[name],
                                                                                            "many_params")}
+        self._shared: dict[tuple[int, int], _Numbers] = {}  # (id of detectors, id of scaler) -> their numbers slot
+        self._free_numbers: list[int] = []
+        self._numbers_size = 0
+        # by ensemble slot: its numbers slot and whether its combination is calibrated analytically
+        self._by_slot: list[_Numbers | None] = []
+        self._numbers_slot = np.zeros(16, dtype=np.int64)
+        self._analytic = np.zeros(16, dtype=bool)
+        self._calibrator_slots = {name: np.zeros(0, dtype=np.int64) for name in self.tables}
         self._free: list[int] = []
         self._size = 0
 
     def add(self, ensemble: Ensemble) -> int:
-        """Copy in ``ensemble``'s numbers and calibrators; return its slot."""
+        """Copy in ``ensemble``'s numbers (unless an ensemble sharing its detectors and scaler has) and
+        calibrators; return its slot."""
         slot = self._free.pop() if self._free else self._size
         self._size = max(self._size, slot + 1)
-        self._put(slot, "center", ensemble.scaler.center)
-        self._put(slot, "scale", ensemble.scaler.scale)
-        self._put(slot, "analytic", float(ensemble.combined_.size < MIN_EMPIRICAL))
-        for name, detector in ensemble.detectors.items():
-            if name in self._objects:
-                objects = self._objects[name]
-                objects.extend([None] * (slot + 1 - len(objects)))
-                objects[slot] = detector
-            else:
-                for key, value in detector.many_params().items():
-                    self._put(slot, f"{name}.{key}", value)
+        if slot >= len(self._analytic):
+            self._numbers_slot = np.concatenate([self._numbers_slot, np.zeros_like(self._numbers_slot)])
+            self._analytic = np.concatenate([self._analytic, np.zeros_like(self._analytic)])
+        numbers = self._numbers_of(ensemble)
+        self._by_slot.extend([None] * (slot + 1 - len(self._by_slot)))
+        self._by_slot[slot] = numbers
+        self._numbers_slot[slot] = numbers.slot
+        self._analytic[slot] = ensemble.combined_.size < MIN_EMPIRICAL
         for name, calibrator in [*ensemble.calibrators_.items(), (COMBINED, ensemble.combined_)]:
             slots = self._calibrator_slots[name]
             if slot >= len(slots):
@@ -107,13 +127,45 @@ class _Group:
             slots[slot] = self.tables[name].add(calibrator)
         return slot
 
+    def _numbers_of(self, ensemble: Ensemble) -> _Numbers:
+        """Return the numbers slot of ``ensemble``'s detectors and scaler, copied in if new, one user more."""
+        key = id(ensemble.detectors), id(ensemble.scaler)
+        if (numbers := self._shared.get(key)) is not None:
+            numbers.users += 1
+            return numbers
+        slot = self._free_numbers.pop() if self._free_numbers else self._numbers_size
+        self._numbers_size = max(self._numbers_size, slot + 1)
+        # (holding the detectors and scaler keeps their ids from being reused while the key stands)
+        numbers = self._shared[key] = _Numbers(slot, key, ensemble.detectors, ensemble.scaler)
+        self._put(slot, "center", ensemble.scaler.center)
+        self._put(slot, "scale", ensemble.scaler.scale)
+        for name, detector in ensemble.detectors.items():
+            if name in self._objects:
+                objects = self._objects[name]
+                objects.extend([None] * (slot + 1 - len(objects)))
+                objects[slot] = detector
+            else:
+                for key_, value in detector.many_params().items():
+                    self._put(slot, f"{name}.{key_}", value)
+        return numbers
+
     def remove(self, slot: int) -> None:
         """Give back ``slot`` (its ensemble is gone)."""
         for name, table in self.tables.items():
             table.remove(int(self._calibrator_slots[name][slot]))
-        for objects in self._objects.values():
-            objects[slot] = None
+        numbers, self._by_slot[slot] = self._by_slot[slot], None
+        numbers.users -= 1
+        if not numbers.users:
+            del self._shared[numbers.key]
+            for objects in self._objects.values():
+                objects[numbers.slot] = None
+            self._free_numbers.append(numbers.slot)
         self._free.append(slot)
+
+    def tidy(self) -> None:
+        """Take back the room of the calibrators of ensembles let go (call between ticks: it moves samples)."""
+        for table in self.tables.values():
+            table.tidy()
 
     def _put(self, slot: int, key: str, value) -> None:
         value = np.asarray(value, dtype=np.float64)
@@ -126,12 +178,13 @@ class _Group:
         column[slot] = value
 
     def _params(self, name: str, slots: np.ndarray) -> dict[str, np.ndarray]:
-        prefix = name + "."
-        return {key[len(prefix):]: column[slots] for key, column in self._numbers.items() if key.startswith(prefix)}
+        prefix, at = name + ".", self._numbers_slot[slots]
+        return {key[len(prefix):]: column[at] for key, column in self._numbers.items() if key.startswith(prefix)}
 
     def scaled(self, slots: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Return ``values`` ``(n,)`` scaled by each row's own scaler (as ``Scaler.transform``)."""
-        return (values - self._numbers["center"][slots]) / self._numbers["scale"][slots]
+        at = self._numbers_slot[slots]
+        return (values - self._numbers["center"][at]) / self._numbers["scale"][at]
 
     def decide(self, slots: np.ndarray, windows: np.ndarray, positions: np.ndarray) -> dict[str, np.ndarray]:
         """Return the decisions of the last point of each row, as :meth:`Ensemble.decide` gives them.
@@ -186,21 +239,22 @@ class _Group:
         p_detectors = np.column_stack([self.tables[name].p_value(self._calibrator_slots[name][slots], raw[:, j])
                                        for j, name in enumerate(self.names)])
         statistic = combine(p_detectors, self.combine)
-        analytic = self._numbers["analytic"][slots] > 0
+        analytic = self._analytic[slots]
         p_value = np.empty(len(slots))
         p_value[analytic] = analytic_p_value(statistic[analytic], self.combine, len(self.names))
         p_value[~analytic] = self.tables[COMBINED].p_value(self._calibrator_slots[COMBINED][slots[~analytic]],
                                                            statistic[~analytic])
         p_value = np.where(beyond, np.finfo(float).tiny, p_value)
-        scale = self._numbers["scale"][slots]
+        at = self._numbers_slot[slots]
+        scale = self._numbers["scale"][at]
         return {"raw": raw, "p_detectors": p_detectors, "p_value": p_value,
                 "score": anomaly_score(p_value, self.alpha), "is_anomaly": p_value < self.alpha,
-                "expected": band[0] * scale + self._numbers["center"][slots], "spread": band[1] * scale}
+                "expected": band[0] * scale + self._numbers["center"][at], "spread": band[1] * scale}
 
     def _by_object(self, name: str, slots: np.ndarray, windows: np.ndarray, phase: np.ndarray | None) -> np.ndarray:
         """Scores of a detector without stacked numbers: one call per distinct detector object (one, when shared)."""
         objects = self._objects[name]
-        owners = [objects[slot] for slot in slots.tolist()]
+        owners = [objects[slot] for slot in self._numbers_slot[slots].tolist()]
         out = np.empty(len(slots))
         rows_of: dict[int, list[int]] = {}
         for i, detector in enumerate(owners):

@@ -337,6 +337,36 @@ def test_a_thinned_history_knows_every_kept_points_position_keeps_the_tail_whole
     assert np.diff(positions).max() < 2 * THIN_EVERY
 
 
+@pytest.mark.parametrize("step, narrow", [(3600.0, True), (0.1, False)])
+def test_a_thinned_history_holds_timestamps_exactly_in_single_precision_while_it_can(step, narrow):
+    """A thinned history holds its timestamps as float32 seconds from an epoch it moves forward (memory of many
+    series): hourly points (whose seconds pass 2**23 within the history) stay exact and narrow; tenths of a second
+    cannot, and are held in double precision. Either way they read back exactly, and
+    a snapshot goes on exactly."""
+    from anomaly.online.adapt import THIN_EVERY, KeptPoints
+
+    def thinned() -> KeptPoints:
+        kept = KeptPoints(capacity=5000, k=1, for_refits=False, thin=THIN_EVERY)
+        kept.in_tail = lambda raw: raw[:, 0] > 1.5
+        return kept
+
+    n = 20_000
+    stamps = 1.7e9 + step * np.arange(n)
+    raw = np.random.default_rng(4).normal(size=(n, 1)).astype(np.float32)
+    kept, restored = thinned(), None
+    for i in range(0, n, 500):
+        kept.append(raw=raw[i:i + 500], usable=True, timestamps=stamps[i:i + 500])
+        if i == 10_000:
+            restored = thinned()
+            restored.load_state(*kept.state())
+        elif restored is not None:
+            restored.append(raw=raw[i:i + 500], usable=True, timestamps=stamps[i:i + 500])
+    np.testing.assert_array_equal(kept.timestamps, stamps[kept.positions])
+    np.testing.assert_array_equal(restored.timestamps, kept.timestamps)
+    assert (kept._columns["timestamps"].dtype == np.float32) is narrow
+    assert narrow is False or kept._epoch > stamps[0]  # the epoch moved on
+
+
 def test_a_stream_without_refits_decides_alike_whatever_the_blocks(quick_ensemble, quick_config):
     """The history is thinned at fixed stream positions: a replay in blocks and a live stream point by point keep
     the same points, recalibrate alike and decide alike."""

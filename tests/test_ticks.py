@@ -184,3 +184,18 @@ def test_a_series_a_lane_holds_goes_on_exactly_whatever_touches_it_between_ticks
     assert together[1:4] == alone[1:4]
     assert together[5] == alone[5]
     assert sum(len(lane) for lane in together[4]._lanes.values()) == 0  # the snapshots took every series back
+
+
+def test_a_window_that_spans_too_many_grid_steps_for_a_lane_is_scored_by_its_runner(quick_ensemble, quick_config,
+                                                                                    monkeypatch):
+    """A lane holds each window's grid positions as 16-bit offsets from its last point: a window reaching further
+    back (an irregular series in sequence mode can) is never parked, and its points are decided as before."""
+    chunks = ticks({"a": quick_ensemble}, quick_config)[:400]
+    _, _, _, parked, ticked = streamed({"a": quick_ensemble}, quick_config, chunks, together=True)
+    assert ticked > 200 and any(len(lane) for lane in parked._lanes.values())
+    monkeypatch.setattr("anomaly.online.runner.OFFSET_SPAN", 1)  # less than any window spans
+    blocks, _, _, alone, ticked = streamed({"a": quick_ensemble}, quick_config, chunks, together=True)
+    reference = streamed({"a": quick_ensemble}, quick_config, chunks, together=False)[0]
+    assert ticked == 0 and not any(len(lane) for lane in alone._lanes.values())
+    for block, expected in zip(blocks, reference):
+        np.testing.assert_array_equal(block.p_value, expected.p_value)

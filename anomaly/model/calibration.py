@@ -157,10 +157,9 @@ class CalibratorTable:
     (:meth:`Calibrator.thinned`) too. Slots of calibrators no longer in use are given back with
     :meth:`remove`; their samples' room is taken back once it is an eighth of the live samples.
 
-    ``dtype``: of the copies. Single precision halves a detectors' table (memory of many series) and
-    loses nothing: every raw score is made in single precision (:func:`single_precision`), and so is
-    every sample a detector's calibrator is fitted on. The combination's statistic is not: its table
-    stays in double precision.
+    ``dtype``: of the copies. Single precision halves a table (memory of many series) and loses
+    nothing: every raw score and every combined statistic is made in single precision
+    (:func:`single_precision`, :func:`combine`), and so is every sample a calibrator is fitted on.
     """
 
     def __init__(self, dtype=np.float64):
@@ -360,7 +359,8 @@ def gpd_fit(excess: np.ndarray) -> tuple[float, float]:
 
 
 def combine(p_values: np.ndarray, method: str = "cauchy") -> np.ndarray:
-    """Return the ``(n,)`` combined statistic of ``(n, k)`` p-values; higher = more anomalous.
+    """Return the ``(n,)`` combined statistic of ``(n, k)`` p-values, in single precision (as float64); higher =
+    more anomalous.
 
     ``cauchy``: the Cauchy combination ``mean(tan((0.5 - p) pi))`` (Liu & Xie, 2020),
     valid under the strong dependence between detectors that look at the same data and
@@ -374,10 +374,15 @@ def combine(p_values: np.ndarray, method: str = "cauchy") -> np.ndarray:
     if method == "cauchy":
         # p = 1 maps to -1.6e16: one detector that sees nothing would outvote three at 1e-12.
         # Capped at CAUCHY_CEILING it weighs -31.8, a full normal point's worth, and no more.
-        return np.mean(np.tan((0.5 - np.minimum(p, CAUCHY_CEILING)) * np.pi), axis=1)
-    if method == "bonferroni":
-        return -np.log10(np.minimum(p.shape[1] * p.min(axis=1), 1.0))
-    raise ValueError(f"combine method must be one of {COMBINERS}, got {method!r}")
+        statistic = np.mean(np.tan((0.5 - np.minimum(p, CAUCHY_CEILING)) * np.pi), axis=1)
+    elif method == "bonferroni":
+        statistic = -np.log10(np.minimum(p.shape[1] * p.min(axis=1), 1.0))
+    else:
+        raise ValueError(f"combine method must be one of {COMBINERS}, got {method!r}")
+    # in single precision, as raw scores are made (see single_precision), so that the combination's calibration
+    # samples are too: many series hold them in a single-precision table (memory), and a statistic equal to a
+    # sample value stays equal to it there (ties are common: quantised series give equal p-values)
+    return single_precision(statistic)
 
 
 MIN_EMPIRICAL = 1000  # a combined calibrator with fewer samples gives way to the analytic p-value

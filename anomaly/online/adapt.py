@@ -99,7 +99,8 @@ class RefitData:
 class KeptPoints:
     """The last ``capacity`` points of a stream, one array per column, grown in place.
 
-    ``kept.raw``, ``kept.timestamps`` and ``kept.values`` are views that write through. The
+    ``kept.raw`` and ``kept.values`` are views that write through (``kept.timestamps`` too, unless
+    thinned: see below). The
     flags (``flags``, ``anchored``, ``alarms``, ``usable``, ``filled``) and the feedback
     ``marks`` share one byte a point (``bits``): reading one gives a new array, and
     :meth:`set` writes it (one byte a point instead of six: memory of many series). An append copies
@@ -117,6 +118,11 @@ class KeptPoints:
     tells, is sampled. Spans are measured in stream positions, not rows (``positions``, ``since``), and
     every statistic counts a kept point by its weight. Thinning happens at the same stream positions
     whatever the blocks the points came in, so a replay and a live stream keep the same points.
+    A thinned history holds its timestamps as single-precision seconds from an epoch of its own
+    (moved forward as points are forgotten), as long as that is exact (whole seconds within 194
+    days are, whole minutes within two years; a fraction of a second seldom is); else in double
+    precision from then on.
+    ``kept.timestamps`` is then a copy.
     """
 
     COLUMNS = {  # name: (dtype, value of a column an append leaves out)
@@ -156,6 +162,10 @@ class KeptPoints:
         self._appended = 0  # points appended since the start: the next one's stream position
         self._thinned_to = 0  # (thinned) the points before this position are thinned
         self._last = -1  # (thinned) the stream position of the last point kept
+        # (thinned) timestamps are held as float32 seconds since _epoch while that is exact (see the class; memory
+        # of many series: 4 bytes a point of 26); _epoch None: as they are, in double precision
+        self._epoch: float | None = None
+        self._narrow = bool(self.thin)
         self._names = [name for name in self.COLUMNS if (for_refits or name not in self.FOR_REFITS)
                        and (self.thin or name != "gap")]
         # spare room beyond the capacity: the kept points move to the front once per sixteenth of the
@@ -167,8 +177,46 @@ class KeptPoints:
 
     def _allocated(self, rows: int, k: int) -> dict[str, np.ndarray]:
         # a young stream (or one of many series) holds little: memory grows with what is kept
-        return {name: np.full((rows, k) if name == "raw" else rows, fill, dtype=dtype)
+        return {name: np.full((rows, k) if name == "raw" else rows, fill,
+                              dtype=np.float32 if name == "timestamps" and self._narrow else dtype)
                 for name, (dtype, fill) in self.COLUMNS.items() if name in self._names}
+
+    def _stamps(self, timestamps) -> np.ndarray | float:
+        """Return ``timestamps`` (epoch seconds, an array or a scalar) as the timestamps column holds them."""
+        if not self._narrow:
+            return timestamps
+        timestamps = np.asarray(timestamps, dtype=np.float64)
+        if self._epoch is None:
+            finite = timestamps[np.isfinite(timestamps)]
+            if not finite.size:  # (no epoch yet: none to measure from)
+                return timestamps.astype(np.float32)
+            self._epoch = float(finite[0])
+        seconds = timestamps - self._epoch
+        narrow = seconds.astype(np.float32)
+        if ((narrow == seconds) | np.isnan(seconds)).all():
+            return narrow
+        self._widen()
+        return timestamps
+
+    def _widen(self) -> None:
+        """Hold the timestamps in double precision from now on (single precision no longer holds them exactly)."""
+        column = self._columns["timestamps"]
+        self._columns["timestamps"] = self._epoch + column.astype(np.float64)
+        self._narrow, self._epoch = False, None
+
+    def _move_epoch(self) -> None:
+        """Move the epoch to the first kept point (the seconds since it stay small enough to be exact)."""
+        column = self._columns["timestamps"][self._start:self._end]
+        if not (self._narrow and len(column) and column[-1] > 2.0 ** 23 and np.isfinite(column[0])):
+            return
+        shift = float(column[0])
+        seconds = column.astype(np.float64) - shift
+        narrow = seconds.astype(np.float32)
+        if not ((narrow == seconds) | np.isnan(seconds)).all():
+            self._widen()
+            return
+        column[:] = narrow
+        self._epoch += shift
 
     def _grow(self, needed: int) -> None:
         """Make room for ``needed`` rows from the start (at most ``_room``), keeping the points kept."""
@@ -198,6 +246,8 @@ class KeptPoints:
             return ((columns["bits"][self._start:self._end] >> self.MARKS_SHIFT) & 3).astype(np.int8)
         if name not in columns:
             raise AttributeError(name)
+        if name == "timestamps" and self._narrow:
+            return self._epoch + columns[name][self._start:self._end].astype(np.float64)
         return columns[name][self._start:self._end]
 
     @property
@@ -271,6 +321,8 @@ class KeptPoints:
 
     def _append(self, n: int, new: dict) -> None:
         new = {name: np.asarray(v)[-self.capacity:] if np.ndim(v) else v for name, v in new.items()}
+        if "timestamps" in new:
+            new["timestamps"] = self._stamps(new["timestamps"])
         self._appended += n
         n = min(n, self.capacity)  # a block longer than the capacity keeps its last points
         new["bits"] = self._packed(n, new)
@@ -317,6 +369,7 @@ class KeptPoints:
         for column in self._columns.values():
             column[:n] = column[self._start:self._end][keep]
         self._start, self._end = 0, n
+        self._move_epoch()
         # room for the points up to the next thinning (appends come in parts that end there), and an eighth more
         # for the tail's share to grow without a copy; given back when it is a quarter too much. (Kept to exactly
         # what the next points need, nine thinnings in ten reallocated: the freed arrays fragmented the heap,
@@ -344,10 +397,11 @@ class KeptPoints:
     def load_state(self, arrays: dict, meta: dict) -> None:
         """Keep exactly the points of :meth:`state`'s output (at most ``capacity``)."""
         n = min(len(arrays["usable"]), self.capacity)
-        if n > len(self._columns["bits"]):
-            self._columns = self._allocated(min(self._room, max(n, self.START_ROWS)),
-                                            self._columns["raw"].shape[1])
+        self._narrow, self._epoch = bool(self.thin), None  # (the timestamps held afresh)
+        self._columns = self._allocated(min(self._room, max(n, self.START_ROWS)), self._columns["raw"].shape[1])
         tail = {name: array[len(array) - n:] for name, array in arrays.items()}
+        if "timestamps" in tail:
+            tail["timestamps"] = self._stamps(tail["timestamps"])
         tail["bits"] = self._packed(n, {name: array for name, array in tail.items()
                                         if name in self.BITS or name == "marks"})
         for name, column in self._columns.items():

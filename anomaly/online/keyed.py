@@ -206,7 +206,7 @@ class KeyedRunners:
         windows[:, :width] = lane.tail[at]
         windows[:, width] = group.scaled(slots, values)
         positions = np.empty((n, width + 1), dtype=np.int64)
-        positions[:, :width] = lane.tail_positions[at]
+        positions[:, :width] = lane.tail_positions(at)
         positions[:, width] = latest
         looks, decided = [], []
         for part, d in group.decide_parts(slots, windows, positions):  # each part taken in while the next is decided

@@ -21,11 +21,14 @@ from array import array
 
 import numpy as np
 
+OFFSET_SPAN = 2 ** 15  # a parked window's grid positions lie fewer than this many steps before its last point
 DEFER_MAX = 64  # points ticks took in that an adapter may have yet to see (see Runner.flush)
 NO_LIMIT = np.iinfo(np.int64).max
 COLUMNS = {  # a lane's arrays, one row per parked series: name -> (dtype, shape beyond the row)
     "tail": (np.float64, "width"),  # the scaled window before the next point
-    "tail_positions": (np.int64, "width"),
+    # its grid positions less last_position (Runner.ready_for_tick lets in only windows within OFFSET_SPAN grid
+    # steps: memory of many series, a quarter of int64's)
+    "tail_offsets": (np.int16, "width"),
     "last_timestamp": (np.float64, ()),
     "last_position": (np.int64, ()),  # the gap handler's last point: grid position and value
     "last_value": (np.float64, ()),
@@ -80,11 +83,11 @@ class Lane:
         runner.flush()  # (nothing pending, normally): the lane starts with an empty queue
         row = len(self.members)
         if row == len(self.points):
-            self._allocate(row + row // 2)  # (memory of many series: half a lane's rows spare at most)
+            self._allocate(row + row // 4)  # (memory of many series: a quarter of a lane's rows spare at most)
         self.members.append(member)
         member.lane_row = row
         grid, (position, value) = runner.ensemble.grid, runner._gaps._last
-        self.tail[row], self.tail_positions[row] = runner._scaled, runner._positions
+        self.tail[row], self.tail_offsets[row] = runner._scaled, runner._positions - position
         runner._scaled = runner._positions = None  # the lane's row is the tail now (no copy held twice)
         self.last_timestamp[row], self.last_position[row], self.last_value[row] = \
             runner._last_timestamp, position, value
@@ -98,6 +101,10 @@ class Lane:
         member.lane = self
         runner._land = functools.partial(self.land, member)
         return row
+
+    def tail_positions(self, rows: np.ndarray) -> np.ndarray:
+        """Return ``(len(rows), width)`` the grid positions of the windows before each row's next point."""
+        return self.tail_offsets[rows].astype(np.int64) + self.last_position[rows, None]
 
     def ready(self, rows: np.ndarray, timestamps: np.ndarray, values: np.ndarray):
         """Return ``(ok, positions)``: which parked ``rows`` may take their next point in a tick (as
@@ -120,7 +127,7 @@ class Lane:
         ``(n, width + 1)`` end with them. Returns the indices (into ``rows``) whose alarm filter must see its
         point: flagged, or an incident open."""
         flags = decisions["is_anomaly"]
-        self.tail[rows], self.tail_positions[rows] = windows[:, 1:], window_positions[:, 1:]
+        self.tail[rows], self.tail_offsets[rows] = windows[:, 1:], window_positions[:, 1:] - positions[:, None]
         self.last_timestamp[rows], self.last_position[rows], self.last_value[rows] = timestamps, positions, values
         self.added[rows] += 1
         self.anomalies[rows] += flags
@@ -174,7 +181,7 @@ class Lane:
         row, runner = member.lane_row, member.runner
         runner._land = None
         member.lane = None
-        runner._scaled, runner._positions = self.tail[row].copy(), self.tail_positions[row].copy()
+        runner._scaled, runner._positions = self.tail[row].copy(), self.tail_positions(np.array([row]))[0]
         runner._last_timestamp = float(self.last_timestamp[row])
         runner._gaps._last = (int(self.last_position[row]), float(self.last_value[row]))
         runner.counts.points += int(self.added[row])

@@ -25,6 +25,7 @@ from ..model.ensemble import Ensemble
 from ..simulate import Point
 from .adapt import Adapter
 from .gaps import GapHandler
+from .lane import OFFSET_SPAN
 
 __all__ = ["Counts", "Decision", "DecisionBlock", "Rejected", "Runner"]
 
@@ -270,6 +271,9 @@ class Runner:
         grid, gaps = self.ensemble.grid, self._gaps
         position = grid.position(timestamp)
         if gaps._restart or not grid.sequence and (gaps._last is None or position != gaps._last[0] + 1):
+            return None
+        if gaps._last is None or self._positions[0] <= gaps._last[0] - OFFSET_SPAN:  # (a lane holds its window's
+            # grid positions as offsets from its last point)
             return None
         if self.adapter is not None and self._counts.points + 1 >= self._boundary:
             self._boundary = self.adapter.boundary(self._counts.points)  # the next count where the adapter acts

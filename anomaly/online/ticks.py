@@ -87,9 +87,8 @@ class _Group:
         self.settings = dict(ensemble.detectors)  # one ensemble's detectors: the settings all share
         # S-H-ESD states the expected band with its scores: the first such detector gives it, as in Ensemble.decide
         self.band = next((name for name, d in self.settings.items() if hasattr(d, "series_stats")), None)
-        # the detectors' samples are raw scores, made in single precision: so are their copies (memory)
-        self.tables = {name: CalibratorTable(np.float64 if name == COMBINED else np.float32)
-                       for name in [*self.names, COMBINED]}
+        # raw scores and combined statistics are made in single precision: so are the samples' copies (memory)
+        self.tables = {name: CalibratorTable(np.float32) for name in [*self.names, COMBINED]}
         # the learned numbers ("center", "scale", f"{name}.{key}") by numbers slot: an ensemble recalibrated is a
         # copy that shares its detectors and scaler (Adapter, recalibrated), so the ensembles of one series (the
         # trained one, the one in use) share one slot of numbers (memory of many series: a copy each held 4 KB)

@@ -170,7 +170,9 @@ class _Group:
         value = np.asarray(value, dtype=np.float64)
         column = self._numbers.get(key)
         if column is None or slot >= len(column):
-            grown = np.zeros((max(2 * (0 if column is None else len(column)), slot + 1, 16), *value.shape))
+            # (by a quarter: a series' numbers are a seasonal profile or two, 2.3 KB at daily 10-minute points)
+            size = 0 if column is None else len(column)
+            grown = np.zeros((max(size + size // 4, slot + 1, 16), *value.shape))
             if column is not None:
                 grown[:len(column)] = column
             column = self._numbers[key] = grown

@@ -80,7 +80,7 @@ THINNED = 256  # scores a recalibrated calibrator keeps (see Calibrator.thinned)
 # without refits (each of many series) the kept points are thinned every THIN_STEP points: the tail (a combined
 # p-value below TAIL_COMBINED or a detector's below TAIL_DETECTOR, under the calibration in use) kept whole, one
 # point in THIN_EVERY of the bulk (see KeptPoints)
-THIN_EVERY, THIN_STEP = 16, 128
+THIN_EVERY, THIN_STEP = 16, 256
 TAIL_COMBINED, TAIL_DETECTOR = 0.1, 0.05
 
 
@@ -371,9 +371,9 @@ class KeptPoints:
         self._start, self._end = 0, n
         self._move_epoch()
         # room for the points up to the next thinning (appends come in parts that end there), and an eighth more
-        # for the tail's share to grow without a copy; given back when it is a quarter too much. (Kept to exactly
-        # what the next points need, nine thinnings in ten reallocated: the freed arrays fragmented the heap,
-        # and a series' resident memory grew by more than the rows saved)
+        # for the tail's share to grow without a copy; given back when it is a quarter too much. (Kept to what the
+        # next points need and a sixteenth, most thinnings reallocated: the freed arrays fragmented the heap, and
+        # a series' resident memory grew by more than the rows saved)
         needed = n + THIN_STEP
         if not needed <= len(self._columns["bits"]) <= needed + n // 4:
             self._reallocate(needed + n // 8)

@@ -290,7 +290,8 @@ def tail_p_values(scores: np.ndarray, n, at_least: np.ndarray, threshold, tail_s
         # (~0.2 ms, most of a live point's budget): the same function, inv_boxcox(-x, -c)
         tail = special.inv_boxcox(-((scores[above] - beyond(threshold)) / beyond(scale)), -beyond(shape))
         p[above] = beyond(tail_share()) * tail
-    return np.clip(np.nan_to_num(p, nan=1.0), P_FLOOR, 1.0)
+    # (np.clip(np.nan_to_num(p, nan=1.0), ...) gives the same at a quarter of a call's cost: p is never infinite)
+    return np.minimum(np.maximum(np.where(np.isnan(p), 1.0, p), P_FLOOR), 1.0)
 
 
 def _kept_ranks(keep: int, n: int) -> np.ndarray:

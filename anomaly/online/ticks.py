@@ -144,8 +144,8 @@ class _Group:
                 objects.extend([None] * (slot + 1 - len(objects)))
                 objects[slot] = detector
             else:
-                for key_, value in detector.many_params().items():
-                    self._put(slot, f"{name}.{key_}", value)
+                for param, value in detector.many_params().items():
+                    self._put(slot, f"{name}.{param}", value)
         return numbers
 
     def remove(self, slot: int) -> None:

@@ -78,9 +78,9 @@ class AlarmFilter:
 
     def load_state(self, arrays: dict, meta: dict) -> None:
         """Go on from :meth:`state`'s output."""
-        self._recent, self._seen = 0, 0
-        for flag in np.asarray(arrays["recent"], dtype=bool)[-self.n:].tolist():
-            self._remember(flag)
+        recent = np.asarray(arrays["recent"], dtype=bool)[-self.n:].tolist()  # oldest first
+        self._recent = sum(int(flag) << age for age, flag in enumerate(reversed(recent)))
+        self._seen = len(recent)
         self._quiet, self.count = int(meta["quiet"]), int(meta["count"])
         self.open = None if meta["open"] is None else Incident(**meta["open"])
 
@@ -123,7 +123,7 @@ class AlarmFilter:
         flags); return ``False``, taking in nothing, when an incident is open: :meth:`update` it."""
         if self.open is not None:
             return False
-        self._remember(False)
+        self.quiet_many(1)
         return True
 
     def quiet_many(self, count: int) -> None:
@@ -132,11 +132,6 @@ class AlarmFilter:
             count = min(count, self.n)
             self._recent = (self._recent << count) & ((1 << self.n) - 1)
             self._seen = min(self._seen + count, self.n)
-
-    def _remember(self, flag: bool) -> None:
-        """Take one scored point's flag into the last ``n``."""
-        self._recent = ((self._recent << 1) | flag) & ((1 << self.n) - 1)
-        self._seen = min(self._seen + 1, self.n)
 
     def close(self) -> list[AlarmEvent]:
         """Close the open incident at the end of the stream."""

@@ -234,9 +234,6 @@ class CalibratorTable:
 
     def _compact(self, needed: int) -> None:
         """Copy the samples of calibrators in use to a new array with room for ``needed`` more and an eighth."""
-        if not self._live and not needed:
-            self._used = 0
-            return
         data, used = np.empty(max(self._live + needed + (self._live + needed) // 8, 1024), dtype=self.dtype), 0
         for slot, calibrator in enumerate(self._sources):
             if calibrator is not None:

@@ -191,12 +191,11 @@ class KeptPoints:
             if not finite.size:  # (no epoch yet: none to measure from)
                 return timestamps.astype(np.float32)
             self._epoch = float(finite[0])
-        seconds = timestamps - self._epoch
-        narrow = seconds.astype(np.float32)
-        if ((narrow == seconds) | np.isnan(seconds)).all():
-            return narrow
-        self._widen()
-        return timestamps
+        narrow = exactly_single(timestamps - self._epoch)
+        if narrow is None:
+            self._widen()
+            return timestamps
+        return narrow
 
     def _widen(self) -> None:
         """Hold the timestamps in double precision from now on (single precision no longer holds them exactly)."""
@@ -210,9 +209,8 @@ class KeptPoints:
         if not (self._narrow and len(column) and column[-1] > 2.0 ** 23 and np.isfinite(column[0])):
             return
         shift = float(column[0])
-        seconds = column.astype(np.float64) - shift
-        narrow = seconds.astype(np.float32)
-        if not ((narrow == seconds) | np.isnan(seconds)).all():
+        narrow = exactly_single(column.astype(np.float64) - shift)
+        if narrow is None:
             self._widen()
             return
         column[:] = narrow
@@ -871,6 +869,12 @@ class Adapter:
 def too_many(span: int, alpha: float, chance: float = FREQUENT) -> int:
     """Return the fewest alarms in ``span`` points that a rate of ``alpha`` gives with a chance below ``chance``."""
     return int(binom.isf(chance, span, alpha)) + 1
+
+
+def exactly_single(seconds: np.ndarray) -> np.ndarray | None:
+    """Return ``seconds`` as float32 when that holds every one exactly (NaN as NaN), else ``None``."""
+    narrow = seconds.astype(np.float32)
+    return narrow if ((narrow == seconds) | np.isnan(seconds)).all() else None
 
 
 def double(sample: np.ndarray) -> np.ndarray:

@@ -202,6 +202,7 @@ def test_rejects_reach_the_quarantine_in_input_order():
 
     runner = Runner(SimpleNamespace(window=3, grid=TimeGrid(parse_timestamp("2026-03-01"), 600.0)))
     runner._score = lambda chunk: chunk  # validation and accounting only: no model needed
+    runner._records = lambda block: None
     lines = ["2026-03-01 00:10:00,1", "2026-03-01 00:20:00,2", "garbage", "2026-03-01 00:05:00,3",
              "2026-03-01 00:30:00,x", "2026-03-01 00:30:00,nan"]
     _, rejected = runner.process(parse_csv_lines(lines, 2, 2, 0, 1))

@@ -72,6 +72,9 @@ class Ensemble:
         self.calibrators_: dict[str, Calibrator] = {}
         self.combined_: Calibrator | None = None
         self.trend_ = 0.0  # the history's slope, scaled units per grid step: a drift it showed is no change
+        # (low, high, seen, step) of the history's values, in the series' units: where a stream's range of values
+        # seen starts (see anomaly.model.novelty); None: no record evidence (a run saved before it)
+        self.range_: tuple[float, float, int, float] | None = None
 
     @property
     def names(self) -> list[str]:
@@ -207,6 +210,7 @@ class Ensemble:
         directory.mkdir(parents=True, exist_ok=True)
         meta = {"detectors": self.names, "scaler": self.scaler.to_dict(), "grid": self.grid.to_dict(),
                 "period": self.period, "target_far": self.target_far, "combine": self.combine, "trend": self.trend_,
+                "range": None if self.range_ is None else dict(zip(("low", "high", "seen", "step"), self.range_)),
                 "shared": sorted(shared & set(self.names))}
         (directory / "ensemble.json").write_text(json.dumps(meta, indent=2))
         arrays = {f"{name}.{key}": value for name, cal in self.calibrators_.items()
@@ -230,6 +234,9 @@ class Ensemble:
         ensemble = cls(detectors, Scaler(**meta["scaler"]), TimeGrid(**meta["grid"]), meta["period"],
                        meta["target_far"], meta["combine"])
         ensemble.trend_ = float(meta.get("trend", 0.0))
+        if meta.get("range") is not None:
+            r = meta["range"]
+            ensemble.range_ = float(r["low"]), float(r["high"]), int(r["seen"]), float(r["step"])
         with np.load(directory / "calibration.npz") as arrays:
             def part(prefix):
                 return {k.split(".", 1)[1]: arrays[k] for k in arrays.files if k.startswith(prefix + ".")}

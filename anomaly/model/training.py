@@ -22,6 +22,7 @@ from ..feedback import mask as feedback_mask
 from . import detectors as registry
 from .calibration import MIN_EMPIRICAL, combine, plausibly_normal, taught_calibrator
 from .ensemble import Ensemble
+from .novelty import record_range
 from .seasonality import detect_period
 from .windows import Scaler, TimeGrid, phases, sliding
 
@@ -325,6 +326,7 @@ def calibrated(prepared: Prepared, detectors: dict, labels: list[Label], fit_sec
     ensemble = Ensemble(detectors, scaler, data.grid, period, config.calibration.target_far,
                         config.calibration.combine)
     ensemble.trend_ = trend(*data.on_grid(end_train), scaler, period)
+    ensemble.range_ = record_range(data.values[~data.excluded])  # (the stream's records are judged from here)
     if end_train < ensemble.window:
         raise ValueError(f"history too short: the first part needs {ensemble.window} points")
     tainted = touched(data.excluded, ensemble.window)  # points whose window holds an excluded one

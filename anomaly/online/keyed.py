@@ -210,9 +210,10 @@ class KeyedRunners:
         positions[:, width] = latest
         looks, decided = [], []
         for part, d in group.decide_parts(slots, windows, positions):  # each part taken in while the next is decided
-            decided.append(d)
+            shown = lane.records(at[part], values[part], d, group.alpha)
+            decided.append(shown)
             looks.append(part.start + lane.take(at[part], timestamps[part], values[part], latest[part],
-                                                windows[part], positions[part], d))
+                                                windows[part], positions[part], d, shown["is_anomaly"]))
         lane.settle()
         d = decided[0] if len(decided) == 1 else {key: np.concatenate([part[key] for part in decided])
                                                   for key in decided[0]}

@@ -21,6 +21,9 @@ from array import array
 
 import numpy as np
 
+from ..model.calibration import anomaly_score
+from ..model.novelty import record_p_rows
+
 OFFSET_SPAN = 2 ** 15  # a parked window's grid positions lie fewer than this many steps before its last point
 DEFER_MAX = 64  # points ticks took in that an adapter may have yet to see (see Runner.flush)
 NO_LIMIT = np.iinfo(np.int64).max
@@ -49,6 +52,11 @@ COLUMNS = {  # a lane's arrays, one row per parked series: name -> (dtype, shape
     "pending": (np.int64, ()),  # how many
     "quiet": (np.int64, ()),  # unflagged points the alarm filter has yet to take in (no incident open)
     "open": (bool, ()),  # an incident is open: the filter sees every point
+    # the range of values seen, how many, and the models' typical step (see anomaly.model.novelty)
+    "low": (np.float64, ()),
+    "high": (np.float64, ()),
+    "seen": (np.int64, ()),
+    "step": (np.float64, ()),
 }
 
 
@@ -98,6 +106,8 @@ class Lane:
         self.points[row], self.added[row], self.anomalies[row] = runner.counts.points, 0, 0
         self.slot[row], self.pending[row], self.quiet[row] = slot, 0, 0
         self.open[row] = member.alarm.open is not None
+        self.low[row], self.high[row], self.seen[row], self.step[row] = \
+            runner._low, runner._high, runner._seen, runner._step
         member.lane = self
         runner._land = functools.partial(self.land, member)
         return row
@@ -121,12 +131,25 @@ class Lane:
             ok &= ~(timestamps > np.maximum(self.last_timestamp[rows], self.clock()) + horizon)
         return ok, positions
 
+    def records(self, rows: np.ndarray, values: np.ndarray, decisions: dict, alpha: float) -> dict:
+        """Take each row's new point into its range of values seen; return a tick's ``decisions`` for ``rows``
+        with the records' p-values where lower (as ``Runner._records``; ``decisions`` stay as they are: the
+        adapter sees the models' own)."""
+        p = record_p_rows(values, self.low[rows], self.high[rows], self.seen[rows], self.step[rows])
+        self.low[rows], self.high[rows] = np.minimum(self.low[rows], values), np.maximum(self.high[rows], values)
+        self.seen[rows] += 1
+        lower = p < decisions["p_value"]
+        if not lower.any():
+            return decisions
+        p_value = np.where(lower, p, decisions["p_value"])
+        return {**decisions, "p_value": p_value, "score": anomaly_score(p_value, alpha), "is_anomaly": p_value < alpha}
+
     def take(self, rows: np.ndarray, timestamps: np.ndarray, values: np.ndarray, positions: np.ndarray,
-             windows: np.ndarray, window_positions: np.ndarray, decisions: dict) -> np.ndarray:
+             windows: np.ndarray, window_positions: np.ndarray, decisions: dict, flags: np.ndarray) -> np.ndarray:
         """Take in the points a tick decided for ``rows`` (each row once): ``windows`` and ``window_positions``
-        ``(n, width + 1)`` end with them. Returns the indices (into ``rows``) whose alarm filter must see its
-        point: flagged, or an incident open."""
-        flags = decisions["is_anomaly"]
+        ``(n, width + 1)`` end with them; ``decisions``: the models' (what the adapter sees), ``flags``: the
+        decisions shown (records included, see :meth:`records`). Returns the indices (into ``rows``) whose alarm
+        filter must see its point: flagged, or an incident open."""
         self.tail[rows], self.tail_offsets[rows] = windows[:, 1:], window_positions[:, 1:] - positions[:, None]
         self.last_timestamp[rows], self.last_position[rows], self.last_value[rows] = timestamps, positions, values
         self.added[rows] += 1
@@ -137,7 +160,7 @@ class Lane:
             pending = self.pending[at]
             self.deferred[at, pending, 0], self.deferred[at, pending, 1] = timestamps[adapting], values[adapting]
             self.deferred[at, pending, 2] = decisions["p_value"][adapting]
-            self.deferred_flags[at, pending] = flags[adapting]
+            self.deferred_flags[at, pending] = decisions["is_anomaly"][adapting]
             self.deferred_raw[at, pending] = decisions["raw"][adapting]
             self.pending[at] = pending + 1
             for row in at[pending + 1 >= DEFER_MAX].tolist():
@@ -184,6 +207,8 @@ class Lane:
         runner._scaled, runner._positions = self.tail[row].copy(), self.tail_positions(np.array([row]))[0]
         runner._last_timestamp = float(self.last_timestamp[row])
         runner._gaps._last = (int(self.last_position[row]), float(self.last_value[row]))
+        runner._low, runner._high = float(self.low[row]), float(self.high[row])
+        runner._seen, runner._step = int(self.seen[row]), float(self.step[row])
         runner.counts.points += int(self.added[row])
         runner.counts.anomalies += int(self.anomalies[row])
         if self.pending[row]:

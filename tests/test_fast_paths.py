@@ -153,3 +153,19 @@ def test_decisions_are_those_of_the_keras_models_on_a_test_stream(quick_ensemble
     assert reference.sum() > 20  # the stream has anomalies to decide on
     np.testing.assert_array_equal(fast.is_anomaly, reference)
     np.testing.assert_allclose(fast.score, anomaly_score(p_value, ensemble.alpha), atol=0.01)
+
+
+def test_compiled_holt_recursion_equals_the_numpy_recursion_bit_for_bit():
+    from anomaly.model.detectors.statistical import _holt_forecasts
+
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        n, width = int(rng.integers(1, 40)), int(rng.integers(3, 64))
+        deseasoned = rng.normal(0, rng.uniform(0.1, 100), (n, width))
+        alpha, beta = rng.uniform(0, 1, n), rng.uniform(0, 1, n)
+        level, trend = deseasoned[:, 0].copy(), np.zeros(n)
+        for k in range(1, width - 1):  # what the detector ran as numpy operations, a row each
+            previous = level
+            level = alpha * deseasoned[:, k] + (1 - alpha) * (level + trend)
+            trend = beta * (level - previous) + (1 - beta) * trend
+        np.testing.assert_array_equal(_holt_forecasts(deseasoned, alpha, beta), level + trend)

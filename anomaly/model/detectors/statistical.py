@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 from typing import Self
 
+import numba
 import numpy as np
 
 from ..rolling import rolling_median, rolling_median_mad
@@ -234,6 +235,24 @@ class ADWINChange(_Statistical):
         return (np.abs(older - newer) / bound).max(axis=1)
 
 
+@numba.njit(nogil=True, cache=True)
+def _holt_forecasts(deseasoned, alpha, beta):  # pragma: no cover (compiled)
+    """Return ``(n,)`` the one-step Holt forecast of each row's last point from the points before it: the level
+    starts at the row's first point, the trend at 0, and the recursions run over the rest but the last (each
+    row its own ``alpha``, ``beta``). Compiled: a live point's row of numpy operations per step cost 0.5 ms."""
+    n, width = deseasoned.shape
+    out = np.empty(n)
+    for i in range(n):
+        a, b = alpha[i], beta[i]
+        level, trend = deseasoned[i, 0], 0.0
+        for k in range(1, width - 1):
+            previous = level
+            level = a * deseasoned[i, k] + (1 - a) * (level + trend)
+            trend = b * (level - previous) + (1 - b) * trend
+        out[i] = level + trend
+    return out
+
+
 class HoltWintersResidual(_Statistical):
     """The last point's residual from a Holt-Winters forecast made over the window (statsmodels' smoothing).
 
@@ -296,13 +315,12 @@ class HoltWintersResidual(_Statistical):
         else:
             seasonal = profile[phases] if params is None else profile[np.arange(len(windows))[:, None], phases]
         deseasoned = windows - seasonal
-        level, trend = deseasoned[:, 0].copy(), np.zeros(len(windows))
-        for k in range(1, self.window - 1):  # the recursions over the points before the last
-            previous = level
-            level = alpha * deseasoned[:, k] + (1 - alpha) * (level + trend)
-            trend = beta * (level - previous) + (1 - beta) * trend
+        n = len(windows)
+        forecast = _holt_forecasts(np.ascontiguousarray(deseasoned, dtype=np.float64),
+                                   np.broadcast_to(np.asarray(alpha, dtype=np.float64), n).copy(),
+                                   np.broadcast_to(np.asarray(beta, dtype=np.float64), n).copy())
         naive = np.median(deseasoned[:, -NAIVE - 1:-1], axis=1)
-        return guarded(deseasoned[:, -1], level + trend, naive)
+        return guarded(deseasoned[:, -1], forecast, naive)
 
     def many_params(self) -> dict[str, float | np.ndarray]:
         """Return the learned numbers :meth:`score_many` stacks across many series' detectors of these settings."""

@@ -69,6 +69,14 @@ def test_a_slow_climb_to_a_level_never_seen_is_flagged_by_the_stream(quick_ensem
     assert block.is_anomaly[beyond].sum() >= plain.is_anomaly[beyond].sum() + 10
     inside = ~block.warmup & (values < high)
     np.testing.assert_array_equal(block.is_anomaly[inside], plain.is_anomaly[inside])  # no record inside the range
+    # the block says which p-values are records', and an incident of records names the range as its evidence
+    assert block.record is not None and not block.record[inside].any()
+    assert (block.is_anomaly & ~plain.is_anomaly <= block.record).all()
+    from anomaly.io.alarms import RANGE, AlarmFilter
+
+    events = AlarmFilter(cooldown=5).update(block)
+    opened = [event.incident for event in events if event.kind == "opened"]
+    assert any(RANGE in incident.detectors for incident in opened)
 
 
 def test_ticks_of_many_series_flag_the_records_each_series_own_runner_flags(quick_ensemble, quick_config):

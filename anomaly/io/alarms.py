@@ -20,6 +20,8 @@ import numpy as np
 
 from .records import DecisionBlock
 
+RANGE = "range"  # an incident's evidence of a record: a value beyond every value seen (no detector has this name)
+
 
 @dataclass
 class Incident:
@@ -34,7 +36,8 @@ class Incident:
     peak_value: float = math.nan
     expected: float = math.nan  # at the peak, in the series' units
     spread: float = math.nan
-    detectors: list[str] = field(default_factory=list)  # whose own p-value fell below the threshold, strongest first
+    # whose own p-value fell below the threshold, strongest first; "range": a value beyond every value seen
+    detectors: list[str] = field(default_factory=list)
     evidence: dict[str, float] = field(default_factory=dict)  # each of those detectors' smallest p-value in it
     true_kind: str = ""  # the simulator's truth: the first labelled kind it flagged, else "normal"
     series: str | None = None  # the series it happened in (None: the stream's only one)
@@ -149,6 +152,8 @@ class AlarmFilter:
         for name, p in zip(block.names, block.p_detectors[i].tolist()):
             if p < block.alpha and p < incident.evidence.get(name, math.inf):
                 incident.evidence[name] = p
+        if block.record is not None and block.record[i] and block.p_value[i] < incident.evidence.get(RANGE, math.inf):
+            incident.evidence[RANGE] = float(block.p_value[i])  # beyond every value seen (anomaly.model.novelty)
         incident.detectors = sorted(incident.evidence, key=incident.evidence.get)  # ordered by evidence
         if block.score[i] > incident.peak_score:
             incident.peak_score = float(block.score[i])

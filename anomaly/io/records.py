@@ -174,6 +174,8 @@ class DecisionBlock:
     filled: np.ndarray | None = None  # (n,) bool: made up to fill a gap; never flagged
     raw: np.ndarray | None = None  # (n, k) raw detector scores (NaN where not scored), for adaptation
     series: str | Sequence[str] | None = None  # the series of every point, or of each (None: the stream's only one)
+    # (n,) bool: the p-value is a record's, beyond every value seen (anomaly.model.novelty), not the ensemble's
+    record: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.values)
@@ -199,12 +201,12 @@ class DecisionBlock:
         arrays = {name: np.concatenate([getattr(b, name) for b in blocks])
                   for name in ("timestamps", "values", "score", "p_value", "is_anomaly", "p_detectors",
                                "warmup", "expected", "spread", "positions")}
-        filled = joined("filled", False)
+        filled, record = joined("filled", False), joined("record", False)
         raw = (np.concatenate([b.raw if b.raw is not None else np.full((len(b), len(first.names)), np.nan)
                                for b in blocks]) if any(b.raw is not None for b in blocks) else None)
         return cls(first.names, first.alpha, labels=joined("labels", None), kinds=joined("kinds", ""),
                    filled=None if filled is None else np.array(filled, dtype=bool), raw=raw, series=first.series,
-                   **arrays)
+                   record=None if record is None else np.array(record, dtype=bool), **arrays)
 
     def take(self, index: np.ndarray) -> DecisionBlock:
         """Return the points at ``index`` (integer positions into this block), in that order."""
@@ -217,7 +219,8 @@ class DecisionBlock:
         series = self.series if self.series is None or isinstance(self.series, str) else pick(self.series)
         return DecisionBlock(self.names, self.alpha, labels=pick(self.labels), kinds=pick(self.kinds),
                              filled=None if self.filled is None else self.filled[index],
-                             raw=None if self.raw is None else self.raw[index], series=series, **arrays)
+                             raw=None if self.raw is None else self.raw[index], series=series,
+                             record=None if self.record is None else self.record[index], **arrays)
 
     def decision(self, i: int) -> Decision:
         """Return point ``i`` as a :class:`Decision`."""

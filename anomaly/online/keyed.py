@@ -215,6 +215,8 @@ class KeyedRunners:
             looks.append(part.start + lane.take(at[part], timestamps[part], values[part], latest[part],
                                                 windows[part], positions[part], d, shown["is_anomaly"]))
         lane.settle()
+        if any("record" in part for part in decided):  # (parts without a record have none)
+            decided = [{"record": np.zeros(len(part["p_value"]), dtype=bool), **part} for part in decided]
         d = decided[0] if len(decided) == 1 else {key: np.concatenate([part[key] for part in decided])
                                                   for key in decided[0]}
         keys = [active.key for active in members]
@@ -223,7 +225,8 @@ class KeyedRunners:
             score=d["score"], p_value=d["p_value"], is_anomaly=d["is_anomaly"], p_detectors=d["p_detectors"],
             warmup=np.zeros(n, dtype=bool), expected=d["expected"], spread=d["spread"], positions=chunk.positions[rows],
             labels=None if chunk.labels is None else [chunk.labels[i] for i in rows.tolist()],
-            kinds=None if chunk.kinds is None else [chunk.kinds[i] for i in rows.tolist()], raw=d["raw"], series=keys)
+            kinds=None if chunk.kinds is None else [chunk.kinds[i] for i in rows.tolist()], raw=d["raw"], series=keys,
+            record=d.get("record"))
         incidents = []
         for i in np.concatenate(looks).tolist():  # flagged, or an incident open: the alarm filter sees the point
             one = block.take(np.array([i]))

@@ -142,7 +142,8 @@ class Lane:
         if not lower.any():
             return decisions
         p_value = np.where(lower, p, decisions["p_value"])
-        return {**decisions, "p_value": p_value, "score": anomaly_score(p_value, alpha), "is_anomaly": p_value < alpha}
+        return {**decisions, "p_value": p_value, "score": anomaly_score(p_value, alpha), "is_anomaly": p_value < alpha,
+                "record": lower}
 
     def take(self, rows: np.ndarray, timestamps: np.ndarray, values: np.ndarray, positions: np.ndarray,
              windows: np.ndarray, window_positions: np.ndarray, decisions: dict, flags: np.ndarray) -> np.ndarray:

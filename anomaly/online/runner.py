@@ -451,6 +451,8 @@ class Runner:
         at = np.flatnonzero(real)[(p < block.p_value[real]) & ~block.warmup[real]]
         if len(at):
             p = p[(p < block.p_value[real]) & ~block.warmup[real]]
+            block.record = np.zeros(len(block.values), dtype=bool)
+            block.record[at] = True
             block.p_value[at] = p
             block.score[at] = anomaly_score(p, block.alpha)
             block.is_anomaly[at] = p < block.alpha

@@ -77,6 +77,9 @@ def test_a_slow_climb_to_a_level_never_seen_is_flagged_by_the_stream(quick_ensem
     events = AlarmFilter(cooldown=5).update(block)
     opened = [event.incident for event in events if event.kind == "opened"]
     assert any(RANGE in incident.detectors for incident in opened)
+    from anomaly.io.alerts import describe
+
+    assert any("beyond every value seen (p=" in describe(event) for event in events if RANGE in event.incident.detectors)
 
 
 def test_ticks_of_many_series_flag_the_records_each_series_own_runner_flags(quick_ensemble, quick_config):

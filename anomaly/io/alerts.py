@@ -21,17 +21,18 @@ import urllib.request
 from pathlib import Path
 from typing import TextIO
 
-from .alarms import AlarmEvent
+from .alarms import RANGE, AlarmEvent
 from .data import format_timestamp
 
 logger = logging.getLogger(__name__)
+LABELS = {RANGE: "beyond every value seen"}  # evidence that is not a detector's, as a message names it
 
 
 def describe(event: AlarmEvent) -> str:
     """Return the one-line message of an incident event."""
     i = event.incident
     expected = f"  expected {i.expected:.4g} ± {i.spread:.2g}" if math.isfinite(i.expected) else ""
-    detectors = ", ".join(f"{name} (p={i.evidence[name]:.0e})" if name in i.evidence else name
+    detectors = ", ".join(f"{LABELS.get(name, name)} (p={i.evidence[name]:.0e})" if name in i.evidence else name
                           for name in i.detectors) or "combined evidence"  # strongest evidence first
     truth = f"  [true: {i.true_kind}]" if i.true_kind else ""
     where = f"  series {i.series}" if i.series is not None else ""

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .calibration import P_FLOOR
+from .calibration import P_FLOOR, anomaly_score
 
 RECORD_MARGIN = 1.0  # steps beyond the range a value must lie to count as a record (a trend moves it by less)
 MAD_TO_SD = 1.4826
@@ -79,3 +79,15 @@ def record_p_rows(values: np.ndarray, low: np.ndarray, high: np.ndarray, seen: n
     updated (the caller does: ``np.minimum(low, values)``...)."""
     margin = np.maximum(values - high, low - values)
     return _p_value(margin, seen.astype(np.float64), step)
+
+
+def take_records(p_value: np.ndarray, score: np.ndarray, is_anomaly: np.ndarray, record_p: np.ndarray,
+                 alpha: float) -> np.ndarray:
+    """Lower ``p_value`` to ``record_p`` where that is smaller, with ``score`` and ``is_anomaly`` (all ``(n,)``,
+    changed in place) at the threshold ``alpha``; return ``(n,)`` bool: which p-values are now records'."""
+    record = record_p < p_value
+    if record.any():
+        p_value[record] = record_p[record]
+        score[record] = anomaly_score(record_p[record], alpha)
+        is_anomaly[record] = record_p[record] < alpha
+    return record

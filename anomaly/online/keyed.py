@@ -215,8 +215,6 @@ class KeyedRunners:
             looks.append(part.start + lane.take(at[part], timestamps[part], values[part], latest[part],
                                                 windows[part], positions[part], d, shown["is_anomaly"]))
         lane.settle()
-        if any("record" in part for part in decided):  # (parts without a record have none)
-            decided = [{"record": np.zeros(len(part["p_value"]), dtype=bool), **part} for part in decided]
         d = decided[0] if len(decided) == 1 else {key: np.concatenate([part[key] for part in decided])
                                                   for key in decided[0]}
         keys = [active.key for active in members]
@@ -226,7 +224,7 @@ class KeyedRunners:
             warmup=np.zeros(n, dtype=bool), expected=d["expected"], spread=d["spread"], positions=chunk.positions[rows],
             labels=None if chunk.labels is None else [chunk.labels[i] for i in rows.tolist()],
             kinds=None if chunk.kinds is None else [chunk.kinds[i] for i in rows.tolist()], raw=d["raw"], series=keys,
-            record=d.get("record"))
+            record=d["record"])
         incidents = []
         for i in np.concatenate(looks).tolist():  # flagged, or an incident open: the alarm filter sees the point
             one = block.take(np.array([i]))

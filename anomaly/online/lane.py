@@ -21,8 +21,7 @@ from array import array
 
 import numpy as np
 
-from ..model.calibration import anomaly_score
-from ..model.novelty import record_p_rows
+from ..model.novelty import record_p_rows, take_records
 
 OFFSET_SPAN = 2 ** 15  # a parked window's grid positions lie fewer than this many steps before its last point
 DEFER_MAX = 64  # points ticks took in that an adapter may have yet to see (see Runner.flush)
@@ -133,17 +132,14 @@ class Lane:
 
     def records(self, rows: np.ndarray, values: np.ndarray, decisions: dict, alpha: float) -> dict:
         """Take each row's new point into its range of values seen; return a tick's ``decisions`` for ``rows``
-        with the records' p-values where lower (as ``Runner._records``; ``decisions`` stay as they are: the
-        adapter sees the models' own)."""
-        p = record_p_rows(values, self.low[rows], self.high[rows], self.seen[rows], self.step[rows])
+        with the records' p-values where lower and ``record`` marking them (as ``Runner._records``;
+        ``decisions`` stay as they are: the adapter sees the models' own)."""
+        record_p = record_p_rows(values, self.low[rows], self.high[rows], self.seen[rows], self.step[rows])
         self.low[rows], self.high[rows] = np.minimum(self.low[rows], values), np.maximum(self.high[rows], values)
         self.seen[rows] += 1
-        lower = p < decisions["p_value"]
-        if not lower.any():
-            return decisions
-        p_value = np.where(lower, p, decisions["p_value"])
-        return {**decisions, "p_value": p_value, "score": anomaly_score(p_value, alpha), "is_anomaly": p_value < alpha,
-                "record": lower}
+        shown = {**decisions, **{key: decisions[key].copy() for key in ("p_value", "score", "is_anomaly")}}
+        shown["record"] = take_records(shown["p_value"], shown["score"], shown["is_anomaly"], record_p, alpha)
+        return shown
 
     def take(self, rows: np.ndarray, timestamps: np.ndarray, values: np.ndarray, positions: np.ndarray,
              windows: np.ndarray, window_positions: np.ndarray, decisions: dict, flags: np.ndarray) -> np.ndarray:

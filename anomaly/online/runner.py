@@ -21,9 +21,8 @@ import numpy as np
 
 from ..config import AdaptConfig
 from ..io.records import Chunk, Decision, DecisionBlock, Rejected
-from ..model.calibration import anomaly_score
 from ..model.ensemble import Ensemble
-from ..model.novelty import record_p_values
+from ..model.novelty import record_p_values, take_records
 from ..simulate import Point
 from .adapt import Adapter
 from .gaps import GapHandler
@@ -440,22 +439,12 @@ class Runner:
         records among them, adaptation went another way and machine_temperature's false alarms rose from 15
         to 82)."""
         real = ~block.filled if block.filled is not None else np.ones(len(block.values), dtype=bool)
-        if real.any():
-            self._record(block, real)
+        record_p = np.ones(len(block.values))
+        record_p[real], self._low, self._high, self._seen = record_p_values(block.values[real], self._low,
+                                                                            self._high, self._seen, self._step)
+        record_p[block.warmup] = 1.0  # (warm-up points are not decided)
+        block.record = take_records(block.p_value, block.score, block.is_anomaly, record_p, block.alpha)
         self._counts.anomalies += int(block.is_anomaly.sum())
-
-    def _record(self, block: DecisionBlock, real: np.ndarray) -> None:
-        """(See :meth:`_records`.)"""
-        p, self._low, self._high, self._seen = record_p_values(block.values[real], self._low, self._high,
-                                                                self._seen, self._step)
-        at = np.flatnonzero(real)[(p < block.p_value[real]) & ~block.warmup[real]]
-        if len(at):
-            p = p[(p < block.p_value[real]) & ~block.warmup[real]]
-            block.record = np.zeros(len(block.values), dtype=bool)
-            block.record[at] = True
-            block.p_value[at] = p
-            block.score[at] = anomaly_score(p, block.alpha)
-            block.is_anomaly[at] = p < block.alpha
 
     def _score(self, chunk: Chunk) -> DecisionBlock:
         """Score the valid points of ``chunk`` with the buffered history before them."""

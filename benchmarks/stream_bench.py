@@ -28,6 +28,7 @@ are shared and noisy: compare the ratios, which are measured minutes apart in on
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import re
@@ -98,17 +99,21 @@ def live_latency(models: Path, values_csv: Path, work: Path, points: int, rate: 
                                stderr=subprocess.PIPE, bufsize=0)
     while b"Ctrl-C" not in process.stderr.readline():  # loaded and listening
         pass
+    # read as a client would, buffered: the unbuffered pipe (bufsize=0, so that each point is
+    # written at once) reads a line one byte at a time, a system call each, and that alone
+    # took 0.3 ms of every record here
+    records = io.BufferedReader(process.stdout)
     warm = 200  # fill the windows first: warm-up points are not scored
     process.stdin.write("".join(line + "\n" for line in lines[:warm]).encode())
     for _ in range(warm):
-        process.stdout.readline()
+        records.readline()
     latency, due = [], time.perf_counter()
     for line in lines[warm:]:
         while time.perf_counter() < due:
             pass
         sent = time.perf_counter()
         process.stdin.write((line + "\n").encode())
-        record = process.stdout.readline()
+        record = records.readline()
         latency.append(time.perf_counter() - sent)
         assert json.loads(record)["status"] == "ok"
         due += 1.0 / rate

@@ -226,6 +226,9 @@ def test_adapting_gives_the_same_decisions_in_blocks_and_one_by_one(quick_ensemb
     other, _, p = run(quick_ensemble, timestamps, values, AdaptConfig(), sizes=sizes)
     assert reference.adapter.recalibrations >= 2
     np.testing.assert_array_equal(p, p_ref)
+    # points one at a time wait for the adapter's next boundary (Runner._observe): seen, they leave its state
+    # as the whole block did
+    assert other.snapshot() == reference.snapshot()
 
 
 def test_a_long_stream_holds_the_capacity_and_a_sixteenth_of_kept_points_not_twice_it():

@@ -122,6 +122,29 @@ def test_calibrated_tail_equals_scipy_generalised_pareto():
     np.testing.assert_array_equal(calibrator.p_value(scores), expected)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_compiled_p_values_equal_the_numpy_form_many_series_use(seed):
+    """Calibrator.p_value (compiled, one calibrator) against tail_p_values (numpy, a tick's table of many)."""
+    from anomaly.model.calibration import _search_left, tail_p_values
+
+    rng = np.random.default_rng(seed)
+    sample = np.r_[np.round(rng.gamma(2.0, size=3000), 1), np.full(500, 12.0)]  # ties, and a tied top
+    whole = Calibrator(cautious=bool(seed)).fit(sample)
+    scores = np.r_[rng.choice(sample, 300), rng.uniform(-1.0, 40.0, 700), whole.threshold_, [np.nan, np.inf, -np.inf]]
+    for calibrator in (whole, whole.thinned(200)):
+        n = calibrator.size
+        if calibrator.size_:
+            m = len(calibrator.sorted_)
+            at_least = n - _search_left(calibrator.sorted_, np.zeros(len(scores), dtype=np.int64),
+                                        np.full(len(scores), m), np.full(len(scores), n), scores)
+        else:
+            at_least = n - np.searchsorted(calibrator.sorted_, scores, side="left")
+        expected = tail_p_values(scores, n, at_least, calibrator.threshold_, lambda: calibrator.tail_share,
+                                 *calibrator.gpd_)
+        assert (expected < 1e-3).sum() > 50  # the fitted tail is reached
+        np.testing.assert_array_equal(calibrator.p_value(scores), expected)
+
+
 def test_decisions_are_those_of_the_keras_models_on_a_test_stream(quick_ensemble, quick_run):
     """ONNX Runtime rounds floats differently from Keras (~1e-6): not one decision may change."""
     from anomaly.model.calibration import anomaly_score, combine

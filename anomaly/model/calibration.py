@@ -10,6 +10,7 @@ True
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numba
@@ -20,6 +21,7 @@ P_FLOOR = 1e-12  # the smallest p-value reported: beyond this, evidence is not m
 MIN_SAMPLE = 10  # fewest scores a calibrator is fitted on (a 100-row history has about 15 per part)
 RESOLUTION = 1e-6  # relative to the largest calibration score: differences below this are rounding, not evidence
 COMBINERS = ("cauchy", "bonferroni")
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # raw scores beyond it are rounded to it (see single_precision)
 CAUCHY_CEILING = 0.99  # larger p-values count as this in the Cauchy combination (see combine)
 
 
@@ -82,15 +84,10 @@ class Calibrator:
         """Return ``(n,)`` tail probabilities in ``[P_FLOOR, 1]`` for ``scores``."""
         if self.sorted_ is None:
             raise RuntimeError("Calibrator: call fit() before p_value()")
-        scores = np.asarray(scores, dtype=np.float64)
-        if self.size_:  # a thinned sample: how many scores lie below, interpolated between its order statistics
-            n = self.size_
-            at_least = n - _search_left(self.sorted_, np.zeros(len(scores), dtype=np.int64),
-                                        np.full(len(scores), len(self.sorted_)), np.full(len(scores), n), scores)
-        else:
-            n = len(self.sorted_)
-            at_least = n - np.searchsorted(self.sorted_, scores, side="left")
-        return tail_p_values(scores, n, at_least, self.threshold_, lambda: self.tail_share, *self.gpd_)
+        scores = np.ascontiguousarray(scores, dtype=np.float64)
+        # compiled, one pass: tail_p_values' dozen numpy calls cost 25-50 us a live point per calibrator
+        return _calibrated(scores, self.sorted_, self.size, bool(self.size_), self.threshold_,
+                           self.share_, *self.gpd_)
 
     @property
     def size(self) -> int:
@@ -264,8 +261,7 @@ def single_precision(raw: np.ndarray) -> np.ndarray:
     moved to one side of an equal new score, and quantised series tie often (measured on NAB:
     Holt-Winters' scores of art_increase_spike_density take 116 values over 3,969 points; its
     decisions alone changed by 7 false alarms)."""
-    limit = float(np.finfo(np.float32).max)
-    return np.clip(raw, -limit, limit).astype(np.float32).astype(np.float64)
+    return np.minimum(np.maximum(raw, -FLOAT32_MAX), FLOAT32_MAX).astype(np.float32).astype(np.float64)
 
 
 def tail_p_values(scores: np.ndarray, n, at_least: np.ndarray, threshold, tail_share, shape, scale) -> np.ndarray:
@@ -311,24 +307,66 @@ def _search_left(data, offset, kept, size, scores):  # pragma: no cover (compile
     order statistics of ranks :func:`_kept_ranks` of a sample of ``size``): interpolated between them."""
     out = np.empty(len(scores))
     for i in range(len(scores)):
-        lo, hi, x = offset[i], offset[i] + kept[i], scores[i]
-        base = lo
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if data[mid] < x:
-                lo = mid + 1
-            else:
-                hi = mid
-        j, m, n = lo - base, kept[i], size[i]
-        if m == n or j == 0:
-            out[i] = j
-        elif j == m:
-            out[i] = n
-        else:  # data[j - 1] < x <= data[j]: between ranks r0 + 1 and r1
-            r0, r1 = _kept_rank(j - 1, n, m), _kept_rank(j, n, m)
-            below, above = np.float64(data[base + j - 1]), np.float64(data[base + j])  # (a table in single precision)
-            out[i] = r0 + 1.0 + (r1 - r0 - 1.0) * (x - below) / (above - below)
+        out[i] = _below(data, offset[i], kept[i], size[i], scores[i])
     return out
+
+
+@numba.njit(nogil=True, cache=True)
+def _below(data, base, m, n, x):  # pragma: no cover (compiled)
+    """The count of :func:`_search_left` for one score ``x`` and the sample ``data[base:base + m]`` of ``n``."""
+    lo, hi = base, base + m
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if data[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    j = lo - base
+    if m == n or j == 0:
+        return np.float64(j)
+    if j == m:
+        return np.float64(n)
+    # data[j - 1] < x <= data[j]: between ranks r0 + 1 and r1
+    r0, r1 = _kept_rank(j - 1, n, m), _kept_rank(j, n, m)
+    below, above = np.float64(data[base + j - 1]), np.float64(data[base + j])  # (a table in single precision)
+    return r0 + 1.0 + (r1 - r0 - 1.0) * (x - below) / (above - below)
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy")
+def _calibrated(scores, data, n, thinned, threshold, share, shape, scale):  # pragma: no cover (compiled)
+    """Return ``(m,)`` what :func:`tail_p_values` gives for one :class:`Calibrator`'s sample ``data`` (sorted; of
+    ``n`` scores, ``thinned`` or whole) and tail (``share`` for a thinned sample; a whole one counts its own)."""
+    out = np.empty(len(scores))
+    m = len(data)
+    for i in range(len(scores)):
+        x = scores[i]
+        if not thinned and math.isnan(x):
+            at_least = 0.0  # (np.searchsorted puts NaN after every number)
+        else:
+            at_least = n - _below(data, 0, m, n, x)
+        p = (1.0 + at_least) / (n + 1.0)
+        if x > threshold:
+            if not thinned:  # the tail's weight (Calibrator.tail_share): scores above the threshold, at least 1
+                share = max(m - _not_above(data, threshold), 1) / (m + 1.0)
+            y, power = -((x - threshold) / scale), -shape  # genpareto.sf, as scipy.special.inv_boxcox(y, power)
+            p = share * (math.exp(y) if power == 0.0 else math.exp(math.log1p(power * y) / power))
+        if math.isnan(p):
+            p = 1.0
+        out[i] = min(max(p, P_FLOOR), 1.0)
+    return out
+
+
+@numba.njit(nogil=True, cache=True)
+def _not_above(data, x):  # pragma: no cover (compiled)
+    """``np.searchsorted(data, x, side="right")``: how many of sorted ``data`` are at most ``x``."""
+    lo, hi = 0, len(data)
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if data[mid] <= x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
 
 
 def gpd_fit(excess: np.ndarray) -> tuple[float, float]:
@@ -366,13 +404,14 @@ def combine(p_values: np.ndarray, method: str = "cauchy") -> np.ndarray:
     statistic is calibrated again on held-out data (see :class:`Calibrator`), so the
     final p-value does not rely on the combination being exact.
     """
-    p = np.clip(np.asarray(p_values, dtype=np.float64), P_FLOOR, 1.0)
+    p = np.minimum(np.maximum(np.asarray(p_values, dtype=np.float64), P_FLOOR), 1.0)  # (np.clip, faster)
     if p.ndim != 2:
         raise ValueError(f"p_values must have shape (n, detectors), got {p.shape}")
     if method == "cauchy":
         # p = 1 maps to -1.6e16: one detector that sees nothing would outvote three at 1e-12.
         # Capped at CAUCHY_CEILING it weighs -31.8, a full normal point's worth, and no more.
-        statistic = np.mean(np.tan((0.5 - np.minimum(p, CAUCHY_CEILING)) * np.pi), axis=1)
+        # (the mean as np.mean takes it, a sum over the count, without its 7 us of checks a live point)
+        statistic = np.add.reduce(np.tan((0.5 - np.minimum(p, CAUCHY_CEILING)) * np.pi), axis=1) / p.shape[1]
     elif method == "bonferroni":
         statistic = -np.log10(np.minimum(p.shape[1] * p.min(axis=1), 1.0))
     else:

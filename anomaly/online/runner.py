@@ -26,7 +26,7 @@ from ..model.novelty import record_p_values, take_records
 from ..simulate import Point
 from .adapt import Adapter
 from .gaps import GapHandler
-from .lane import OFFSET_SPAN
+from .lane import DEFER_MAX, OFFSET_SPAN
 
 __all__ = ["Counts", "Decision", "DecisionBlock", "Rejected", "Runner"]
 
@@ -97,7 +97,7 @@ class Runner:
         self.future_horizon = future_horizon
         self._wall_clock = wall_clock
         self._ahead: list[float] = []  # the latest points beyond the horizon, in a row (see _in_the_future)
-        self._deferred = array("d")  # points a tick scored (anomaly.online.ticks) that the adapter has yet to see
+        self._deferred = array("d")  # scored points the adapter has yet to see (see flush)
         self._boundary = 0  # the input count at which the adapter next acts, as last worked out (ticks)
         # the range of every value seen, training history included, and how many (see anomaly.model.novelty)
         self._low, self._high, self._seen, self._step = (getattr(ensemble, "range_", None)
@@ -206,7 +206,7 @@ class Runner:
         Every point of the chunk ends in exactly one of the two, and so does every line in
         ``chunk.rejected`` (the lines its source could not parse); all rejects are counted.
         """
-        self.flush()
+        self._take_back()
         rejected = [self.reject(r) for r in chunk.rejected]
         valid, reasons = self._validate(chunk.timestamps, chunk.values)
         for i in np.flatnonzero(~valid):
@@ -240,12 +240,31 @@ class Runner:
         if not blocks:  # nothing left to score
             blocks.append(self._score(accepted.take(np.zeros(len(accepted), dtype=bool))))
         block = DecisionBlock.concat(blocks)
-        if self.adapter is not None and (adapted := self.adapter.observe(block, self.ensemble)) is not None:
+        if self.adapter is not None:
+            self._observe(block)
+        self._records(block)  # (after the adapter: it judges the models' evidence, not the range's)
+        return block, rejected
+
+    def _observe(self, block: DecisionBlock) -> None:
+        """Let the adapter see a scored ``block`` (the models' own evidence), or keep it for later when it
+        may: a block of scored points that ends before the adapter's next boundary waits, as the points a
+        tick scored do (see :meth:`flush`), up to ``DEFER_MAX`` of them.
+
+        Seeing points at the boundary decides what seeing each at once would have: the adapter acts
+        only there. A live point is then answered without the adapter's bookkeeping (an eighth of
+        its cost), which is done for many points in one pass."""
+        count = self._counts.points  # (this block's points counted)
+        width = 4 + len(self.ensemble.names)  # a deferred row (see observe_ticked)
+        if (0 < len(block) and count < self.adapter.boundary(count - len(block)) and block.filled is None
+                and not block.warmup.any() and len(self._deferred) + len(block) * width <= DEFER_MAX * width):
+            self._deferred.frombytes(np.column_stack([block.timestamps, block.values, block.p_value, block.is_anomaly,
+                                                      block.raw]).tobytes())
+            return
+        self.flush()
+        if (adapted := self.adapter.observe(block, self.ensemble)) is not None:
             self.ensemble = adapted  # the next points are decided with the new calibration
         if self.refitter is not None:
             self._refit()
-        self._records(block)  # (after the adapter: it judges the models' evidence, not the range's)
-        return block, rejected
 
     def _refit(self) -> None:
         """Swap in models a refit finished (between blocks: a point sees one ensemble), or start a refit when due.
@@ -287,7 +306,8 @@ class Runner:
         return position
 
     def flush(self) -> None:
-        """Let the adapter see the points ticks scored since it last looked (before anything else reads it).
+        """Let the adapter see the points scored since it last looked (by ticks, or blocks that waited: see
+        :meth:`_observe`), before anything else reads it.
 
         It acts only at its boundaries, and no tick takes a point there, so seeing them now,
         in one block, decides what seeing each as it came would have. A series a lane holds

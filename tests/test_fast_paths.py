@@ -12,7 +12,7 @@ from anomaly.model.calibration import Calibrator
 from anomaly.model.detectors import REGISTRY
 from anomaly.model.detectors.forest import CompiledForest
 from anomaly.model.detectors.onnx_export import session, to_onnx
-from anomaly.model.rolling import rolling_exceedances, rolling_median, rolling_median_mad
+from anomaly.model.rolling import rolling_exceedances, rolling_median, rolling_median_mad, row_medians
 
 
 def series(kind: int, n: int, rng) -> np.ndarray:
@@ -36,6 +36,7 @@ def test_rolling_statistics_equal_numpy_on_every_window(kind):
         np.testing.assert_array_equal(median, np.median(windows, axis=1))
         np.testing.assert_array_equal(mad, np.median(np.abs(windows - median[:, None]), axis=1))
         np.testing.assert_array_equal(rolling_median(x, size), median)
+        np.testing.assert_array_equal(row_medians(windows), median)
         scale = np.maximum(1.4826 * mad, 1e-3)
         z = (windows - median[:, None]) / scale[:, None]
         for direction, signed in (("both", np.abs(z)), ("pos", z), ("neg", -z)):
@@ -50,6 +51,10 @@ def test_rolling_statistics_reject_bad_input():
         rolling_median_mad(np.zeros((4, 4)), 2)
     with pytest.raises(ValueError, match="shape"):
         rolling_exceedances(np.arange(10.0), 4, np.zeros(3), np.ones(3))
+    with pytest.raises(ValueError, match="2-D"):
+        row_medians(np.arange(3.0))
+    rows = np.array([[1.0, np.nan, 2.0], [3.0, 1.0, 2.0]])  # a NaN makes its row's median NaN, as numpy's
+    np.testing.assert_array_equal(row_medians(rows), np.median(rows, axis=1))
 
 
 @pytest.mark.parametrize("max_samples,max_features,n_estimators", [(512, 1.0, 100), (64, 0.6, 30), (2, 1.0, 5)])

@@ -102,9 +102,10 @@ class Ensemble:
         """
         return np.column_stack(self._score_all(scaled, positions)[0])
 
-    def _tail(self, scaled: np.ndarray, positions: np.ndarray, window: int):
-        """Return the points and phases a detector of ``window`` needs for the decidable points."""
-        start = self.window - window
+    def _tail(self, scaled: np.ndarray, positions: np.ndarray, window: int, longest: int):
+        """Return the points and phases a detector of ``window`` needs for the decidable points (``longest``: the
+        ensemble's window)."""
+        start = longest - window
         phase = phases(positions[start:], self.period)
         return scaled[start:], phase
 
@@ -141,7 +142,8 @@ class Ensemble:
         ``PART`` points and the (detector, part) tasks run on one thread per core: every kernel
         is single-threaded and releases the GIL.
         """
-        n = len(scaled) - self.window + 1
+        longest = self.window  # (a property: worked out once here)
+        n = len(scaled) - longest + 1
         # parts small enough that the slowest detector's work spreads over every core (a block of
         # 1024 points in one part each left a core idle while the LSTM ran), large enough to batch
         size = int(np.clip(-(-n // (2 * _pool()._max_workers)), MIN_PART, PART))
@@ -150,8 +152,8 @@ class Ensemble:
         def task(job):
             name, (lo, hi) = job
             detector = self.detectors[name]
-            values, phase = self._tail(scaled[lo:hi + self.window - 1], positions[lo:hi + self.window - 1],
-                                       detector.window)
+            values, phase = self._tail(scaled[lo:hi + longest - 1], positions[lo:hi + longest - 1], detector.window,
+                                       longest)
             if hasattr(detector, "series_stats"):  # one rolling pass: scores and the expected band
                 return detector.series_stats(values, phase)
             return score_consecutive(detector, values, phase)

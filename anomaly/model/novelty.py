@@ -51,6 +51,8 @@ def record_range(values: np.ndarray) -> tuple[float, float, int, float]:
 
 def _p_value(margin: np.ndarray, seen: np.ndarray, step) -> np.ndarray:
     """The record p-value of points ``margin`` beyond a range of ``seen`` values (NaN step: 1)."""
+    if not (margin > RECORD_MARGIN * step).any():  # the common case, no record: skipped, as it costs a live point
+        return np.ones(len(margin))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         p = np.clip(2.0 / (seen + 2.0) * np.exp(-margin / step), P_FLOOR, 1.0)
         # (a range of nothing, infinite: no record)

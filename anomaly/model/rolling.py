@@ -129,6 +129,24 @@ def rolling_median(values: np.ndarray, size: int) -> np.ndarray:
     return median
 
 
+def row_medians(rows: np.ndarray) -> np.ndarray:
+    """Return ``(n,)`` the median of each row of ``rows`` ``(n, k)``: ``np.median(rows, axis=1)``, the same floats,
+    without its 10 us of overhead a call (a live point makes a few of these of three values)."""
+    rows = np.ascontiguousarray(rows, dtype=np.float64)
+    if rows.ndim != 2 or rows.shape[1] == 0:
+        raise ValueError(f"rows must be 2-D with at least one column, got shape {rows.shape}")
+    out = np.empty(len(rows))
+    _row_medians(rows, out)
+    return out
+
+
+@numba.njit(nogil=True, cache=True)
+def _row_medians(rows, out):  # pragma: no cover (compiled)
+    for i in range(rows.shape[0]):
+        row = np.sort(rows[i])  # (NaN last, as numpy sorts)
+        out[i] = np.nan if np.isnan(row[-1]) else _median_sorted(row)
+
+
 def rolling_median_mad(values: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Return each full window's median and median absolute deviation from it, both ``(n - size + 1,)``.
 

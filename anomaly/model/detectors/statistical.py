@@ -14,7 +14,7 @@ from typing import Self
 import numba
 import numpy as np
 
-from ..rolling import rolling_median, rolling_median_mad
+from ..rolling import rolling_median, rolling_median_mad, row_medians
 from ..windows import sliding
 from .base import (MAD_TO_SD, NAIVE, QUIETEST, check_phase, check_series, check_windows, read_params, require_fitted,
                    write_params)
@@ -148,12 +148,15 @@ class EWMAResidual(_Statistical):
 
     @property
     def _weights(self) -> np.ndarray:
-        """Weights of the ``window - 1`` points before the last, oldest first."""
-        weights = (1 - self.alpha) ** np.arange(self.window - 2, -1, -1, dtype=np.float64)
-        return weights / weights.sum()
+        """Weights of the ``window - 1`` points before the last, oldest first (made once per alpha and window)."""
+        made = getattr(self, "_made_weights", None)
+        if made is None or made[0] != (self.alpha, self.window):
+            weights = (1 - self.alpha) ** np.arange(self.window - 2, -1, -1, dtype=np.float64)
+            made = self._made_weights = ((self.alpha, self.window), weights / weights.sum())
+        return made[1]
 
     def _residuals(self, windows: np.ndarray) -> np.ndarray:
-        naive = np.median(windows[:, -NAIVE - 1:-1], axis=1)
+        naive = row_medians(windows[:, -NAIVE - 1:-1])
         return guarded(windows[:, -1], _weighted(windows[:, :-1], self._weights), naive)
 
     def fit(self, windows: np.ndarray, phase: np.ndarray | None = None) -> Self:
@@ -319,7 +322,7 @@ class HoltWintersResidual(_Statistical):
         forecast = _holt_forecasts(np.ascontiguousarray(deseasoned, dtype=np.float64),
                                    np.broadcast_to(np.asarray(alpha, dtype=np.float64), n).copy(),
                                    np.broadcast_to(np.asarray(beta, dtype=np.float64), n).copy())
-        naive = np.median(deseasoned[:, -NAIVE - 1:-1], axis=1)
+        naive = row_medians(deseasoned[:, -NAIVE - 1:-1])
         return guarded(deseasoned[:, -1], forecast, naive)
 
     def many_params(self) -> dict[str, float | np.ndarray]:

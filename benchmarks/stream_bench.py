@@ -250,7 +250,9 @@ def main() -> int:
     naive = naive_loop(run, values, args.naive_points)
     river = river_loop(values, args.river_points)
 
-    detectors = ",".join(json.loads((run / "manifest.json").read_text())["detectors"])
+    manifest = json.loads((run / "manifest.json").read_text())
+    # (a run a refit wrote before its manifest named them: the detectors of its configuration)
+    detectors = ",".join(manifest.get("detectors") or manifest["config"]["ensemble"]["detectors"])
     print(f"\nstream: {args.points:,} simulated points with injected anomalies; run {run.name} ({detectors})\n")
     rows = [
         ("ours: replay, end to end (stream.py --rate 0 --no-refit)", f"{ours:,.0f}", "1.0"),

@@ -67,6 +67,7 @@ def test_a_refit_after_a_lasting_change_swaps_in_new_models_and_saves_them_as_a_
     assert run.name != base and (models / refitter.last_run.rsplit("/", 1)[-1] / "manifest.json").is_file()
     saved = json.loads((run / "manifest.json").read_text())
     assert saved["data"]["source"] == "refit" and saved["data"]["refit_of"] == base
+    assert saved["detectors"] == list(ensemble.names)  # as train.py's manifest names them
     assert saved["period"] == ensemble.period  # the stream's period and grid are kept
     assert load_run(run)[0].grid == ensemble.grid
 

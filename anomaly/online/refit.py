@@ -70,6 +70,7 @@ def train_refit(config: Config, data: RefitData, period: int, grid, models_dir: 
     keeps_promise(report)
     beats_models_in_use(report, data, ensemble, learned_cycle=not period and report["period"] > 0)
     report["data"] = {"source": "refit", "reason": data.reason, "refit_of": parent}
+    report["detectors"] = list(ensemble.names)  # (as train.py's manifest says)
     directory = Path(models_dir) if models_dir else Path(tempfile.mkdtemp(prefix="anomaly-refit-"))
 
     def still_ours(current: Path | None) -> bool:  # decided under the models folder's lock

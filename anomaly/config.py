@@ -171,7 +171,7 @@ class AdaptConfig:
     history: int = 5000  # recent points kept to recalibrate from
     every: int = 1000  # recalibrate at least this often, in points
     min_points: int = 100  # admitted (normal) points needed to recalibrate (after a lasting change: since it)
-    step: int = 256  # replay adapts between blocks of this many points (live: after every point)
+    step: int = 256  # the adapter acts every this many points, replay and live alike (Adapter.boundary)
     gate: float = 0.1  # p below gate x the alarm threshold is confidently anomalous: it does not teach
     max_share: float = 0.1  # ...unless more than this share of recent points is: then that is the stream's pattern
     margin: int = 0  # points around a confident anomaly that do not teach; 0: the shortest detector window

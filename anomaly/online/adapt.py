@@ -172,7 +172,8 @@ class KeptPoints:
         # capacity of appends (16 rows copied per point, 0.5 KB), not twice the capacity held (memory of
         # many series: a quarter spare held 37 KB of 187 at four detectors)
         self._room = capacity + max(capacity // 16, 256)
-        self._columns = self._allocated(min(self.START_ROWS, self._room), k)
+        # (thinned: room for the points before the first thinning, no more; young series are most of many)
+        self._columns = self._allocated(min(THIN_STEP if self.thin else self.START_ROWS, self._room), k)
         self._start = self._end = 0
 
     def _allocated(self, rows: int, k: int) -> dict[str, np.ndarray]:

@@ -231,6 +231,23 @@ def test_adapting_gives_the_same_decisions_in_blocks_and_one_by_one(quick_ensemb
     assert other.snapshot() == reference.snapshot()
 
 
+def test_points_that_wait_for_the_adapter_count_as_it_counts(quick_ensemble):
+    """Runner.step_many scores points the adapter never sees: the points that wait for it (Runner._observe) reach
+    its boundaries by its own count, not the runner's, and it still acts there."""
+    from anomaly.simulate import Point
+
+    t1, v1 = stream(quick_ensemble, 400, 20_000)
+    t2, v2 = stream(quick_ensemble, 1600, 21_000, noise_sd=2.0, seed=5)
+    timestamps, values = np.r_[t1, t2], np.r_[v1, v2]
+    adapt = dataclasses.replace(AdaptConfig(), step=16)
+    runner = Runner(quick_ensemble, adapt=adapt)
+    runner.step_many([Point(float(t), float(v)) for t, v in zip(timestamps[:10], values[:10])])
+    for i in range(10, len(values)):
+        runner.process(Chunk(timestamps[i:i + 1], values[i:i + 1], np.array([i + 1])))
+    assert runner.counts.points == len(values) and runner.adapter.seen + len(runner._deferred) // (4 + len(quick_ensemble.names)) == len(values) - 10
+    assert runner.adapter.recalibrations >= 2  # (counted by the runner's count, it never reached a boundary: 0)
+
+
 def test_a_long_stream_holds_the_capacity_and_a_sixteenth_of_kept_points_not_twice_it():
     from anomaly.online.adapt import KeptPoints
     from anomaly.online.drift import Adwin

@@ -598,6 +598,11 @@ class Adapter:
         self._pending = np.empty((0, 2))
         self._since_refit, self._admitted_at_refit, self._since_models = 0, 0, 0
 
+    @property
+    def seen(self) -> int:
+        """Input points taken in so far (filled ones not counted): where :meth:`boundary` counts from."""
+        return self._seen
+
     def boundary(self, seen: int) -> int:
         """Return the first input count after ``seen`` at which the adapter may act.
 

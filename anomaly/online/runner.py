@@ -253,10 +253,12 @@ class Runner:
         Seeing points at the boundary decides what seeing each at once would have: the adapter acts
         only there. A live point is then answered without the adapter's bookkeeping (an eighth of
         its cost), which is done for many points in one pass."""
-        count = self._counts.points  # (this block's points counted)
         width = 4 + len(self.ensemble.names)  # a deferred row (see observe_ticked)
-        if (0 < len(block) and count < self.adapter.boundary(count - len(block)) and block.filled is None
-                and not block.warmup.any() and len(self._deferred) + len(block) * width <= DEFER_MAX * width):
+        pending = len(self._deferred) // width
+        seen = self.adapter.seen + pending  # what it will have seen before this block (the adapter's own count:
+        # step_many scores points it never sees)
+        if (0 < len(block) and seen + len(block) < self.adapter.boundary(seen) and block.filled is None
+                and not block.warmup.any() and pending + len(block) <= DEFER_MAX):
             self._deferred.frombytes(np.column_stack([block.timestamps, block.values, block.p_value, block.is_anomaly,
                                                       block.raw]).tobytes())
             return
@@ -386,13 +388,13 @@ class Runner:
 
         parts, meta = unpack(blob)
         self._take_back()
-        self._deferred, self._boundary = array("d"), 0
         ensemble = self.ensemble
         if meta.get("detectors") != ensemble.names:
             raise SnapshotError(f"the snapshot holds detectors {meta.get('detectors')}, these models {ensemble.names}")
         if meta.get("adapt") != (self.adapter is not None):
             raise SnapshotError("the snapshot was taken with adaptation " + ("on" if meta.get("adapt") else "off")
                                 + ": restore it with the same setting")
+        self._deferred, self._boundary = array("d"), 0  # (the snapshot's adapter has seen all its points)
         try:
             arrays, runner = parts.pop("runner")
             self._scaled = np.asarray(arrays["scaled"], dtype=np.float64)
@@ -431,8 +433,8 @@ class Runner:
         return self.adapter.feedback(labels) if self.adapter is not None else 0
 
     def close(self) -> None:
-        """Stop a refit under way, if any."""
-        self._take_back()
+        """Let the adapter see the points it has yet to (its drift tests and log), and stop a refit under way, if any."""
+        self.flush()
         if self.refitter is not None:
             self.refitter.close()
 

@@ -13,8 +13,8 @@ In one run, on simulated series (each its own seed, scale and level):
 - ticks: ``--stream-series`` series send one point each per tick, ``--ticks`` ticks, every
   tick one chunk through :class:`~anomaly.online.keyed.KeyedRunners` (adaptation on). Each series
   first gets a window of history (untimed; time by time, in chunks of 30,000 rows as a replay
-  of an interleaved file reads it), so the ticks are scored, not warm-up. Points per second of the ticks scored together (:mod:`anomaly.online.ticks`, the
-  default), of a few ticks with each series through its own runner (``ticks=False``), and
+  of an interleaved file reads it), so the ticks are scored, not warm-up. Points per second
+  of the ticks scored together (:mod:`anomaly.online.ticks`, the default), of a few ticks with each series through its own runner (``ticks=False``), and
   of the same number of points of one series replayed alone through one runner in the same
   run, in blocks of 1,000 as a replay reads them (the ratio is the figure: goal 0.5 or
   more), and one point per chunk (as live). Each streamed series continues a trained

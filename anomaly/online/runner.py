@@ -255,8 +255,8 @@ class Runner:
         its cost), which is done for many points in one pass."""
         width = 4 + len(self.ensemble.names)  # a deferred row (see observe_ticked)
         pending = len(self._deferred) // width
-        seen = self.adapter.seen + pending  # what it will have seen before this block (the adapter's own count:
-        # step_many scores points it never sees)
+        # what it will have seen before this block, by its own count (step_many scores points it never sees)
+        seen = self.adapter.seen + pending
         if (0 < len(block) and seen + len(block) < self.adapter.boundary(seen) and block.filled is None
                 and not block.warmup.any() and pending + len(block) <= DEFER_MAX):
             self._deferred.frombytes(np.column_stack([block.timestamps, block.values, block.p_value, block.is_anomaly,

@@ -7,6 +7,7 @@ with ``score_series`` on a consecutive series (rolling statistics, the same numb
 
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 from typing import Self
@@ -125,6 +126,15 @@ class RobustZScore(_Statistical):
         return np.abs(last - center) / np.maximum(MAD_TO_SD * mad, self.floor_)
 
 
+@functools.lru_cache(maxsize=64)
+def _ewma_weights(alpha: float, window: int) -> np.ndarray:
+    """EWMA's weights (read-only), made once per alpha and window: a live point used to make them each time."""
+    weights = (1 - alpha) ** np.arange(window - 2, -1, -1, dtype=np.float64)
+    weights = weights / weights.sum()
+    weights.flags.writeable = False
+    return weights
+
+
 class EWMAResidual(_Statistical):
     """The last point's residual from an exponentially weighted moving average of the points before it.
 
@@ -148,12 +158,8 @@ class EWMAResidual(_Statistical):
 
     @property
     def _weights(self) -> np.ndarray:
-        """Weights of the ``window - 1`` points before the last, oldest first (made once per alpha and window)."""
-        made = getattr(self, "_made_weights", None)
-        if made is None or made[0] != (self.alpha, self.window):
-            weights = (1 - self.alpha) ** np.arange(self.window - 2, -1, -1, dtype=np.float64)
-            made = self._made_weights = ((self.alpha, self.window), weights / weights.sum())
-        return made[1]
+        """Weights of the ``window - 1`` points before the last, oldest first."""
+        return _ewma_weights(self.alpha, self.window)
 
     def _residuals(self, windows: np.ndarray) -> np.ndarray:
         naive = row_medians(windows[:, -NAIVE - 1:-1])

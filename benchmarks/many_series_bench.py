@@ -22,20 +22,20 @@ In one run, on simulated series (each its own seed, scale and level):
 - memory: resident memory of the process before the series start and after the last tick,
   per active series (young series: a window of history and the ticks); then at steady state:
   ``--steady-series`` series streamed ``--steady-ticks`` ticks (past the adapter's 5,000-point
-  history and several recalibrations), resident memory gained and the arrays each series holds,
-  in a process of its own, once the same series have warmed the models and imports. Each
-  steady series has models of its own while ``--train-series`` is at least ``--steady-series``
-  (as by default; series sharing models share their numbers and calibration too, and look
-  cheaper). Resident memory is measured from a heap handed back to the system, both as it
-  stands after the last tick and once freed memory is handed back (glibc's malloc keeps much
-  of what a process frees). The drift windows reach their full size only after 16,384 points
-  (2 x 4.3 KB): more ticks than the default steady run.
+  history, several recalibrations and the drift windows' full 16,384 points), resident memory
+  gained and the arrays each series holds, in a process of its own that first streamed the same
+  series as long and let them go: what a process does once (models loaded lazily, code compiled
+  and imported at first use, caches) is not a series' state. Each steady series has models of its
+  own while ``--train-series`` is at least ``--steady-series`` (as by default; series sharing
+  models share their numbers and calibration too, and look cheaper). Resident memory is measured
+  from a heap handed back to the system, both as it stands after the last tick (the runners hand
+  freed memory back at most once a second: :mod:`anomaly.online.heap`) and once freed memory is
+  handed back.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import dataclasses
 import gc
 import json
@@ -86,11 +86,10 @@ def trimmed_rss_mb() -> float:
     is one): the heap of a process keeps what earlier work freed, and a measurement that starts on such a heap
     counts what it reuses as free (measured: the same steady state read 38 to 60 KB a series from one run to
     the next)."""
+    from anomaly.online.heap import hand_back
+
     gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    hand_back()
     return rss_mb()
 
 
@@ -103,9 +102,9 @@ def main() -> int:
     parser.add_argument("--models", type=Path, help="a run trained by an earlier benchmark with the same "
                         "--train-series and --train-points: streaming only (training is not timed)")
     parser.add_argument("--slow-ticks", type=int, default=3, help="ticks timed with each series through its own runner")
-    parser.add_argument("--steady-series", type=int, default=200, help="series streamed to steady state (memory)")
-    parser.add_argument("--steady-ticks", type=int, default=6000, help="their ticks: past the adapter's 5,000 kept "
-                        "points and several recalibrations")
+    parser.add_argument("--steady-series", type=int, default=100, help="series streamed to steady state (memory)")
+    parser.add_argument("--steady-ticks", type=int, default=17_000, help="their ticks: past the adapter's 5,000 kept "
+                        "points, several recalibrations and the drift windows' 16,384 points")
     parser.add_argument("--steady-only", action="store_true", help=argparse.SUPPRESS)  # (the child process below)
     args = parser.parse_args()
     if args.steady_only:
@@ -226,9 +225,11 @@ def steady_child(args) -> int:
     trained = [i for i in range(args.train_series) if f"s{i}" in ensembles]
     adapt = dataclasses.replace(Config().adapt, refit=False)
     shapes = series_shapes(args.train_series)
-    # warm: a series' first decisions load its models lazily, and the first recalibrations import what they use
-    # (measured: counted as state, these made 600 KB a series of 190)
-    steady_state(ensembles, trained, shapes, adapt, args.train_points, args.steady_series, 1100)
+    # warm: the same series streamed as long first, then let go. A series' first decisions load its models lazily,
+    # the first recalibrations import what they use (counted as state: 600 KB a series of 190), and later stages
+    # compile and cache what they use at first (after a warm-up of 1,100 ticks: 64 KB a series once freed memory
+    # was handed back; after one as long as the run: 55, alike at 100, 200 and 400 series)
+    steady_state(ensembles, trained, shapes, adapt, args.train_points, args.steady_series, args.steady_ticks)
     gc.collect()
     print(json.dumps(steady_state(ensembles, trained, shapes, adapt, args.train_points, args.steady_series,
                                   args.steady_ticks)))

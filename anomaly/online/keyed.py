@@ -24,6 +24,7 @@ import numpy as np
 from ..io.alarms import AlarmEvent, AlarmFilter
 from ..io.records import Chunk, DecisionBlock, Rejected
 from . import state
+from .heap import HeapKeeper
 from .lane import Lane
 from .runner import Counts, Runner
 from .ticks import TickScorer
@@ -102,6 +103,9 @@ class KeyedRunners:
         self.carried = Counts()  # what series restored from an earlier run's state had counted there
         self.carried_incidents = 0
         self._lanes: dict[tuple, Lane] = {}  # (group of models, wall clock) -> its parked series
+        # series recalibrate and thin their histories again and again, freeing arrays between others: the freed
+        # pages go back to the system now and then, or they stay resident (see anomaly.online.heap)
+        self.heap = HeapKeeper(clock=clock)
 
     def process(self, chunk: Chunk) -> list[SeriesResult]:
         """Score a chunk of interleaved series; return one result per series in it, in order of first appearance
@@ -143,6 +147,7 @@ class KeyedRunners:
         if chunk.rejected:
             self._unscored(chunk.rejected)
             results.append(SeriesResult("", _empty_block(), list(chunk.rejected)))
+        self.heap.tick(now)
         return results
 
     def _alone(self, chunk: Chunk, key: str, rows, active: _Active | None) -> SeriesResult:

@@ -227,8 +227,9 @@ def steady_child(args) -> int:
     shapes = series_shapes(args.train_series)
     # warm: the same series streamed as long first, then let go. A series' first decisions load its models lazily,
     # the first recalibrations import what they use (counted as state: 600 KB a series of 190), and later stages
-    # compile and cache what they use at first (after a warm-up of 1,100 ticks: 64 KB a series once freed memory
-    # was handed back; after one as long as the run: 55, alike at 100, 200 and 400 series)
+    # compile and cache what they use at first (200 series x 6,000 ticks, thinning every 256 points: 64 KB a series
+    # once freed memory was handed back after a warm-up of 1,100 ticks, 55 after one as long as the run; with the
+    # latter and thinning every 128 points, 51, 50 and 49 KB at 100, 200 and 400 series: a series' own state)
     steady_state(ensembles, trained, shapes, adapt, args.train_points, args.steady_series, args.steady_ticks)
     gc.collect()
     print(json.dumps(steady_state(ensembles, trained, shapes, adapt, args.train_points, args.steady_series,

@@ -219,22 +219,24 @@ def test_many_series_hand_freed_memory_back_to_the_system_at_most_once_a_second(
     series, _, _, _ = three
     clock = Clock()
     keyed = KeyedRunners(lambda key: Runner(quick_ensemble), clock=clock)
+    assert keyed.heap._hand_back is heap.hand_back
     one = series["cpu"]
     for i in range(10):  # 0.4 s apart: hand-backs at 1.2, 2.4 and 3.6 s
         clock.now = 0.4 * (i + 1)
         part = slice(10 * i, 10 * i + 10)
         keyed.process(Chunk(one.timestamps[part], one.values[part], np.arange(10) + 1, series=["cpu"] * 10))
-    assert keyed.heap.handed_back == (3 if heap.hand_back() else 0)
+    assert keyed.heap.handed_back == 3
 
 
 def test_a_hand_back_gives_the_freed_pages_of_the_heap_back_to_the_system():
+    import os
     from pathlib import Path
 
     from anomaly.online import heap
 
     status = Path("/proc/self/status")
-    if not heap.hand_back() or not status.exists():
-        pytest.skip("no malloc_trim here (not glibc), or no /proc to read resident memory from")
+    if not heap.hand_back() or not status.exists() or os.environ.get("LD_PRELOAD"):
+        pytest.skip("no malloc_trim here (not glibc), no /proc to read resident memory from, or another allocator")
 
     def resident_mb() -> float:
         line = next(line for line in status.read_text().splitlines() if line.startswith("VmRSS:"))
@@ -244,8 +246,11 @@ def test_a_hand_back_gives_the_freed_pages_of_the_heap_back_to_the_system():
     # where malloc alone never gives them back
     arrays = [np.ones(2048) for _ in range(4096)]
     kept = arrays[::8] + arrays[-1:]
+    held = resident_mb()
     del arrays
     before = resident_mb()
+    if held - before > 30:
+        pytest.skip("the allocator gave the freed arrays back by itself (mmap: MALLOC_MMAP_THRESHOLD_ set low?)")
     assert heap.hand_back()
     assert before - resident_mb() > 30, "the freed 56 MB stayed resident"
     assert all(array.sum() == 2048 for array in kept)  # what is kept is untouched

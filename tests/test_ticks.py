@@ -199,3 +199,56 @@ def test_a_window_that_spans_too_many_grid_steps_for_a_lane_is_scored_by_its_run
     assert ticked == 0 and not any(len(lane) for lane in alone._lanes.values())
     for block, expected in zip(blocks, reference):
         np.testing.assert_array_equal(block.p_value, expected.p_value)
+
+
+def test_a_series_seasonal_profiles_are_held_once_by_its_detectors_and_the_tick_group(quick_ensemble, quick_config):
+    """The tick group stacks every series' learned arrays (seasonal profiles); each detector then reads its own
+    from there (a series' profiles held once, not twice), through the group's growth, with the same numbers; and
+    when no ensemble uses them any more, each detector gets its own copy back before the row is reused."""
+    import copy
+
+    def own(i: int):
+        """The quick models with detectors of their own: learned arrays of their own (moved by i / 1000)."""
+        ensemble = copy.copy(quick_ensemble)
+        ensemble.detectors = dict(ensemble.detectors)
+        for name, detector in ensemble.detectors.items():
+            if hasattr(detector, "many_params"):
+                detector = ensemble.detectors[name] = copy.copy(detector)
+                for param, value in detector.many_params().items():
+                    if np.ndim(value):
+                        setattr(detector, f"{param}_", np.asarray(value) + i / 1000)
+        return ensemble
+
+    trained = {f"s{i}": own(i) for i in range(20)}  # more than the group's first 16 rows: its numbers grow
+    arrays = {key: {name: {param: value.copy() for param, value in d.many_params().items() if np.ndim(value)}
+                    for name, d in ensemble.detectors.items() if hasattr(d, "many_params")}
+              for key, ensemble in trained.items()}
+    assert any(arrays["s0"].values()), "no detector with a learned array: nothing to test"
+    keyed = KeyedRunners(lambda key: Runner(trained[key], adapt=None))
+    n = quick_ensemble.window + 16  # past warm-up: ticks
+    series = {key: simulate(n, seed=200 + i, start_index=quick_config.training.n_points,
+                            config=quick_config.simulator) for i, key in enumerate(trained)}
+    for t in range(n):
+        keyed.process(Chunk(np.array([one.timestamps[t] for one in series.values()]),
+                            np.array([one.values[t] for one in series.values()]), np.arange(len(series)) + 1 + t * 20,
+                            series=list(series)))
+    group, _ = keyed._ticks.place(trained["s0"])
+    assert group._numbers_size == 20
+    for key, ensemble in trained.items():
+        for name, params in arrays[key].items():
+            for param, value in params.items():
+                held = getattr(ensemble.detectors[name], f"{param}_")
+                assert np.shares_memory(held, group._numbers[f"{name}.{param}"]), (key, name, param)
+                np.testing.assert_array_equal(held, value)
+                assert not held.flags.writeable
+    # the last user of a series' numbers goes: its detectors hold their own copies again, and the row is free
+    detectors = trained.pop("s3").detectors
+    keyed._let_go("s3")  # (as an idle series is let go)
+    gc.collect()
+    group.tidy()
+    for name, params in arrays["s3"].items():
+        for param, value in params.items():
+            held = getattr(detectors[name], f"{param}_")
+            assert not np.shares_memory(held, group._numbers[f"{name}.{param}"])
+            np.testing.assert_array_equal(held, value)
+    assert len(group._free_numbers) == 1

@@ -97,6 +97,7 @@ class _Group:
                                                                                            "many_params")}
         self._shared: dict[tuple[int, int], _Numbers] = {}  # (id of detectors, id of scaler) -> their numbers slot
         self._free_numbers: list[int] = []
+        self._unused_numbers: list[_Numbers] = []  # numbers no ensemble uses any more, let go by tidy
         self._numbers_size = 0
         # by ensemble slot: its numbers slot and whether its combination is calibrated analytically
         self._by_slot: list[_Numbers | None] = []
@@ -136,8 +137,8 @@ class _Group:
         self._numbers_size = max(self._numbers_size, slot + 1)
         # (holding the detectors and scaler keeps their ids from being reused while the key stands)
         numbers = self._shared[key] = _Numbers(slot, key, ensemble.detectors, ensemble.scaler)
-        self._put(slot, "center", ensemble.scaler.center)
-        self._put(slot, "scale", ensemble.scaler.scale)
+        grown = self._put(slot, "center", ensemble.scaler.center)
+        grown |= self._put(slot, "scale", ensemble.scaler.scale)
         for name, detector in ensemble.detectors.items():
             if name in self._objects:
                 objects = self._objects[name]
@@ -145,8 +146,34 @@ class _Group:
                 objects[slot] = detector
             else:
                 for param, value in detector.many_params().items():
-                    self._put(slot, f"{name}.{param}", value)
+                    grown |= self._put(slot, f"{name}.{param}", value)
+        # (only once every number is in: a detector lent a row before its numbers were copied would copy that row)
+        for lent in self._shared.values() if grown else [numbers]:
+            self._lend(lent)
         return numbers
+
+    def _lend(self, numbers: _Numbers) -> None:
+        """Point the learned arrays (seasonal profiles) of the detectors of ``numbers`` at their rows in the stacked
+        numbers, read-only: a series' profiles are held once, not twice (memory of many series: 2.3 KB a series at
+        daily 10-minute points, 23 KB at daily minutes). Only an array a detector's ``many_params`` gives as its
+        own attribute (``param_``) is lent."""
+        for name, detector in numbers.detectors.items():
+            if name in self._objects:
+                continue
+            for param, value in detector.many_params().items():
+                if isinstance(value, np.ndarray) and value.ndim and getattr(detector, f"{param}_", None) is value:
+                    row = self._numbers[f"{name}.{param}"][numbers.slot]
+                    row.flags.writeable = False
+                    setattr(detector, f"{param}_", row)
+
+    @staticmethod
+    def _give_back(numbers: _Numbers) -> None:
+        """Give the detectors of ``numbers`` copies of their lent arrays (their slot is about to be reused)."""
+        for detector in numbers.detectors.values():
+            for param, value in getattr(detector, "many_params", dict)().items():
+                if isinstance(value, np.ndarray) and value.base is not None and getattr(detector, f"{param}_",
+                                                                                         None) is value:
+                    setattr(detector, f"{param}_", value.copy())
 
     def remove(self, slot: int) -> None:
         """Give back ``slot`` (its ensemble is gone)."""
@@ -155,28 +182,40 @@ class _Group:
         numbers, self._by_slot[slot] = self._by_slot[slot], None
         numbers.users -= 1
         if not numbers.users:
+            # let go in tidy: this is called when an ensemble is collected, which may be in the middle of lending
+            self._unused_numbers.append(numbers)
+        self._free.append(slot)
+
+    def tidy(self) -> None:
+        """Take back the room of the calibrators and numbers of ensembles let go (call between ticks: it moves
+        samples and gives lent arrays back)."""
+        for table in self.tables.values():
+            table.tidy()
+        while self._unused_numbers:  # (popped one by one: an ensemble collected on another thread may add one)
+            numbers = self._unused_numbers.pop()
+            if numbers.users:  # taken up again since
+                continue
+            self._give_back(numbers)
             del self._shared[numbers.key]
             for objects in self._objects.values():
                 objects[numbers.slot] = None
             self._free_numbers.append(numbers.slot)
-        self._free.append(slot)
 
-    def tidy(self) -> None:
-        """Take back the room of the calibrators of ensembles let go (call between ticks: it moves samples)."""
-        for table in self.tables.values():
-            table.tidy()
-
-    def _put(self, slot: int, key: str, value) -> None:
+    def _put(self, slot: int, key: str, value) -> bool:
+        """Copy ``value`` into row ``slot`` of the numbers ``key``; return whether that column was made anew (its
+        rows moved: what was lent from it must be lent again)."""
         value = np.asarray(value, dtype=np.float64)
         column = self._numbers.get(key)
-        if column is None or slot >= len(column):
+        grown = column is None or slot >= len(column)
+        if grown:
             # (by a quarter: a series' numbers are a seasonal profile or two, 2.3 KB at daily 10-minute points)
             size = 0 if column is None else len(column)
-            grown = np.zeros((max(size + size // 4, slot + 1, 16), *value.shape))
+            fresh = np.zeros((max(size + size // 4, slot + 1, 16), *value.shape))
             if column is not None:
-                grown[:len(column)] = column
-            column = self._numbers[key] = grown
+                fresh[:len(column)] = column
+            column = self._numbers[key] = fresh
         column[slot] = value
+        return grown
 
     def _params(self, name: str, slots: np.ndarray) -> dict[str, np.ndarray]:
         prefix, at = name + ".", self._numbers_slot[slots]

@@ -252,3 +252,21 @@ def test_a_series_seasonal_profiles_are_held_once_by_its_detectors_and_the_tick_
             assert not np.shares_memory(held, group._numbers[f"{name}.{param}"])
             np.testing.assert_array_equal(held, value)
     assert len(group._free_numbers) == 1
+
+
+def test_numbers_no_ensemble_uses_twice_before_a_tidy_are_let_go_once(quick_ensemble):
+    """A series let go and restored twice between two ticks: its models' numbers fall unused twice, and are freed
+    once (not a KeyError in the tick after)."""
+    import copy
+
+    from anomaly.online.ticks import _Group
+
+    group = _Group(quick_ensemble)
+    restored = copy.copy(quick_ensemble)  # as a restored series' models: the same detectors and scaler
+    for _ in range(2):
+        group.remove(group.add(restored))
+    group.tidy()
+    assert len(group._free_numbers) == 1 and not group._shared
+    assert all(not np.shares_memory(value, column) for d in quick_ensemble.detectors.values()
+               if hasattr(d, "many_params") for value in d.many_params().values() if np.ndim(value)
+               for column in group._numbers.values())  # its detectors hold their own arrays again

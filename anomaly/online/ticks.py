@@ -110,6 +110,7 @@ class _Group:
     def add(self, ensemble: Ensemble) -> int:
         """Copy in ``ensemble``'s numbers (unless an ensemble sharing its detectors and scaler has) and
         calibrators; return its slot."""
+        self._let_go_unused()  # (a group that seldom ticks still lets go of what no ensemble uses)
         slot = self._free.pop() if self._free else self._size
         self._size = max(self._size, slot + 1)
         if slot >= len(self._analytic):
@@ -156,7 +157,8 @@ class _Group:
         """Point the learned arrays (seasonal profiles) of the detectors of ``numbers`` at their rows in the stacked
         numbers, read-only: a series' profiles are held once, not twice (memory of many series: 2.3 KB a series at
         daily 10-minute points, 23 KB at daily minutes). Only an array a detector's ``many_params`` gives as its
-        own attribute (``param_``) is lent."""
+        own attribute (``param_``) is lent. (A copy made of a detector while lent would keep the row: nothing
+        copies detectors, a recalibrated or restored ensemble shares them.)"""
         for name, detector in numbers.detectors.items():
             if name in self._objects:
                 continue
@@ -191,9 +193,14 @@ class _Group:
         samples and gives lent arrays back)."""
         for table in self.tables.values():
             table.tidy()
+        self._let_go_unused()
+
+    def _let_go_unused(self) -> None:
+        """Free the numbers slots no ensemble uses any more, their detectors given copies of what was lent."""
         while self._unused_numbers:  # (popped one by one: an ensemble collected on another thread may add one)
             numbers = self._unused_numbers.pop()
-            if numbers.users:  # taken up again since
+            # taken up again since, or let go already (its users fell to 0 twice before this)
+            if numbers.users or self._shared.get(numbers.key) is not numbers:
                 continue
             self._give_back(numbers)
             del self._shared[numbers.key]

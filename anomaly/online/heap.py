@@ -4,15 +4,15 @@ glibc's malloc gives memory back to the system only from the top of its heap. Ma
 recalibrate and thin their histories again and again, each time freeing arrays of a few KB
 between others still in use; the freed pages stay resident. Measured at steady state (200
 series, 6,000 points each, thinned every 256 points, after a warm-up of 1,100 ticks, with
-``benchmarks/many_series_bench.py`` as it then was): 82-90 KB a series resident
-against 55-64 KB once ``malloc_trim`` had handed the free pages back, and the gap grows with
-the stream: series recalibrating in one tick left 8-19 KB a series more at once. A
-hand-back every 10 seconds still read 69-72 KB a series resident against 49-55 (warmed up
-as long as measured); once a second, 61-66. What is left above is what the next ticks touch again (a tick of 100 series
-about 12 KB a series of temporaries). So :class:`HeapKeeper` calls ``malloc_trim`` at most
-once a second, where the C library has it (glibc); elsewhere it does nothing. It costs
-about 4 ms at 10,000 series (a tick of them, one point each, about 116 ms): 0.4% of a
-second.
+``benchmarks/many_series_bench.py`` as it then was): 82-90 KB a series resident against
+55-64 KB once ``malloc_trim`` had handed the free pages back, and the gap grows with the
+stream: series recalibrating in one tick left 8-19 KB a series more at once. A hand-back
+every 10 seconds still read 69-72 KB a series resident against 49-55 (warmed up as long as
+measured); once a second, 61-66. What is left above is what the next ticks touch again (a
+tick of 100 series about 12 KB a series of temporaries). So :class:`HeapKeeper` calls
+``malloc_trim`` at most once a second, where the C library has it (glibc); elsewhere it does
+nothing. It costs about 4 ms at 10,000 series (a tick of them, one point each, about 116
+ms): 0.4% of a second.
 """
 
 from __future__ import annotations

@@ -75,6 +75,15 @@ class _Numbers:
     users: int = 1
 
 
+def _learned_arrays(detectors: dict):
+    """Yield ``(name, detector, param, array)`` for each learned array a detector's ``many_params`` gives as its own
+    attribute (``param_``): what a group may lend it (see ``_Group._lend``)."""
+    for name, detector in detectors.items():
+        for param, value in getattr(detector, "many_params", dict)().items():
+            if isinstance(value, np.ndarray) and value.ndim and getattr(detector, f"{param}_", None) is value:
+                yield name, detector, param, value
+
+
 class _Group:
     """Ensembles of one shape: their learned numbers stacked by slot, their calibrators in tables."""
 
@@ -156,26 +165,19 @@ class _Group:
     def _lend(self, numbers: _Numbers) -> None:
         """Point the learned arrays (seasonal profiles) of the detectors of ``numbers`` at their rows in the stacked
         numbers, read-only: a series' profiles are held once, not twice (memory of many series: 2.3 KB a series at
-        daily 10-minute points, 23 KB at daily minutes). Only an array a detector's ``many_params`` gives as its
-        own attribute (``param_``) is lent. (A copy made of a detector while lent would keep the row: nothing
-        copies detectors, a recalibrated or restored ensemble shares them.)"""
-        for name, detector in numbers.detectors.items():
-            if name in self._objects:
-                continue
-            for param, value in detector.many_params().items():
-                if isinstance(value, np.ndarray) and value.ndim and getattr(detector, f"{param}_", None) is value:
-                    row = self._numbers[f"{name}.{param}"][numbers.slot]
-                    row.flags.writeable = False
-                    setattr(detector, f"{param}_", row)
+        daily 10-minute points, 23 KB at daily minutes). (A copy made of a detector while lent would keep the row:
+        nothing copies detectors, a recalibrated or restored ensemble shares them.)"""
+        for name, detector, param, _ in _learned_arrays(numbers.detectors):
+            row = self._numbers[f"{name}.{param}"][numbers.slot]
+            row.flags.writeable = False
+            setattr(detector, f"{param}_", row)
 
     @staticmethod
     def _give_back(numbers: _Numbers) -> None:
         """Give the detectors of ``numbers`` copies of their lent arrays (their slot is about to be reused)."""
-        for detector in numbers.detectors.values():
-            for param, value in getattr(detector, "many_params", dict)().items():
-                if isinstance(value, np.ndarray) and value.base is not None and getattr(detector, f"{param}_",
-                                                                                         None) is value:
-                    setattr(detector, f"{param}_", value.copy())
+        for _, detector, param, value in _learned_arrays(numbers.detectors):
+            if value.base is not None:
+                setattr(detector, f"{param}_", value.copy())
 
     def remove(self, slot: int) -> None:
         """Give back ``slot`` (its ensemble is gone)."""

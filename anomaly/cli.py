@@ -14,6 +14,7 @@ import sys
 from . import progress
 from .config import Config, load_config, quick
 from .errors import UserError
+from .families import FAMILIES
 from .io.data import TIME_FORMATS
 from .io.server import Limits
 from .model.trainer import train_and_save, train_series_and_save
@@ -40,6 +41,8 @@ def _config(args) -> Config:
     if getattr(args, "detectors", None):
         config = dataclasses.replace(config, ensemble=dataclasses.replace(
             config.ensemble, detectors=_detector_names(args.detectors)))
+    if getattr(args, "family", None):
+        config = dataclasses.replace(config, simulator=dataclasses.replace(config.simulator, family=args.family))
     if getattr(args, "target_far", None) is not None:
         config = dataclasses.replace(config, calibration=dataclasses.replace(
             config.calibration, target_far=args.target_far))
@@ -118,6 +121,9 @@ def train_parser() -> argparse.ArgumentParser:
                         help="the detectors of the ensemble (default: [ensemble] detectors of the settings, "
                              "dense_ae,shesd,holt_winters,ewma); registered: dense_ae, lstm_ae, iforest, shesd, "
                              "ocsvm, kmeans, zscore, ewma, holt_winters, adwin")
+    parser.add_argument("--family", choices=FAMILIES,
+                        help="without --data: the kind of metric to simulate (default: smooth; see "
+                             "python -m anomaly.evaluate families)")
     parser.add_argument("--quick", action="store_true", help="tiny models in seconds, for demos and tests")
     parser.add_argument("--quiet", action="store_true", help="print only the result")
     return parser
@@ -235,6 +241,9 @@ def stream_parser() -> argparse.ArgumentParser:
                              "apart by size), iso, epoch-s or epoch-ms (default: auto)")
     parser.add_argument("--config", metavar="TOML", help="settings file (see anomaly.example.toml)")
     parser.add_argument("--seed", type=int, default=1, help="simulator seed (default: 1)")
+    parser.add_argument("--family", choices=FAMILIES,
+                        help="the kind of metric the simulator makes: " + ", ".join(FAMILIES) + " (default: the "
+                             "one the run was trained on, else smooth)")
     parser.add_argument("--quick", action="store_true", help="if no run exists, train tiny models (seconds)")
     parser.add_argument("--quiet", action="store_true", help="no incident lines on the console")
     parser.add_argument("--dashboard", nargs="?", const="127.0.0.1:8050", metavar="[HOST:]PORT",

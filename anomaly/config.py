@@ -17,6 +17,7 @@ from pathlib import Path
 class SimulatorConfig:
     """The built-in synthetic metric: 10-minute samples with a daily and a weekly cycle."""
 
+    family: str = "smooth"  # the kind of metric (anomaly.families): smooth, bursty, counts, heavytail, steps, bounded
     interval_s: int = 600
     period: int = 144  # points per day at the default interval
     level: float = 50.0
@@ -105,6 +106,11 @@ class ADWINConfig:
 
 
 @dataclass(frozen=True)
+class RepeatsConfig:
+    pass  # the repeat rate of each value is learned; the window bounds the run counted
+
+
+@dataclass(frozen=True)
 class DetectorsConfig:
     dense_ae: DenseAEConfig = field(default_factory=DenseAEConfig)
     lstm_ae: LSTMAEConfig = field(default_factory=LSTMAEConfig)
@@ -116,6 +122,7 @@ class DetectorsConfig:
     ewma: EWMAConfig = field(default_factory=EWMAConfig)
     holt_winters: HoltWintersConfig = field(default_factory=HoltWintersConfig)
     adwin: ADWINConfig = field(default_factory=ADWINConfig)
+    repeats: RepeatsConfig = field(default_factory=RepeatsConfig)
 
 
 @dataclass(frozen=True)

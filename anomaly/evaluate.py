@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -26,9 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from . import progress
+from .families import FAMILIES, check_family
 from .evaluation.metrics import (AfterEvents, after_events, clean_normal, event_metrics, event_recall, false_alarm_rate,
                                  false_alarms_per_10k, point_metrics, roc_auc, runs)
-from .evaluation.nab import PROFILES, FileScore, corpus_files, normalised, probation, score_file, window_bounds
+from .evaluation.nab import PROFILES, FileScore, corpus_files, halves, normalised, probation, score_file, window_bounds
 from .online.streamed import ENSEMBLE, Streamed, stream_file, stream_series
 
 __all__ = ["ENSEMBLE", "AfterEvents", "Streamed", "after_events", "clean_normal", "evaluate_file", "event_metrics", "event_recall",
@@ -65,6 +67,7 @@ class FileResult:
     scores: dict[str, dict[str, FileScore]]  # detector -> profile -> score
     metrics: dict[str, dict[str, float]]  # detector -> summarise()
     alpha: float = 1e-3  # the target false-alarm rate the flags were decided at
+    half: str = ""  # the corpus half the file is in (see anomaly.evaluation.nab.halves)
 
 
 def nab_stream(path: Path, config) -> tuple[Streamed, str]:  # adapts as config.adapt says
@@ -130,6 +133,7 @@ def _write_scores(path: Path, streamed: Streamed) -> None:
 def run_nab(root: str | Path, config, out: str | Path | None = None, pattern: str = "*") -> list[FileResult]:
     """Run the NAB protocol on every ``data/<category>/<pattern>.csv`` under ``root``; return per-file results."""
     files, labels = corpus_files(Path(root))
+    half = halves(files)
     files = [f for f in files if f.match(f"{pattern}.csv") or f.match(pattern)]
     results = []
     with progress.task("NAB files", total=len(files), unit="files") as bar:
@@ -138,6 +142,7 @@ def run_nab(root: str | Path, config, out: str | Path | None = None, pattern: st
             key = f"{path.parent.name}/{path.name}"
             bar.describe(key)
             result = evaluate_file(path, labels.get(key, []), config, None if out is None else Path(out))
+            result.half = half[key]
             results.append(result)
             bar.advance()
             logger.info("[%d/%d] %-55s %6d rows  %4.1f s%s", number, len(files), key, result.rows,
@@ -148,9 +153,13 @@ def run_nab(root: str | Path, config, out: str | Path | None = None, pattern: st
 def table(results: list[FileResult]) -> dict[str, dict[str, dict[str, float]]]:
     """Return group -> detector -> {NAB score per profile, event recall and precision, ...}.
 
-    Groups are the categories and ``"all"``. Event counts are summed before taking ratios.
+    Groups are ``"all"``, the two halves (``"half A"``, ``"half B"``: see
+    :func:`~anomaly.evaluation.nab.halves`) and the categories. Event counts are summed before taking ratios.
     """
     groups = {"all": results}
+    for result in sorted(results, key=lambda r: r.half):
+        if result.half:
+            groups.setdefault(f"half {result.half}", []).append(result)
     for result in results:
         groups.setdefault(result.category, []).append(result)
     summary = {}
@@ -223,6 +232,27 @@ def main(argv: list[str] | None = None) -> int:
                                           "alone, the recall of every anomaly kind and how often normal points are "
                                           "flagged by how far after an event's end they come.")
     _simulated_arguments(sim, points=30_000, seed=5)
+    sim.add_argument("--family", choices=FAMILIES, help="the kind of metric to simulate (default: the run's)")
+    families = commands.add_parser(
+        "families", help="the false-alarm promise and recall on every family of the simulator",
+        description="For each simulated family of metrics (smooth, bursty, counts, heavytail, steps, bounded), "
+                    "seed and head length: train on that many normal points of the family, stream a fresh stream "
+                    "of it with the family's own anomalies, and print recall per family and kind, and normal "
+                    "points flagged by distance after events, over the target false-alarm rate (10+: every "
+                    "normal point at least 10 points after any event; 1.0x keeps the promise).")
+    families.add_argument("--families", default=",".join(FAMILIES), metavar="A,B",
+                          help=f"families to run (default: {','.join(FAMILIES)})")
+    families.add_argument("--seeds", default="1,2,3", metavar="N,M", help="history seeds (default: 1,2,3)")
+    families.add_argument("--heads", default="", metavar="N,M",
+                          help="points of history to train on (default: 750 and two weeks of points)")
+    families.add_argument("--points", type=int, default=10_000, help="points streamed after the history "
+                                                                      "(default 10,000)")
+    families.add_argument("--config", metavar="TOML", help="settings file (see anomaly.example.toml)")
+    families.add_argument("--quick", action="store_true", help="tiny models")
+    families.add_argument("--no-adapt", action="store_true", help="keep each ensemble as trained")
+    families.add_argument("--no-refit", action="store_true", help="adapt the calibration only: never retrain")
+    families.add_argument("--workers", type=int, default=0, help="processes (default: one per core)")
+    families.add_argument("--out", default="", metavar="JSON", help="also write every run to this JSON file")
     args = parser.parse_args(argv)
 
     from .cli import _setup_logging
@@ -239,7 +269,7 @@ def _command(args) -> int:
     from .cli import UserError, _config
 
     if args.command != "nab":
-        return {"drift": _drift, "sim": _sim}[args.command](args)
+        return {"drift": _drift, "sim": _sim, "families": _families}[args.command](args)
     try:
         config = _config(args)
         if args.no_adapt or args.no_refit:
@@ -258,6 +288,39 @@ def _command(args) -> int:
                                                                for d, ps in r.scores.items()}} for r in results]},
         indent=2, default=float))
     print(f"\nper-file scores and summary.json in {out}/")
+    return 0
+
+
+def _families(args) -> int:
+    """``evaluate families``: the table of :mod:`anomaly.evaluation.families`."""
+    from .cli import UserError, _config
+    from .evaluation.families import evaluate_families, families_summary, format_families, heads
+
+    try:
+        config = _config(args)
+        names = [name.strip() for name in args.families.split(",") if name.strip()]
+        for name in names:
+            check_family(name)
+        seeds = [int(seed) for seed in args.seeds.split(",") if seed.strip()]
+        lengths = [int(h) for h in args.heads.split(",") if h.strip()] or list(heads(config))
+        if not names or not seeds or min(lengths) < 100 or args.points < 1000:
+            raise UserError("give at least one family and seed, heads of 100 points or more and --points >= 1000")
+    except (ValueError, UserError) as exc:
+        print(f"evaluate: error: {exc}", file=sys.stderr)
+        return 2
+    workers = args.workers or (os.cpu_count() or 1)
+    started = time.perf_counter()
+    with progress.task("family runs", total=len(names) * len(seeds) * len(lengths), unit="runs") as bar:
+        runs = evaluate_families(names, seeds, lengths, args.points, config, not args.no_adapt, not args.no_refit,
+                                 workers, done=lambda run: bar.advance())
+    mode = ("no adaptation" if args.no_adapt else "recalibration only" if args.no_refit
+            else "recalibration + refits")
+    print(f"{len(runs)} runs, {mode}, {args.points:,} points each, target false-alarm rate "
+          f"{config.calibration.target_far:g}, {time.perf_counter() - started:.0f} s; recall: events with a flag "
+          "inside or in the 5 points after; normal points flagged by distance after an event's end, over the target")
+    print(format_families(runs))
+    if args.out:
+        Path(args.out).write_text(json.dumps(families_summary(runs), indent=1, default=float))
     return 0
 
 
@@ -316,6 +379,8 @@ def _sim(args) -> int:
     if (run := _simulated_run(args)) is None:
         return 2
     ensemble, manifest, config, adapt, refitter = run
+    if args.family:
+        config = dataclasses.replace(config, simulator=dataclasses.replace(config.simulator, family=args.family))
     started = time.perf_counter()
     series = simulate(args.points, seed=args.seed, anomalies=True, start_index=simulator_start(manifest),
                       config=config.simulator)

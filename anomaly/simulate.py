@@ -1,6 +1,10 @@
 """Labelled synthetic metric streams: trend, daily and weekly cycles, correlated noise,
 injected anomalies of six kinds, and optional concept drift (which is *not* an anomaly).
 
+That is the ``smooth`` family; ``SimulatorConfig.family`` picks another kind of metric
+(bursty, counts, heavy-tailed, steps, bounded: :mod:`anomaly.families`), each with the
+anomalies that are anomalies for it.
+
 >>> series = simulate(1000, seed=1, anomalies=True)
 >>> series.values.shape, series.labels.dtype
 ((1000,), dtype('bool'))
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import SimulatorConfig
+from .families import FAMILY_CLASSES, check_family
 
 ANOMALY_KINDS = ("spike", "dip", "level_shift", "variance_burst", "flatline", "contextual")
 DRIFT_KINDS = ("sudden_drift", "gradual_drift")
@@ -63,10 +68,14 @@ class Simulator:
     def __init__(self, config: SimulatorConfig | None = None, seed: int = 0,
                  anomalies: bool = False, drift: bool = False, start_index: int = 0):
         self.config = config or SimulatorConfig()
+        family = check_family(self.config.family)
+        if drift and family != "smooth":
+            raise ValueError(f"drift is simulated for the smooth family only, not {family!r}")
         self.anomalies = anomalies
         self.drift = drift
         # separate generators, so the stream is the same whatever the block sizes asked for
-        schedule, drift_schedule, noise, burst = np.random.SeedSequence(seed).spawn(4)
+        schedule, drift_schedule, noise, burst, other = np.random.SeedSequence(seed).spawn(5)
+        self._family = FAMILY_CLASSES[family](self.config, other) if family != "smooth" else None
         self._rng = np.random.default_rng(schedule)
         self._drift_rng = np.random.default_rng(drift_schedule)
         self._noise_rng = np.random.default_rng(noise)
@@ -99,7 +108,11 @@ class Simulator:
         """Plan every event that starts before ``end``."""
         c = self.config
         sd = c.noise_sd / np.sqrt(1 - c.noise_ar**2)  # marginal noise sd
-        while self.anomalies and self._next_anomaly < end:
+        while self.anomalies and self._family is not None and self._next_anomaly < end:
+            kind, start, length, magnitude = self._family.plan(self._rng, self._next_anomaly)
+            self._pending.append(Event(start, length, kind, magnitude))
+            self._next_anomaly = start + length + self._gap(c.anomaly_gap)
+        while self.anomalies and self._family is None and self._next_anomaly < end:
             kind = ANOMALY_KINDS[int(self._rng.integers(len(ANOMALY_KINDS)))]
             length = {"spike": 1, "dip": 1}.get(kind) or int(self._rng.integers(15, 50))
             sign = 1 if kind == "spike" else -1 if kind == "dip" else self._rng.choice([-1, 1])
@@ -121,6 +134,8 @@ class Simulator:
         start, end = self._index, self._index + n
         index = np.arange(start, end, dtype=np.float64)
         self._schedule(end)
+        if self._family is not None:
+            return self._generated_by_family(index)
         noise = np.empty(n)
         shocks = self._noise_rng.normal(0.0, c.noise_sd, n)
         state = self._noise_state
@@ -145,6 +160,24 @@ class Simulator:
         self._index = end
         timestamps = START_EPOCH_S + index * c.interval_s
         return Series(timestamps, values, labels, kinds.astype(str), new_events)
+
+    def _generated_by_family(self, index: np.ndarray) -> Series:
+        """Return the next block of a family other than smooth (see :mod:`anomaly.families`)."""
+        start, end = int(index[0]) if len(index) else self._index, self._index + len(index)
+        overlapping = [e for e in self._pending if e.start < end and e.end > start]
+        values = self._family.generate(index, overlapping)
+        labels = np.zeros(len(index), dtype=bool)
+        kinds = np.full(len(index), "", dtype=object)
+        for event in overlapping:
+            part = slice(max(event.start, start) - start, min(event.end, end) - start)
+            labels[part] = True
+            kinds[part] = event.kind
+        new_events = [dataclasses.replace(e, start=e.start - start) for e in self._pending if start <= e.start < end]
+        self._pending = [e for e in self._pending if e.end > end]
+        self._index = end
+        if len(index):
+            self._last_value = float(values[-1])
+        return Series(START_EPOCH_S + index * self.config.interval_s, values, labels, kinds.astype(str), new_events)
 
     def _drift_offset(self, index: np.ndarray) -> np.ndarray:
         """Level change from drift events up to each index: a ramp, then a plateau."""

@@ -131,3 +131,16 @@ def corpus_files(root: Path) -> tuple[list[Path], dict[str, list[list[str]]]]:
     if not files:
         raise FileNotFoundError(f"no data/<category>/*.csv files under {root}")
     return files, json.loads(labels.read_text())
+
+
+HALVES = ("A", "B")  # A: the half verdict changes are decided on; B: the half they are reported on as well
+
+
+def halves(files: list[Path]) -> dict[str, str]:
+    """Return ``"category/name.csv" -> "A" or "B"``: the corpus split in two fixed halves by a rule, the file
+    names in sorted order taken alternately (the first is in A).
+
+    A change to how verdicts are made is chosen on half A (and the simulator's families) and kept only where
+    half B, which did not tune it, does not get worse."""
+    ordered = sorted(files, key=lambda path: path.name)
+    return {f"{path.parent.name}/{path.name}": HALVES[i % 2] for i, path in enumerate(ordered)}

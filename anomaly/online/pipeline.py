@@ -58,6 +58,7 @@ class StreamOptions:
     value_column: str = "value"
     time_format: str = "auto"
     seed: int = 1  # the simulator's
+    family: str | None = None  # the simulator's kind of metric (None: the run's, else the settings')
     quick: bool = False  # train tiny models if there is no run
     quiet: bool = False  # no incident lines on the console
     dashboard: str | None = None  # [HOST:]PORT to serve the live dashboard on (see anomaly.dashboard)
@@ -106,9 +107,12 @@ def _open_source(options, config: Config, ensemble, manifest, rate: float, resum
     from ..io import sources
 
     if options.source == "sim":
-        from ..model.runs import simulator_start
+        from ..model.runs import run_config, simulator_start
 
-        return sources.simulator_chunks(config.simulator, options.seed, simulator_start(manifest) + resumed,
+        simulator = config.simulator
+        if options.family is None and simulator_start(manifest):  # the run's own simulated metric goes on
+            simulator = dataclasses.replace(simulator, family=run_config(manifest, config).simulator.family)
+        return sources.simulator_chunks(simulator, options.seed, simulator_start(manifest) + resumed,
                                         config.stream.batch if rate == 0 else 1)
     start = float(ensemble.grid.timestamp(0)) if ensemble.grid else 0.0
     if options.source == "-":

@@ -8,6 +8,7 @@ from .dense_ae import DenseAutoencoder
 from .distance import KMeansDetector, OneClassSVMDetector
 from .iforest import IForestDetector
 from .lstm_ae import LSTMAutoencoder
+from .repeats import Repeats
 from .shesd import SHESD
 from .statistical import ADWINChange, EWMAResidual, HoltWintersResidual, RobustZScore
 
@@ -22,6 +23,7 @@ REGISTRY: dict[str, type] = {
     "ewma": EWMAResidual,
     "holt_winters": HoltWintersResidual,
     "adwin": ADWINChange,
+    "repeats": Repeats,
 }
 
 # learn the shape of windows, not one series' level or season: in a run of many series they learn once,

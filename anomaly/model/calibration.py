@@ -40,6 +40,8 @@ class Calibrator:
 
     tail_size: int = 0  # 0: 5% of the sample, between 30 and 500 points
     cautious: bool = True  # err heavier by the tail shape's uncertainty (see fit)
+    # the scores are -log p-values of the detector's own model (see fit): beyond the sample, that model's tail
+    unit_tail: bool = False
     sorted_: np.ndarray | None = None
     threshold_: float = np.inf
     gpd_: tuple[float, float] = (0.0, 1.0)  # shape, scale
@@ -56,6 +58,14 @@ class Calibrator:
         self.sorted_ = np.sort(scores)
         self.size_, self.share_ = 0, 0.0  # the whole sample
         n = len(scores)
+        if self.unit_tail:
+            # a score that is -log of its model's tail probability (Repeats): up to the sample's largest, the
+            # sample says how often such scores come; beyond it, each unit further is e times rarer, as that
+            # model says. A sample of a rare event (most scores 0, a stuck run seldom in it) cannot fit a tail,
+            # and one fitted made every score beyond it an alarm (a single repeat of a quantised value)
+            self.threshold_ = float(np.nextafter(self.sorted_[-1], -np.inf))  # the ties at the top count
+            self.gpd_ = (0.0, 1.0)
+            return self
         k = self.tail_size or int(np.clip(0.05 * n, 30, 500))
         k = min(k, n // 2)
         self.threshold_ = float(self.sorted_[n - k - 1])
@@ -394,6 +404,36 @@ def gpd_fit(excess: np.ndarray) -> tuple[float, float]:
     return -k_hat, k_hat / theta_hat
 
 
+def evidence_columns(detectors) -> tuple[np.ndarray, np.ndarray]:
+    """Return the column indices of the combined detectors and of the ones that stand alone.
+
+    A detector whose scores are -log p-values of its own model (:func:`unit_tail`: Repeats) gives evidence of a
+    rare kind: its p-value is 1 at almost every point. In the Cauchy combination such a p-value weighs as a
+    normal point's, and it diluted the others' evidence (measured on NAB: more false alarms where none of its
+    evidence was). It stands alone: the decision takes the smaller of its p-value and the combination's of the
+    others (see :func:`with_alone`), as it does a record's."""
+    alone = np.array([unit_tail(d) for d in detectors], dtype=bool)
+    return np.flatnonzero(~alone), np.flatnonzero(alone)
+
+
+def combined_statistic(p_detectors: np.ndarray, combined: np.ndarray, alone: np.ndarray, method: str) -> np.ndarray:
+    """Return :func:`combine`'s ``(n,)`` statistic of the ``combined`` columns of ``(n, k)`` ``p_detectors`` (all of
+    them when none stands ``alone``; see :func:`evidence_columns`)."""
+    return combine(p_detectors[:, combined] if len(alone) else p_detectors, method)
+
+
+def with_alone(p_value: np.ndarray, p_detectors: np.ndarray, alone: np.ndarray) -> np.ndarray:
+    """Return ``(n,)`` the combined ``p_value`` lowered to the smallest p-value of the detectors ``alone`` (columns
+    of ``(n, k)`` ``p_detectors``) where that is smaller."""
+    return np.minimum(p_value, p_detectors[:, alone].min(axis=1)) if len(alone) else p_value
+
+
+def unit_tail(detector) -> bool:
+    """Whether ``detector``'s scores are -log p-values of a model of its own (``log_p_scores``): their calibrator
+    takes that model's tail beyond its sample (see :class:`Calibrator`)."""
+    return bool(getattr(detector, "log_p_scores", False))
+
+
 def combine(p_values: np.ndarray, method: str = "cauchy") -> np.ndarray:
     """Return the ``(n,)`` combined statistic of ``(n, k)`` p-values, in single precision (as float64); higher =
     more anomalous.
@@ -472,24 +512,25 @@ def anomaly_score(p_value: np.ndarray, alpha: float) -> np.ndarray:
 
 
 def taught_calibrator(sample: np.ndarray, taught: np.ndarray, alpha: float, rounds: int = 8,
-                      cautious: bool = True) -> Calibrator:
+                      cautious: bool = True, unit_tail: bool = False) -> Calibrator:
     """Return a calibrator fitted on normal ``sample`` scores plus ``taught`` ones: points a person marked normal.
 
     A false alarm marked by a person is a normal point the sample did not represent. Each
     taught score is repeated until every one of them gets a p-value of at least ``2 alpha``
     (twice the alarm threshold), doubling the copies for at most ``rounds`` fits: the same
     pattern at the same strength then stops alerting, while a clearly stronger one still
-    does. ``taught`` empty gives the plain calibrator of ``sample``.
+    does. ``taught`` empty gives the plain calibrator of ``sample``. ``unit_tail``: see :class:`Calibrator`.
     """
     sample = np.asarray(sample, dtype=np.float64)
     taught = np.asarray(taught, dtype=np.float64)
     taught = taught[np.isfinite(taught)]
     if len(taught) == 0:
-        return Calibrator(cautious=cautious).fit(sample)
+        return Calibrator(cautious=cautious, unit_tail=unit_tail).fit(sample)
     # w copies of a score s give it p >= w / N with N = len(sample) + w len(taught)
     copies = max(1, int(np.ceil(2 * alpha * len(sample) / max(1 - 2 * alpha * len(taught), 0.5))))
     for _ in range(rounds):
-        calibrator = Calibrator(cautious=cautious).fit(np.concatenate([sample, np.repeat(taught, copies)]))
+        calibrator = Calibrator(cautious=cautious, unit_tail=unit_tail).fit(
+            np.concatenate([sample, np.repeat(taught, copies)]))
         if calibrator.p_value(taught).min() >= 2 * alpha:
             break
         copies *= 2

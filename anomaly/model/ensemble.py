@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibration import MIN_EMPIRICAL, Calibrator, analytic_p_value, anomaly_score, combine, single_precision
+from .calibration import (MIN_EMPIRICAL, Calibrator, analytic_p_value, anomaly_score, combined_statistic,
+                          evidence_columns, single_precision, with_alone)
 from .detectors import REGISTRY, Detector
 from .detectors.base import score_consecutive
 from .rolling import rolling_median_mad
@@ -64,6 +65,8 @@ class Ensemble:
         if not 0 < target_far < 0.5:
             raise ValueError(f"target_far must be in (0, 0.5), got {target_far}")
         self.detectors = detectors
+        # the detectors whose p-values are combined, and those whose evidence stands alone (see evidence_columns)
+        self.combined_columns, self.alone_columns = evidence_columns(detectors.values())
         self.scaler = scaler
         self.grid = grid
         self.period = period
@@ -172,16 +175,24 @@ class Ensemble:
                 columns.append(np.concatenate(pieces))
         return [single_precision(column) for column in columns], expected
 
+    def statistic(self, p_detectors: np.ndarray) -> np.ndarray:
+        """Return the ``(n,)`` combined statistic of the p-values ``(n, k)`` of the detectors that are combined (see
+        :func:`~anomaly.model.calibration.evidence_columns`): what the combined calibrator is fitted on."""
+        return combined_statistic(p_detectors, self.combined_columns, self.alone_columns, self.combine)
+
     def combined_p_value(self, p_detectors: np.ndarray) -> np.ndarray:
         """Return the ``(n,)`` p-value of the detectors' combined evidence ``(n, k)``.
 
         Calibrated on held-out normal data when the calibrator saw enough of it (a short
-        history, or a young adaptation, does not), else the combination's own p-value.
+        history, or a young adaptation, does not), else the combination's own p-value; lowered
+        to the p-value of a detector whose evidence stands alone where that is smaller.
         """
-        statistic = combine(p_detectors, self.combine)
+        statistic = self.statistic(p_detectors)
         if self.combined_.size < MIN_EMPIRICAL:
-            return analytic_p_value(statistic, self.combine, p_detectors.shape[1])
-        return self.combined_.p_value(statistic)
+            p_value = analytic_p_value(statistic, self.combine, len(self.combined_columns))
+        else:
+            p_value = self.combined_.p_value(statistic)
+        return with_alone(p_value, p_detectors, self.alone_columns)
 
     def deseasoned(self, timestamps: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Return values scaled, without the seasonal profile (S-H-ESD's) and the history's trend.

@@ -20,7 +20,7 @@ from ..config import Config
 from ..feedback import Label
 from ..feedback import mask as feedback_mask
 from . import detectors as registry
-from .calibration import MIN_EMPIRICAL, combine, plausibly_normal, taught_calibrator
+from .calibration import MIN_EMPIRICAL, plausibly_normal, taught_calibrator, unit_tail
 from .ensemble import Ensemble
 from .novelty import record_range
 from .seasonality import detect_period
@@ -344,7 +344,8 @@ def calibrated(prepared: Prepared, detectors: dict, labels: list[Label], fit_sec
     raw = ensemble.raw_scores(*part(end_train, end_det))[~tainted[end_train:end_det]]
     if len(raw) < MIN_CALIBRATION:
         raise ValueError("too few calibration points are free of excluded points; give a longer history")
-    ensemble.calibrators_ = {name: taught_calibrator(raw[:, i], taught[:, i], alpha)
+    ensemble.calibrators_ = {name: taught_calibrator(raw[:, i], taught[:, i], alpha,
+                                                     unit_tail=unit_tail(ensemble.detectors[name]))
                              for i, name in enumerate(ensemble.names)}
     p_ens = ensemble.detector_p_values(ensemble.raw_scores(*part(end_det, end_ens)))
     # an anomaly the history held unlabelled: no normal point gives such p-values; leave out every
@@ -359,8 +360,8 @@ def calibrated(prepared: Prepared, detectors: dict, labels: list[Label], fit_sec
     if implausible.any():
         logger.info("%d calibration points no normal point would give: left out with their windows",
                     int(implausible.sum()))
-    statistic = combine(p_ens, ensemble.combine)
-    taught_statistic = combine(ensemble.detector_p_values(taught), ensemble.combine) \
+    statistic = ensemble.statistic(p_ens)
+    taught_statistic = ensemble.statistic(ensemble.detector_p_values(taught)) \
         if len(statistic) >= MIN_EMPIRICAL else np.empty(0)  # below that, the analytic p-value decides
     # cautious as well: this calibrator maps the statistic back to the rate measured on held-out points, which
     # undoes the detectors' caution (measured on NAB: 30 flags per 10k normal points against 6 per detector)

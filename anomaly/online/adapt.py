@@ -61,7 +61,8 @@ from scipy.stats import binom
 from ..config import AdaptConfig
 from ..feedback import Label
 from ..io.records import DecisionBlock
-from ..model.calibration import MIN_EMPIRICAL, combine, plausibly_normal, single_precision, taught_calibrator
+from ..model.calibration import (MIN_EMPIRICAL, plausibly_normal, single_precision, taught_calibrator,
+                                 unit_tail)
 from .drift import Adwin
 
 logger = logging.getLogger(__name__)
@@ -931,12 +932,13 @@ def recalibrated(ensemble, raw: np.ndarray, original=None, taught: np.ndarray | 
 
     new.calibrators_ = {
         name: taught_calibrator(np.concatenate([trained(original.calibrators_[name], i), raw[:cut, i]]),
-                                taught[:, i], ensemble.alpha).thinned(THINNED)
+                                taught[:, i], ensemble.alpha,
+                                unit_tail=unit_tail(ensemble.detectors[name])).thinned(THINNED)
         for i, name in enumerate(ensemble.names)}
     p_detectors = new.detector_p_values(raw[cut:])
-    statistic = combine(p_detectors[plausibly_normal(p_detectors)], ensemble.combine)
+    statistic = new.statistic(p_detectors[plausibly_normal(p_detectors)])
     statistic = np.concatenate([trained(original.combined_), statistic])  # pooled too, for the same reason
-    taught_statistic = (combine(new.detector_p_values(taught), ensemble.combine)
+    taught_statistic = (new.statistic(new.detector_p_values(taught))
                         if len(taught) and len(statistic) >= MIN_EMPIRICAL else np.empty(0))
     new.combined_ = taught_calibrator(statistic, taught_statistic, ensemble.alpha).thinned(THINNED)
     return new

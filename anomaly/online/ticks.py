@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..model.calibration import (MIN_EMPIRICAL, CalibratorTable, analytic_p_value, anomaly_score, combine,
-                                 single_precision)
+from ..model.calibration import (MIN_EMPIRICAL, CalibratorTable, analytic_p_value, anomaly_score, combined_statistic,
+                                 single_precision, with_alone)
 from ..model.ensemble import SCALED_LIMIT, Ensemble, _pool
 
 COMBINED = "combined"  # the combined evidence's calibrator table (no detector has this name)
@@ -94,6 +94,7 @@ class _Group:
         self.alpha = ensemble.alpha
         self.combine = ensemble.combine
         self.settings = dict(ensemble.detectors)  # one ensemble's detectors: the settings all share
+        self.combined_columns, self.alone_columns = ensemble.combined_columns, ensemble.alone_columns
         # S-H-ESD states the expected band with its scores: the first such detector gives it, as in Ensemble.decide
         self.band = next((name for name, d in self.settings.items() if hasattr(d, "series_stats")), None)
         # raw scores and combined statistics are made in single precision: so are the samples' copies (memory)
@@ -287,13 +288,13 @@ class _Group:
         raw = single_precision(np.column_stack(columns))  # as Ensemble._score_all
         p_detectors = np.column_stack([self.tables[name].p_value(self._calibrator_slots[name][slots], raw[:, j])
                                        for j, name in enumerate(self.names)])
-        statistic = combine(p_detectors, self.combine)
+        statistic = combined_statistic(p_detectors, self.combined_columns, self.alone_columns, self.combine)
         analytic = self._analytic[slots]
         p_value = np.empty(len(slots))
-        p_value[analytic] = analytic_p_value(statistic[analytic], self.combine, len(self.names))
+        p_value[analytic] = analytic_p_value(statistic[analytic], self.combine, len(self.combined_columns))
         p_value[~analytic] = self.tables[COMBINED].p_value(self._calibrator_slots[COMBINED][slots[~analytic]],
                                                            statistic[~analytic])
-        p_value = np.where(beyond, np.finfo(float).tiny, p_value)
+        p_value = np.where(beyond, np.finfo(float).tiny, with_alone(p_value, p_detectors, self.alone_columns))
         at = self._numbers_slot[slots]
         scale = self._numbers["scale"][at]
         return {"raw": raw, "p_detectors": p_detectors, "p_value": p_value,

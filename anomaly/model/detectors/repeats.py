@@ -7,12 +7,15 @@ a count sits at 0 for a while at night, a utilisation at 100% at peak, a replica
 holds for hours, while a temperature with two decimals hardly ever repeats.
 
 :class:`Repeats` learns from the training windows how often each value repeats the one
-before (the ``TABLE`` values seen most often, each with at least ``MIN_SEEN`` chances; every
-other value shares one rate, and a value never seen takes that one). The score of a point is the surprise of the run of repeats
-that ends there, ``run * -log(rate of its value)`` (0 when it differs from the point before),
-the log-improbability of that run under the history's own rate. A run is counted within the
-window, so it spans at most ``window - 1`` repeats, and it ends with the first new value: the
-step back from a stuck value is not flagged.
+before (the ``TABLE`` values seen most often, each with at least ``MIN_SEEN`` chances, each
+rate shrunk toward the series' own; every other value, seen or not, takes the series' rate). The score of a point is the surprise of the run of repeats
+that ends there under the history's own rate of its value: ``-log(rate ** run / (1 - rate))``,
+at least 0. Under that rate, a run reaches ``run`` repeats with chance ``rate ** run``, and a
+point lies in such a run (at its end or further in) with chance ``rate ** run / (1 - rate)``:
+the score is ``-log`` of a p-value, and its calibrator takes that tail beyond its sample
+(``log_p_scores``; see :class:`~anomaly.model.calibration.Calibrator`). A run is counted within
+the window, so it spans at most ``window - 1`` repeats, and it ends with the first new value:
+the step back from a stuck value is not flagged.
 """
 
 from __future__ import annotations
@@ -29,10 +32,12 @@ MIN_SEEN = 5  # times a value must come before another point to get a rate of it
 
 
 class Repeats(_Statistical):
-    """The surprise of the run of repeated values that ends at the window's last point (see the module)."""
+    """The surprise of the run of repeated values that ends at the window's last point, as ``-log`` of a p-value
+    (see the module)."""
 
     name = "repeats"
     finds = "stuck"  # what it looks for (the contract suite injects it): not a spike, a value that stops changing
+    log_p_scores = True  # a score is -log of its model's p-value (see the module)
     _state = ("values", "surprise", "default")
 
     def __init__(self, window: int = 32, period: int = 0, seed: int = 0):
@@ -48,12 +53,12 @@ class Repeats(_Statistical):
         repeats = np.bincount(inverse, weights=repeated, minlength=len(values))
         candidates = np.flatnonzero((seen >= MIN_SEEN) & (repeats > 0))
         kept = candidates[np.argsort(-seen[candidates], kind="stable")[:TABLE]]
-        rest = np.ones(len(values), dtype=bool)
-        rest[kept] = False
-        # every other value: their pooled rate, shrunk by one chance toward the rate of every value (so a value
-        # seldom or never seen repeats as the series' values do: a replica count that reaches a new level holds it)
-        overall = (repeats.sum() + 0.5) / (seen.sum() + 1.0)
-        rest_rate = (repeats[rest].sum() + overall) / (seen[rest].sum() + 1.0)
+        # every other value (seldom or never seen) repeats as the series' values do on the whole (a replica count
+        # that reaches a new level holds it; a utilisation stuck below its 100% repeats as rarely as it repeats at
+        # all). That rate is Laplace's, one repeat and one change more than seen: a rate of repeats too rare to be
+        # seen in a short history is not taken as none (a single repeat of a value with three decimals, seen in
+        # none of 600 points and then in 3 of 1,000, was an alarm each time)
+        rest_rate = (repeats.sum() + 1.0) / (seen.sum() + 2.0)
         rates = (repeats[kept] + rest_rate) / (seen[kept] + 1.0)  # shrunk toward it by one chance
         order = np.argsort(values[kept])
         table = np.full(TABLE, np.nan)
@@ -61,6 +66,11 @@ class Repeats(_Statistical):
         table[:len(kept)], surprise[:len(kept)] = values[kept][order], -np.log(rates[order])
         self.values_, self.surprise_, self.default_ = table, surprise, float(-np.log(rest_rate))
         return self
+
+    @staticmethod
+    def _scored(runs: np.ndarray, surprise: np.ndarray) -> np.ndarray:
+        """Return ``-log(rate ** runs / (1 - rate))`` at least 0, with ``surprise = -log(rate)``: the module's score."""
+        return np.maximum(runs * surprise + np.log1p(-np.exp(-surprise)), 0.0)
 
     def _surprise(self, last: np.ndarray, table: np.ndarray, surprise: np.ndarray, default) -> np.ndarray:
         """Return ``(n,)`` the surprise of one repeat of each value of ``last``, by ``table`` (rows of their own
@@ -84,7 +94,8 @@ class Repeats(_Statistical):
         """Return ``(n,)`` the surprise of the run of repeats ending at each window's last point."""
         require_fitted(self, "values_")
         windows, _ = self._check(windows, phase)
-        return self._runs(windows) * self._surprise(windows[:, -1], self.values_, self.surprise_, self.default_)
+        return self._scored(self._runs(windows), self._surprise(windows[:, -1], self.values_, self.surprise_,
+                                                                self.default_))
 
     def score_series(self, values: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
         """Return :meth:`score` of every full window of consecutive ``values`` (runs counted in one pass)."""
@@ -96,7 +107,7 @@ class Repeats(_Statistical):
         run = index - np.maximum.accumulate(np.where(changed, index, 0))
         last = values[self.window - 1:]
         runs = np.minimum(run[self.window - 1:], self.window - 1)
-        return runs * self._surprise(last, self.values_, self.surprise_, self.default_)
+        return self._scored(runs, self._surprise(last, self.values_, self.surprise_, self.default_))
 
     def many_params(self) -> dict[str, np.ndarray | float]:
         """Return the learned numbers :meth:`score_many` stacks across many series' detectors."""
@@ -106,6 +117,6 @@ class Repeats(_Statistical):
     def score_many(self, params: dict[str, np.ndarray], windows: np.ndarray, phase: np.ndarray | None) -> np.ndarray:
         """Return :meth:`score` of one window per row, each row its own series' detector (``params``: stacked
         :meth:`many_params`)."""
-        return self._runs(windows) * self._surprise(windows[:, -1], params["values"], params["surprise"],
-                                                    params["default"])
+        return self._scored(self._runs(windows), self._surprise(windows[:, -1], params["values"], params["surprise"],
+                                                                params["default"]))
 

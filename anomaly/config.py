@@ -155,6 +155,7 @@ class TrainingConfig:
     n_points: int = 40_000  # simulated normal points when no --data is given
     seed: int = 0
     period: int = 0  # 0: detect from the data
+    warp: str = "none"  # variance-stabilising transform: none, sqrt, log, or auto (chosen from the history)
 
 
 @dataclass(frozen=True)

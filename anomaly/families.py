@@ -11,8 +11,8 @@ family     normal behaviour                                                its a
 =========  ==============================================================  =====================================
 smooth     daily and weekly cycles, trend, correlated noise                spike, dip, level_shift,
            (:class:`~anomaly.simulate.Simulator`'s own)                    variance_burst, flatline, contextual
-bursty     a near-zero baseline; a job's short burst every 6 hours and a    giant_burst, burst_storm, silence,
-           longer one at random about once a day (log-normal heights)     flatline
+bursty     a near-zero baseline; a job's short burst every 6 hours, and     giant_burst, burst_storm, silence,
+           bursts at random twice a day of widely varying heights         flatline
 counts     negative binomial counts, a mean of 1-6 that follows the day   count_spike, rate_shift, drop,
                                                                            flatline
 heavytail  log-normal latencies around a daily median, with a Pareto      tail_spike, median_shift, fast_fail,
@@ -115,16 +115,16 @@ class Bursty(Family):
     name = "bursty"
     kinds = ("giant_burst", "burst_storm", "silence", "flatline")
     lengths = {"giant_burst": (1, 6), "burst_storm": (40, 80)}
-    magnitudes = {"giant_burst": (12.0, 20.0)}  # times the median burst
+    magnitudes = {"giant_burst": (60.0, 100.0)}  # times the median burst (normal ones reach 20 times at 1 in 1,000)
     BASE = 2e4  # bytes per interval between bursts (log-normal around a mild daily cycle)
     BASE_SIGMA, BASE_AR = 0.25, 0.5
     JOB_EVERY = 4  # job bursts a day (a backup, a cron job: on the dot)
     JOB_POINTS = 2
     HEIGHT = 2e6  # median burst, bytes per interval
     JOB_SIGMA = 0.3
-    RANDOM_EVERY = 1.0  # days between random bursts, on average
-    RANDOM_POINTS = (3, 20)  # their length, uniform
-    RANDOM_SIGMA = 0.5  # their heights vary more than a job's
+    RANDOM_EVERY = 0.5  # days between random bursts, on average
+    RANDOM_POINTS = (1, 20)  # their length, uniform
+    RANDOM_SIGMA = 1.0  # their heights vary far more than a job's: by 10 times between the 1st and 99th of 100
     STORM_RATE = 0.3  # chance a point starts a burst during a burst storm
     IN_BURST_SIGMA = 0.15
 

@@ -22,14 +22,24 @@ FIELDS = ("timestamps", "values", "score", "p_value", "is_anomaly", "p_detectors
           "positions", "raw")
 
 
-@pytest.fixture(scope="module", params=["two runs of one shape", "every detector"])
-def ensembles(request, quick_ensemble, second_ensemble, family_run):
+@pytest.fixture(scope="module", params=["two runs of one shape", "every detector", "warped values"])
+def ensembles(request, quick_ensemble, second_ensemble, family_run, quick_config):
     """Series name -> its models. Two runs of one shape: two slots of one group, and a series sharing the
     first's models. Every detector: the detectors without stacked numbers are scored by calling each
-    detector object (the fallback)."""
+    detector object (the fallback). Warped values: series whose scalers warp (the log and the square root)
+    beside one that does not, in one group."""
     if request.param == "every detector":
         family = load_run(family_run)[0]
         return {"a": family, "b": family, "c": family, "d": family}
+    if request.param == "warped values":
+        from anomaly.model.training import train
+
+        history = simulate(quick_config.training.n_points, seed=2, config=quick_config.simulator)
+        warped = {kind: train(history.timestamps, history.values, dataclasses.replace(
+            quick_config, training=dataclasses.replace(quick_config.training, warp=kind)))[0]
+            for kind in ("log", "sqrt")}
+        assert {e.scaler.warp for e in warped.values()} == {"log", "sqrt"}
+        return {"a": warped["log"], "b": warped["sqrt"], "c": quick_ensemble, "d": warped["log"]}
     return {"a": quick_ensemble, "b": second_ensemble, "c": second_ensemble, "d": quick_ensemble}
 
 

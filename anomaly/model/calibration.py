@@ -65,6 +65,10 @@ class Calibrator:
             # and one fitted made every score beyond it an alarm (a single repeat of a quantised value)
             self.threshold_ = float(np.nextafter(self.sorted_[-1], -np.inf))  # the ties at the top count
             self.gpd_ = (0.0, 1.0)
+            # the top is no rarer than the model says: a sample short of a rare event's long runs (a replica count
+            # that held its value less long than usual lately) made each long run an alarm
+            ties = n - int(np.searchsorted(self.sorted_, self.threshold_, side="right"))
+            self.size_, self.share_ = n, max(ties / (n + 1.0), float(np.exp(-self.sorted_[-1])))
             return self
         k = self.tail_size or int(np.clip(0.05 * n, 30, 500))
         k = min(k, n // 2)

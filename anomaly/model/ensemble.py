@@ -75,8 +75,8 @@ class Ensemble:
         self.calibrators_: dict[str, Calibrator] = {}
         self.combined_: Calibrator | None = None
         self.trend_ = 0.0  # the history's slope, scaled units per grid step: a drift it showed is no change
-        # (low, high, seen, step) of the history's values, in the series' units: where a stream's range of values
-        # seen starts (see anomaly.model.novelty); None: no record evidence (a run saved before it)
+        # (low, high, seen, step) of the history's values, warped (see Scaler.warped): where a stream's range of
+        # values seen starts (see anomaly.model.novelty); None: no record evidence (a run saved before it)
         self.range_: tuple[float, float, int, float] | None = None
 
     @property
@@ -134,8 +134,9 @@ class Ensemble:
         p_value = self.combined_p_value(p_detectors)
         if beyond.any():
             p_value = np.where(beyond, np.finfo(float).tiny, p_value)
+        expected = self.scaler.inverse(center)
         return Decisions(raw, p_detectors, p_value, anomaly_score(p_value, self.alpha), p_value < self.alpha,
-                         self.scaler.inverse(center), spread * self.scaler.scale)
+                         expected, self.scaler.spread(expected, spread))
 
     def _score_all(self, scaled: np.ndarray, positions: np.ndarray):
         """Return each detector's raw scores of the decidable points, and the expected band, if any.

@@ -24,6 +24,7 @@ from .calibration import MIN_EMPIRICAL, plausibly_normal, taught_calibrator, uni
 from .ensemble import Ensemble
 from .novelty import record_range
 from .seasonality import detect_period
+from .warp import WARPS, Warp, candidates, choose_warp
 from .windows import Scaler, TimeGrid, phases, sliding
 
 logger = logging.getLogger(__name__)
@@ -145,14 +146,16 @@ def prepare(timestamps: np.ndarray, values: np.ndarray, config: Config, excluded
     n = len(data.values)
     end_train, end_det, end_ens = split_points(n, config)
     clean = data.values[:end_train][~data.excluded[:end_train]]
-    scaler = Scaler.fit(clean if len(clean) >= MIN_POINTS // 2 else data.values[:end_train])
+    clean = clean if len(clean) >= MIN_POINTS // 2 else data.values[:end_train]
+    scaler = Scaler.fit(clean, chosen_warp(config.training.warp, clean))
     if np.ptp(data.values[~data.excluded]) == 0:
         logger.warning("the history is constant: any change will be flagged")
     if period is None:
         period = config.training.period or detect_period(
             scaler.transform(data.on_grid(end_train)[1]), interval=data.grid.interval)
-    logger.info("%d points every %g s%s; seasonal period %s", n, data.grid.interval,
-                " (sequence mode)" if data.sequence else "", f"{period} points" if period else "none found")
+    logger.info("%d points every %g s%s; seasonal period %s%s", n, data.grid.interval,
+                " (sequence mode)" if data.sequence else "", f"{period} points" if period else "none found",
+                "" if scaler.warp == "none" else f"; values warped by {scaler.warp}(x + {scaler.offset:.3g})")
     return Prepared(data, scaler, scaler.transform(data.values), period, fitted_windows(config, end_train, period),
                     (end_train, end_det, end_ens))
 
@@ -326,7 +329,8 @@ def calibrated(prepared: Prepared, detectors: dict, labels: list[Label], fit_sec
     ensemble = Ensemble(detectors, scaler, data.grid, period, config.calibration.target_far,
                         config.calibration.combine)
     ensemble.trend_ = trend(*data.on_grid(end_train), scaler, period)
-    ensemble.range_ = record_range(data.values[~data.excluded])  # (the stream's records are judged from here)
+    # (the stream's records are judged from here, warped: a new highest burst of many is no record by a baseline's step)
+    ensemble.range_ = record_range(scaler.warped(data.values[~data.excluded]))
     if end_train < ensemble.window:
         raise ValueError(f"history too short: the first part needs {ensemble.window} points")
     tainted = touched(data.excluded, ensemble.window)  # points whose window holds an excluded one
@@ -374,6 +378,7 @@ def calibrated(prepared: Prepared, detectors: dict, labels: list[Label], fit_sec
     report = {
         "points": n, "interval_s": data.grid.interval, "period": period, "sequence": data.sequence,
         "window": config.windows.size,
+        "warp": {"kind": scaler.warp, "offset": scaler.offset},
         "filled_gaps": data.filled, "dropped_rows": data.dropped, "excluded": int(data.excluded.sum()),
         "taught_false_alarms": int(false_alarms.sum()),
         "parts": {"train": end_train, "detector_calibration": end_det - end_train,
@@ -390,6 +395,17 @@ def calibrated(prepared: Prepared, detectors: dict, labels: list[Label], fit_sec
     logger.info("false-alarm rate on %d held-out validation points: %.2g (target %.2g)",
                 n - end_ens, report["measured_far"], report["target_far"])
     return ensemble, report
+
+
+def chosen_warp(setting: str, values: np.ndarray) -> Warp:
+    """Return the warp ``setting`` (``TrainingConfig.warp``) asks for: chosen from the training ``values`` for
+    ``auto``, else the one named (``sqrt`` and ``log`` with :func:`~anomaly.model.warp.candidates`' offset; none
+    for values below 0)."""
+    if setting == "auto":
+        return choose_warp(values)
+    if setting not in WARPS:
+        raise ValueError(f"training.warp must be auto or one of {WARPS}, got {setting!r}")
+    return next((warp for warp in candidates(values) if warp.kind == setting), Warp())
 
 
 def trend(positions: np.ndarray, values: np.ndarray, scaler: Scaler, period: int) -> float:

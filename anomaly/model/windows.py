@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .warp import Warp
+
 
 def sliding(values: np.ndarray, size: int) -> np.ndarray:
     """Return the read-only ``(len(values) - size + 1, size)`` windows of a 1-D array.
@@ -28,31 +30,54 @@ def sliding(values: np.ndarray, size: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Scaler:
-    """Robust affine scaling: ``(x - center) / scale`` with the median and the IQR.
+    """Robust affine scaling of the warped values: ``(warp(x) - center) / scale`` with their median and IQR.
 
     The median and IQR are barely moved by the anomalies a user's history may contain,
-    unlike the mean and standard deviation.
+    unlike the mean and standard deviation. ``warp`` and ``offset``: the variance-stabilising
+    transform chosen from the history (:mod:`anomaly.model.warp`; ``none``: the values as they are).
     """
 
     center: float
     scale: float
+    warp: str = "none"
+    offset: float = 0.0
 
     @classmethod
-    def fit(cls, values: np.ndarray) -> Scaler:
-        """Return the scaler for ``values`` (1-D, finite); a constant series gets scale 1."""
+    def fit(cls, values: np.ndarray, warp: Warp | None = None) -> Scaler:
+        """Return the scaler for ``values`` (1-D, finite) warped by ``warp`` (``None``: none); a constant series
+        gets scale 1."""
+        warp = warp or Warp()
+        values = warp.forward(values)
         q25, q50, q75 = np.percentile(values, [25, 50, 75])
         scale = (q75 - q25) / 1.349  # IQR of a normal distribution is 1.349 sd
         if not np.isfinite(scale) or scale <= 1e-12 * max(1.0, abs(q50)):
             scale = float(np.std(values)) or 1.0
-        return cls(float(q50), float(scale))
+        return cls(float(q50), float(scale), warp.kind, warp.offset)
+
+    @property
+    def warping(self) -> Warp:
+        """The warp, as an object."""
+        return Warp(self.warp, self.offset)
+
+    def warped(self, values: np.ndarray) -> np.ndarray:
+        """Return ``values`` warped, before the affine scaling (the values themselves without a warp)."""
+        if self.warp == "none":
+            return np.asarray(values, dtype=np.float64)
+        return self.warping.forward(values)
 
     def transform(self, values: np.ndarray) -> np.ndarray:
         """Return scaled values (unitless)."""
-        return (np.asarray(values, dtype=np.float64) - self.center) / self.scale
+        return (self.warped(values) - self.center) / self.scale
 
     def inverse(self, scaled: np.ndarray) -> np.ndarray:
         """Return values in the series' own units."""
-        return np.asarray(scaled) * self.scale + self.center
+        affine = np.asarray(scaled) * self.scale + self.center
+        return affine if self.warp == "none" else self.warping.inverse(affine)
+
+    def spread(self, expected: np.ndarray, spread: np.ndarray) -> np.ndarray:
+        """Return a spread in scaled units around ``expected`` (the series' units) in the series' units."""
+        spread = np.asarray(spread) * self.scale
+        return spread if self.warp == "none" else spread / self.warping.slope(expected)
 
     def to_dict(self) -> dict:
         return asdict(self)

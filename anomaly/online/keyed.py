@@ -215,7 +215,7 @@ class KeyedRunners:
         positions[:, width] = latest
         looks, decided = [], []
         for part, d in group.decide_parts(slots, windows, positions):  # each part taken in while the next is decided
-            shown = lane.records(at[part], values[part], d, group.alpha)
+            shown = lane.records(at[part], group.warped(slots[part], values[part]), d, group.alpha)
             decided.append(shown)
             looks.append(part.start + lane.take(at[part], timestamps[part], values[part], latest[part],
                                                 windows[part], positions[part], d, shown["is_anomaly"]))

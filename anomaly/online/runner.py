@@ -343,6 +343,11 @@ class Runner:
         self.ensemble = ensemble
         if ensemble.range_ is not None:  # the range seen goes on; the typical step is the new history's
             self._step = ensemble.range_[3]
+        if (old.scaler.warp, old.scaler.offset) != (ensemble.scaler.warp, ensemble.scaler.offset):
+            # (the range is kept warped: from the old warp to the new one)
+            ends = old.scaler.warping.inverse(np.array([self._low, self._high]))
+            self._low, self._high = (float(v) for v in ensemble.scaler.warped(np.where(np.isfinite(ends), ends,
+                                                                                          [self._low, self._high])))
         if self.adapter is not None:
             self.adapter.models_swapped(ensemble)
 
@@ -462,8 +467,8 @@ class Runner:
         to 82)."""
         real = ~block.filled if block.filled is not None else np.ones(len(block.values), dtype=bool)
         record_p = np.ones(len(block.values))
-        record_p[real], self._low, self._high, self._seen = record_p_values(block.values[real], self._low,
-                                                                            self._high, self._seen, self._step)
+        record_p[real], self._low, self._high, self._seen = record_p_values(
+            self.ensemble.scaler.warped(block.values[real]), self._low, self._high, self._seen, self._step)
         record_p[block.warmup] = 1.0  # (warm-up points are not decided)
         block.record = take_records(block.p_value, block.score, block.is_anomaly, record_p, block.alpha)
         self._counts.anomalies += int(block.is_anomaly.sum())

@@ -26,6 +26,7 @@ import numpy as np
 from ..model.calibration import (MIN_EMPIRICAL, CalibratorTable, analytic_p_value, anomaly_score, combined_statistic,
                                  single_precision, with_alone)
 from ..model.ensemble import SCALED_LIMIT, Ensemble, _pool
+from ..model.warp import WARPS, by_rows
 
 COMBINED = "combined"  # the combined evidence's calibrator table (no detector has this name)
 PARALLEL_ROWS = 2048  # ticks of this many series are decided on every core
@@ -150,6 +151,8 @@ class _Group:
         numbers = self._shared[key] = _Numbers(slot, key, ensemble.detectors, ensemble.scaler)
         grown = self._put(slot, "center", ensemble.scaler.center)
         grown |= self._put(slot, "scale", ensemble.scaler.scale)
+        grown |= self._put(slot, "warp", WARPS.index(ensemble.scaler.warp))
+        grown |= self._put(slot, "offset", ensemble.scaler.offset)
         for name, detector in ensemble.detectors.items():
             if name in self._objects:
                 objects = self._objects[name]
@@ -231,10 +234,19 @@ class _Group:
         prefix, at = name + ".", self._numbers_slot[slots]
         return {key[len(prefix):]: column[at] for key, column in self._numbers.items() if key.startswith(prefix)}
 
+    def warped(self, slots: np.ndarray, values: np.ndarray, function: str = "forward") -> np.ndarray:
+        """Return ``values`` ``(n,)`` warped by each row's own scaler (as ``Scaler.warped``; ``function`` "inverse":
+        as its warp's inverse, "slope": its derivative)."""
+        at = self._numbers_slot[slots]
+        codes = self._numbers["warp"][at]
+        if not codes.any():  # (no series warped: the values as they are)
+            return np.ones(len(values)) if function == "slope" else values
+        return by_rows(function, values, codes.astype(np.int64), self._numbers["offset"][at])
+
     def scaled(self, slots: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Return ``values`` ``(n,)`` scaled by each row's own scaler (as ``Scaler.transform``)."""
         at = self._numbers_slot[slots]
-        return (values - self._numbers["center"][at]) / self._numbers["scale"][at]
+        return (self.warped(slots, values) - self._numbers["center"][at]) / self._numbers["scale"][at]
 
     def decide(self, slots: np.ndarray, windows: np.ndarray, positions: np.ndarray) -> dict[str, np.ndarray]:
         """Return the decisions of the last point of each row, as :meth:`Ensemble.decide` gives them.
@@ -297,9 +309,10 @@ class _Group:
         p_value = np.where(beyond, np.finfo(float).tiny, with_alone(p_value, p_detectors, self.alone_columns))
         at = self._numbers_slot[slots]
         scale = self._numbers["scale"][at]
+        expected = self.warped(slots, band[0] * scale + self._numbers["center"][at], "inverse")  # (as Ensemble.decide)
         return {"raw": raw, "p_detectors": p_detectors, "p_value": p_value,
                 "score": anomaly_score(p_value, self.alpha), "is_anomaly": p_value < self.alpha,
-                "expected": band[0] * scale + self._numbers["center"][at], "spread": band[1] * scale}
+                "expected": expected, "spread": band[1] * scale / self.warped(slots, expected, "slope")}
 
     def _by_object(self, name: str, slots: np.ndarray, windows: np.ndarray, phase: np.ndarray | None) -> np.ndarray:
         """Scores of a detector without stacked numbers: one call per distinct detector object (one, when shared)."""
